@@ -1,0 +1,33 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+  name: "DiffEqNet",
+  products: [
+    .library(name: "DiffEqNet", targets: ["DiffEqNet"]),
+    .executable(name: "runner", targets: ["Runner"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+  ],
+  targets: [
+    .systemLibrary(
+      name: "COpenCL", pkgConfig: "OpenCL",
+      providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
+    .systemLibrary(
+      name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+    .target(
+      name: "Kernels",
+      dependencies: ["COpenCL", "CBLAS", .product(name: "Numerics", package: "swift-numerics")],
+      swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+    .target(name: "DiffEqNet", dependencies: ["Kernels"]),
+    .executableTarget(
+      name: "Runner",
+      dependencies: [
+        "DiffEqNet", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+    .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+    .testTarget(name: "DiffEqNetTests", dependencies: ["DiffEqNet"]),
+  ]
+)

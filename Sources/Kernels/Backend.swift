@@ -1,0 +1,271 @@
+/// The primitive operations every compute backend implements.
+///
+/// Buffers are flat and contiguous; shapes arrive as small descriptor structs. Each operation
+/// writes every element of its output (outputs are never read first unless stated), so callers may
+/// pass freshly allocated, uninitialised buffers. Operations may run asynchronously: results are
+/// guaranteed visible only to later operations on the same backend and to `read`.
+public protocol Backend: AnyObject, Sendable {
+  /// A human-readable description, e.g. `cpu (OpenBLAS, 2 threads)` or `opencl:0 NVIDIA H100`.
+  var name: String { get }
+  /// The allocator whose byte counts measure this backend's memory use.
+  var pool: BufferPool { get }
+  /// Whether buffers of `dtype` can be computed on.
+  func supports(_ dtype: DType) -> Bool
+
+  /// Copies host bytes into `buffer` (synchronous with respect to the host memory).
+  func write(_ bytes: UnsafeRawBufferPointer, to buffer: DeviceBuffer) throws
+  /// Copies `bytes.count` bytes of `buffer` to the host, waiting for pending work.
+  func read(_ buffer: DeviceBuffer, into bytes: UnsafeMutableRawBufferPointer) throws
+  /// Waits until all enqueued work has finished.
+  func synchronize() throws
+
+  /// y[i] = value
+  func fill(_ y: DeviceBuffer, value: Double, count: Int, dtype: DType) throws
+  /// y[i] = f(x[i])
+  func unary(_ op: UnaryOp, _ x: DeviceBuffer, _ y: DeviceBuffer, count: Int, dtype: DType) throws
+  /// dx[i] = dy[i] · f'(x[i])
+  func unaryGrad(
+    _ op: UnaryOp, x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, count: Int, dtype: DType
+  ) throws
+  /// y[i] = scale · x[i] + shift
+  func affine(
+    _ x: DeviceBuffer, _ y: DeviceBuffer, scale: Double, shift: Double, count: Int, dtype: DType
+  ) throws
+  /// out[i] = a[i'] ∘ b[i''] with numpy broadcasting described by `layout`.
+  func binary(
+    _ op: BinaryOp, _ a: DeviceBuffer, _ b: DeviceBuffer, _ out: DeviceBuffer,
+    layout: BroadcastLayout, dtype: DType) throws
+  /// y[o, i] = scale · Σ_j x[o, j, i] for x viewed as [outer, n, inner].
+  func reduceSum(
+    _ x: DeviceBuffer, _ y: DeviceBuffer, shape: ReductionShape, scale: Double, dtype: DType)
+    throws
+  /// C = alpha · op(A) · op(B) + beta · C, row-major, optionally batched with strides.
+  func gemm(_ a: DeviceBuffer, _ b: DeviceBuffer, _ c: DeviceBuffer, _ p: GEMMShape, dtype: DType)
+    throws
+  /// y = x permuted: y has shape shape[perm[0]], …, shape[perm[3]].
+  func permute(_ x: DeviceBuffer, _ y: DeviceBuffer, _ p: PermuteShape, dtype: DType) throws
+  /// Copies `blocks` runs of `length` elements between strided positions (slice and concat).
+  func copyBlocks(_ x: DeviceBuffer, _ y: DeviceBuffer, _ p: BlockCopy, dtype: DType) throws
+  /// cols[(c·kh + i)·kw + j, (n·Ho + oh)·Wo + ow] = x[n, c, oh·s − p + i, ow·s − p + j] (0 outside).
+  func im2col(_ x: DeviceBuffer, _ cols: DeviceBuffer, _ g: ConvGeometry, dtype: DType) throws
+  /// The adjoint of `im2col`: x (overwritten) = Σ of the cols entries that read each element.
+  func col2im(_ cols: DeviceBuffer, _ x: DeviceBuffer, _ g: ConvGeometry, dtype: DType) throws
+  /// Group normalisation of x [N, C, HW]: y = (x − μ_ng)·rstd_ng·γ_c + β_c, saving μ and rstd [N·G].
+  func groupNorm(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
+    mean: DeviceBuffer, rstd: DeviceBuffer, _ s: GroupNormShape, dtype: DType) throws
+  /// Gradients of `groupNorm`: dx, and dgamma, dbeta [C] (overwritten).
+  func groupNormGrad(
+    x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer,
+    dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer, dbeta: DeviceBuffer,
+    _ s: GroupNormShape, dtype: DType) throws
+  /// Average pooling over k×k windows with stride s, no padding, NCHW.
+  func avgPool(_ x: DeviceBuffer, _ y: DeviceBuffer, _ g: PoolGeometry, dtype: DType) throws
+  /// The adjoint of `avgPool` (dx overwritten).
+  func avgPoolGrad(_ dy: DeviceBuffer, _ dx: DeviceBuffer, _ g: PoolGeometry, dtype: DType) throws
+  /// Row-wise softmax of logits [rows, classes] into probs, and losses[r] = −log probs[r, label[r]]
+  /// where labels holds class indices as (exactly representable) floating-point values.
+  func softmaxCrossEntropy(
+    logits: DeviceBuffer, labels: DeviceBuffer, probs: DeviceBuffer, losses: DeviceBuffer,
+    rows: Int, classes: Int, dtype: DType) throws
+  /// y[i] = keep_i / (1 − p), keep_i = hash(seed, i) ≥ p: the same mask on every backend.
+  func dropoutMask(_ y: DeviceBuffer, count: Int, p: Double, seed: UInt32, dtype: DType) throws
+  /// One optimiser update of `param` in place from `grad`, with state buffers (see `OptimizerStep`).
+  func optimizerStep(
+    _ step: OptimizerStep, param: DeviceBuffer, grad: DeviceBuffer, state1: DeviceBuffer,
+    state2: DeviceBuffer?, count: Int, dtype: DType) throws
+}
+
+extension Backend {
+  /// A pooled buffer for `count` elements of `dtype`.
+  public func allocate(_ count: Int, _ dtype: DType) throws -> DeviceBuffer {
+    try pool.buffer(count, dtype)
+  }
+}
+
+/// Point-wise functions with their derivatives.
+public enum UnaryOp: Int32, Sendable, CaseIterable {
+  case neg, relu, tanh, sigmoid, softplus, elu, exp, log, square, sqrt, abs, reciprocal
+}
+
+/// Broadcasting binary functions.
+public enum BinaryOp: Int32, Sendable, CaseIterable {
+  case add, sub, mul, div, maximum
+}
+
+/// Index arithmetic for a broadcast binary op over (at most) four dimensions: element
+/// (i0, i1, i2, i3) of the output reads a at Σ ik·aStrides[k] and b at Σ ik·bStrides[k]; a
+/// broadcast dimension has stride 0.
+public struct BroadcastLayout: Sendable, Equatable {
+  public var shape: [Int]
+  public var aStrides: [Int]
+  public var bStrides: [Int]
+  public init(shape: [Int], aStrides: [Int], bStrides: [Int]) {
+    precondition(shape.count == 4 && aStrides.count == 4 && bStrides.count == 4)
+    self.shape = shape
+    self.aStrides = aStrides
+    self.bStrides = bStrides
+  }
+  public var count: Int { shape.reduce(1, *) }
+}
+
+/// x viewed as [outer, n, inner], reduced over the middle axis.
+public struct ReductionShape: Sendable, Equatable {
+  public var outer: Int, n: Int, inner: Int
+  public init(outer: Int, n: Int, inner: Int) {
+    self.outer = outer
+    self.n = n
+    self.inner = inner
+  }
+}
+
+/// Row-major GEMM: C[m×n] = alpha·op(A)·op(B) + beta·C with op(A) m×k and op(B) k×n, repeated
+/// `batch` times with element strides between matrices. Offsets are in elements.
+public struct GEMMShape: Sendable, Equatable {
+  public var transA = false, transB = false
+  public var m: Int, n: Int, k: Int
+  public var alpha = 1.0, beta = 0.0
+  public var lda: Int, ldb: Int, ldc: Int
+  public var batch = 1
+  public var strideA = 0, strideB = 0, strideC = 0
+  public var offsetA = 0, offsetB = 0, offsetC = 0
+
+  /// Dense matrices with leading dimensions implied by the shapes and transposes.
+  public init(
+    m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false, alpha: Double = 1,
+    beta: Double = 0, batch: Int = 1
+  ) {
+    self.m = m
+    self.n = n
+    self.k = k
+    self.transA = transA
+    self.transB = transB
+    self.alpha = alpha
+    self.beta = beta
+    self.lda = transA ? m : k
+    self.ldb = transB ? k : n
+    self.ldc = n
+    self.batch = batch
+    self.strideA = m * k
+    self.strideB = k * n
+    self.strideC = m * n
+  }
+
+  public var flops: Double { 2.0 * Double(m) * Double(n) * Double(k) * Double(batch) }
+}
+
+/// A 4-D permutation: output dimension d is input dimension perm[d].
+public struct PermuteShape: Sendable, Equatable {
+  public var shape: [Int]
+  public var perm: [Int]
+  public init(shape: [Int], perm: [Int]) {
+    precondition(shape.count == 4 && perm.sorted() == [0, 1, 2, 3])
+    self.shape = shape
+    self.perm = perm
+  }
+  public var count: Int { shape.reduce(1, *) }
+}
+
+/// y[dstOffset + b·dstStride + i] = x[srcOffset + b·srcStride + i] for b < blocks, i < length.
+public struct BlockCopy: Sendable, Equatable {
+  public var blocks: Int, length: Int
+  public var srcOffset: Int, srcStride: Int
+  public var dstOffset: Int, dstStride: Int
+  public init(
+    blocks: Int, length: Int, srcOffset: Int, srcStride: Int, dstOffset: Int, dstStride: Int
+  ) {
+    self.blocks = blocks
+    self.length = length
+    self.srcOffset = srcOffset
+    self.srcStride = srcStride
+    self.dstOffset = dstOffset
+    self.dstStride = dstStride
+  }
+}
+
+/// The geometry of a 2-D convolution over NCHW input with a square-free kernel kh×kw.
+public struct ConvGeometry: Sendable, Equatable {
+  public var n: Int, c: Int, h: Int, w: Int
+  public var kh: Int, kw: Int
+  public var stride: Int, pad: Int
+  public init(n: Int, c: Int, h: Int, w: Int, kh: Int, kw: Int, stride: Int, pad: Int) {
+    self.n = n
+    self.c = c
+    self.h = h
+    self.w = w
+    self.kh = kh
+    self.kw = kw
+    self.stride = stride
+    self.pad = pad
+  }
+  public var outH: Int { (h + 2 * pad - kh) / stride + 1 }
+  public var outW: Int { (w + 2 * pad - kw) / stride + 1 }
+  /// Rows of the im2col matrix.
+  public var patch: Int { c * kh * kw }
+  /// Columns of the im2col matrix.
+  public var columns: Int { n * outH * outW }
+}
+
+/// x [n, c, hw] normalised over groups of c/groups channels.
+public struct GroupNormShape: Sendable, Equatable {
+  public var n: Int, c: Int, hw: Int, groups: Int
+  public var eps: Double
+  public init(n: Int, c: Int, hw: Int, groups: Int, eps: Double = 1e-5) {
+    precondition(c % groups == 0)
+    self.n = n
+    self.c = c
+    self.hw = hw
+    self.groups = groups
+    self.eps = eps
+  }
+  public var count: Int { n * c * hw }
+}
+
+/// Average pooling geometry (no padding): windows k×k every `stride` pixels of x [n, c, h, w].
+public struct PoolGeometry: Sendable, Equatable {
+  public var n: Int, c: Int, h: Int, w: Int, k: Int, stride: Int
+  public init(n: Int, c: Int, h: Int, w: Int, k: Int, stride: Int) {
+    self.n = n
+    self.c = c
+    self.h = h
+    self.w = w
+    self.k = k
+    self.stride = stride
+  }
+  public var outH: Int { (h - k) / stride + 1 }
+  public var outW: Int { (w - k) / stride + 1 }
+}
+
+/// The arithmetic of one optimiser update, element-wise:
+/// - `sgd`: g' = g + wd·p; v = momentum·v + g'; p −= lr·(nesterov ? g' + momentum·v : v).
+/// - `adam`: g' = g + wd·p (L2, when not decoupled); m = β1·m + (1−β1)·g'; v = β2·v + (1−β2)·g'²;
+///   p −= lr·(m/(1−β1^t)) / (√(v/(1−β2^t)) + ε), and with decoupled (AdamW) p −= lr·wd·p first.
+/// - `rmsprop`: v = α·v + (1−α)·g²; p −= lr·g/(√v + ε).
+public enum OptimizerStep: Sendable, Equatable {
+  case sgd(lr: Double, momentum: Double, nesterov: Bool, weightDecay: Double)
+  case adam(
+    lr: Double, beta1: Double, beta2: Double, eps: Double, weightDecay: Double, decoupled: Bool,
+    step: Int)
+  case rmsprop(lr: Double, alpha: Double, eps: Double)
+}
+
+/// Errors from backends: device selection, kernel builds, allocation, unsupported types.
+public enum BackendError: Error, CustomStringConvertible, Equatable {
+  case noOpenCLPlatform
+  case noSuchDevice(String)
+  case openCL(call: String, code: Int32)
+  case kernelBuildFailed(program: String, options: String, log: String)
+  case unsupportedType(DType, backend: String)
+
+  public var description: String {
+    switch self {
+    case .noOpenCLPlatform:
+      return "no OpenCL platform found (install an ICD such as pocl-opencl-icd, or use --device cpu)"
+    case .noSuchDevice(let d): return "no such device: \(d)"
+    case .openCL(let call, let code): return "OpenCL call \(call) failed with error \(code)"
+    case .kernelBuildFailed(let program, let options, let log):
+      return "OpenCL program '\(program)' failed to build with options '\(options)':\n\(log)"
+    case .unsupportedType(let t, let b): return "\(b) does not support \(t)"
+    }
+  }
+}

@@ -1,0 +1,134 @@
+import COpenCL
+import Foundation
+
+/// A raw allocation owned by a backend: host memory for the CPU backend, a `cl_mem` for OpenCL.
+public enum Allocation {
+  case host(UnsafeMutableRawPointer)
+  case openCL(cl_mem)
+
+  /// The host address; only valid for the CPU backend.
+  @inline(__always) public var host: UnsafeMutableRawPointer {
+    guard case .host(let p) = self else { preconditionFailure("not a host allocation") }
+    return p
+  }
+
+  /// The OpenCL memory object; only valid for OpenCL backends.
+  @inline(__always) public var mem: cl_mem {
+    guard case .openCL(let m) = self else { preconditionFailure("not an OpenCL allocation") }
+    return m
+  }
+}
+
+/// A caching allocator: freed buffers go to a free list keyed by their rounded size and are handed
+/// out again, so a training loop that repeats the same shapes allocates from the system only once.
+///
+/// `currentBytes` counts bytes held by live `DeviceBuffer`s and `peakBytes` its maximum since the
+/// last `resetPeak()`; cached free buffers count in neither. All state is guarded by `lock`, which
+/// is what makes the class safe to share between threads.
+public final class BufferPool: @unchecked Sendable {
+  private let lock = NSLock()
+  private var freeLists: [Int: [Allocation]] = [:]
+  private var _current = 0
+  private var _peak = 0
+  private var _cached = 0
+  private let systemAllocate: (Int) throws -> Allocation
+  private let systemFree: (Allocation) -> Void
+
+  public init(
+    allocate: @escaping (Int) throws -> Allocation, free: @escaping (Allocation) -> Void
+  ) {
+    self.systemAllocate = allocate
+    self.systemFree = free
+  }
+
+  deinit { trim() }
+
+  /// Sizes are rounded to 256 bytes (small) or 64 KiB (large) so that nearby sizes share lists.
+  static func roundedSize(_ bytes: Int) -> Int {
+    let granule = bytes < (1 << 20) ? 256 : (1 << 16)
+    return max(granule, (bytes + granule - 1) / granule * granule)
+  }
+
+  /// Bytes held by live buffers.
+  public var currentBytes: Int { lock.withLock { _current } }
+  /// The most bytes held by live buffers at once since the last `resetPeak()`.
+  public var peakBytes: Int { lock.withLock { _peak } }
+  /// Bytes kept in free lists for reuse.
+  public var cachedBytes: Int { lock.withLock { _cached } }
+
+  /// Starts a new peak measurement from the current level.
+  public func resetPeak() { lock.withLock { _peak = _current } }
+
+  /// Returns all cached buffers to the system.
+  public func trim() {
+    let lists = lock.withLock { () -> [Int: [Allocation]] in
+      let l = freeLists
+      freeLists = [:]
+      _cached = 0
+      return l
+    }
+    for list in lists.values { for a in list { systemFree(a) } }
+  }
+
+  func take(_ bytes: Int) throws -> (Allocation, Int) {
+    let size = Self.roundedSize(bytes)
+    let reused: Allocation? = lock.withLock {
+      _current += size
+      _peak = max(_peak, _current)
+      guard var list = freeLists[size], let a = list.popLast() else { return nil }
+      freeLists[size] = list
+      _cached -= size
+      return a
+    }
+    if let reused { return (reused, size) }
+    do {
+      return (try systemAllocate(size), size)
+    } catch {
+      // Out of memory: release the cache and try once more before giving up.
+      trim()
+      do { return (try systemAllocate(size), size) } catch {
+        lock.withLock { _current -= size }
+        throw error
+      }
+    }
+  }
+
+  func give(_ allocation: Allocation, size: Int) {
+    lock.withLock {
+      _current -= size
+      _cached += size
+      freeLists[size, default: []].append(allocation)
+    }
+  }
+}
+
+/// Device memory for `count` elements of one `DType`, returned to its pool when the last reference
+/// goes away. Backends read and write it only through their queue (OpenCL) or the calling thread
+/// (CPU), so the object itself carries no synchronisation.
+public final class DeviceBuffer {
+  public let allocation: Allocation
+  /// The rounded size actually reserved.
+  public let byteCount: Int
+  private let pool: BufferPool
+
+  init(allocation: Allocation, byteCount: Int, pool: BufferPool) {
+    self.allocation = allocation
+    self.byteCount = byteCount
+    self.pool = pool
+  }
+
+  deinit { pool.give(allocation, size: byteCount) }
+
+  /// Typed host address (CPU backend only).
+  @inline(__always) public func pointer<T>(_: T.Type) -> UnsafeMutablePointer<T> {
+    allocation.host.assumingMemoryBound(to: T.self)
+  }
+}
+
+extension BufferPool {
+  /// A buffer for `count` elements of `dtype` (at least one element, so empty tensors are legal).
+  public func buffer(_ count: Int, _ dtype: DType) throws -> DeviceBuffer {
+    let (a, size) = try take(max(1, count) * dtype.size)
+    return DeviceBuffer(allocation: a, byteCount: size, pool: self)
+  }
+}

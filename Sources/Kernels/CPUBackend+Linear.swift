@@ -1,0 +1,118 @@
+extension CPUBackend {
+  public func gemm(
+    _ a: DeviceBuffer, _ b: DeviceBuffer, _ c: DeviceBuffer, _ p: GEMMShape, dtype: DType
+  ) throws {
+    switch dtype {
+    case .float32: Self.gemm(a.pointer(Float.self), b.pointer(Float.self), c.pointer(Float.self), p)
+    case .float64:
+      Self.gemm(a.pointer(Double.self), b.pointer(Double.self), c.pointer(Double.self), p)
+    }
+  }
+
+  static func gemm<T: CPUScalar>(
+    _ a: UnsafeMutablePointer<T>, _ b: UnsafeMutablePointer<T>, _ c: UnsafeMutablePointer<T>,
+    _ p: GEMMShape
+  ) {
+    for i in 0..<p.batch {
+      let pc = c + p.offsetC + i * p.strideC
+      if p.k == 0 {
+        // BLAS leaves C untouched when k = 0 only if beta = 1; make the empty sum explicit.
+        for r in 0..<p.m { for j in 0..<p.n { pc[r * p.ldc + j] *= T(p.beta) } }
+        continue
+      }
+      T.gemm(
+        p.transA, p.transB, p.m, p.n, p.k, T(p.alpha), a + p.offsetA + i * p.strideA, p.lda,
+        b + p.offsetB + i * p.strideB, p.ldb, T(p.beta), pc, p.ldc)
+    }
+  }
+
+  public func reduceSum(
+    _ x: DeviceBuffer, _ y: DeviceBuffer, shape: ReductionShape, scale: Double, dtype: DType
+  ) throws {
+    switch dtype {
+    case .float32: Self.reduceSum(x.pointer(Float.self), y.pointer(Float.self), shape, scale)
+    case .float64: Self.reduceSum(x.pointer(Double.self), y.pointer(Double.self), shape, scale)
+    }
+  }
+
+  static func reduceSum<T: CPUScalar>(
+    _ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePointer<T>, _ s: ReductionShape,
+    _ scale: Double
+  ) {
+    let (n, inner) = (s.n, s.inner)
+    let k = T(scale)
+    if inner == 1 {
+      parallelFor(s.outer, grain: max(1, (1 << 15) / max(1, n))) { r in
+        for o in r {
+          let p = x + o * n
+          var acc: T = 0
+          for j in 0..<n { acc += p[j] }
+          y[o] = acc * k
+        }
+      }
+      return
+    }
+    // Accumulate whole rows of `inner` so that memory is read in order.
+    parallelFor(s.outer * inner, grain: 1 << 14) { r in
+      var lo = r.lowerBound
+      while lo < r.upperBound {
+        let o = lo / inner
+        let i0 = lo % inner
+        let i1 = min(inner, i0 + (r.upperBound - lo))
+        let dst = y + o * inner
+        for i in i0..<i1 { dst[i] = 0 }
+        for j in 0..<n {
+          let src = x + (o * n + j) * inner
+          for i in i0..<i1 { dst[i] += src[i] }
+        }
+        for i in i0..<i1 { dst[i] *= k }
+        lo += i1 - i0
+      }
+    }
+  }
+
+  public func permute(_ x: DeviceBuffer, _ y: DeviceBuffer, _ p: PermuteShape, dtype: DType)
+    throws
+  {
+    switch dtype {
+    case .float32: Self.permute(x.pointer(Float.self), y.pointer(Float.self), p)
+    case .float64: Self.permute(x.pointer(Double.self), y.pointer(Double.self), p)
+    }
+  }
+
+  static func permute<T: CPUScalar>(
+    _ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePointer<T>, _ p: PermuteShape
+  ) {
+    let s = p.shape
+    let inStrides = [s[1] * s[2] * s[3], s[2] * s[3], s[3], 1]
+    let o = p.perm.map { s[$0] }
+    let st = p.perm.map { inStrides[$0] }
+    let rows = o[0] * o[1] * o[2]
+    let n = o[3]
+    let s3 = st[3]
+    parallelFor(rows, grain: max(1, (1 << 15) / max(1, n))) { r in
+      for row in r {
+        let i2 = row % o[2]
+        let i1 = (row / o[2]) % o[1]
+        let i0 = row / (o[2] * o[1])
+        let src = x + i0 * st[0] + i1 * st[1] + i2 * st[2]
+        let dst = y + row * n
+        for j in 0..<n { dst[j] = src[j * s3] }
+      }
+    }
+  }
+
+  public func copyBlocks(_ x: DeviceBuffer, _ y: DeviceBuffer, _ p: BlockCopy, dtype: DType)
+    throws
+  {
+    let size = dtype.size
+    let src = x.allocation.host
+    let dst = y.allocation.host
+    parallelFor(p.blocks, grain: max(1, (1 << 16) / max(1, p.length))) { r in
+      for b in r {
+        (dst + (p.dstOffset + b * p.dstStride) * size).copyMemory(
+          from: src + (p.srcOffset + b * p.srcStride) * size, byteCount: p.length * size)
+      }
+    }
+  }
+}
