@@ -1,0 +1,118 @@
+/// One recorded operation: the nodes of its differentiable inputs and the rule that maps the
+/// cotangent of its output to cotangents of those inputs (the vector-Jacobian product).
+///
+/// The graph is built only when some input is tracked (a leaf from `trackingGradients()` or the
+/// result of an op on one), so inference records nothing. Backward rules capture *detached* copies
+/// of the tensors they need, so running them records nothing either. The graph lives as long as
+/// the tensors that reference it; `backward` drops each rule once used, freeing its intermediates.
+final class GradNode {
+  let inputs: [GradNode?]
+  var rule: ((Tensor) throws -> [Tensor?])?
+  let shape: [Int]
+
+  init(inputs: [GradNode?], shape: [Int], rule: ((Tensor) throws -> [Tensor?])?) {
+    self.inputs = inputs
+    self.shape = shape
+    self.rule = rule
+  }
+}
+
+extension Tensor {
+  /// This tensor as a new leaf of a differentiated computation.
+  public func trackingGradients() -> Tensor {
+    var t = self
+    t.node = GradNode(inputs: [], shape: shape, rule: nil)
+    return t
+  }
+
+  /// Attaches a backward rule to `self` when any of `inputs` is tracked.
+  func recorded(from inputs: [Tensor], _ rule: @escaping (Tensor) throws -> [Tensor?]) -> Tensor {
+    guard inputs.contains(where: { $0.node != nil }) else { return self }
+    var t = self
+    t.node = GradNode(inputs: inputs.map(\.node), shape: shape, rule: rule)
+    return t
+  }
+}
+
+/// Reverse-mode accumulation: the cotangents of `leaves` given the cotangent `seed` of `output`.
+///
+/// Leaves the output does not depend on get zero gradients. Rules are consumed: a graph is
+/// differentiated once.
+func backpropagate(_ output: Tensor, seed: Tensor, to leaves: [Tensor]) throws -> [Tensor] {
+  guard output.shape == seed.shape else {
+    throw TensorError.shapeMismatch(op: "backward seed", lhs: output.shape, rhs: seed.shape)
+  }
+  var grads: [ObjectIdentifier: Tensor] = [:]
+  if let root = output.node {
+    let order = topologicalOrder(from: root)
+    // Gradients of interior nodes are dropped as soon as they are propagated; leaves keep theirs.
+    let leafIDs = Set(leaves.compactMap { $0.node.map(ObjectIdentifier.init) })
+    grads[ObjectIdentifier(root)] = seed.detached
+    for node in order.reversed() {
+      let id = ObjectIdentifier(node)
+      guard let g = grads[id], let rule = node.rule else { continue }
+      if !leafIDs.contains(id) { grads[id] = nil }
+      let inputGrads = try rule(g)
+      node.rule = nil
+      for (parent, pg) in zip(node.inputs, inputGrads) {
+        guard let parent, let pg else { continue }
+        let pid = ObjectIdentifier(parent)
+        if let existing = grads[pid] { grads[pid] = try existing + pg } else { grads[pid] = pg }
+      }
+    }
+  }
+  return try leaves.map { leaf in
+    guard let node = leaf.node else {
+      throw TensorError.noGradient("a requested input is not tracked (call trackingGradients())")
+    }
+    return try grads[ObjectIdentifier(node)] ?? leaf.detached.zerosLike()
+  }
+}
+
+/// Nodes reachable from `root`, each after all of its inputs (iterative: graphs of long ODE solves
+/// are deeper than the call stack).
+private func topologicalOrder(from root: GradNode) -> [GradNode] {
+  var order: [GradNode] = []
+  var visited = Set<ObjectIdentifier>()
+  var stack: [(GradNode, Bool)] = [(root, false)]
+  while let (node, expanded) = stack.popLast() {
+    if expanded {
+      order.append(node)
+      continue
+    }
+    let id = ObjectIdentifier(node)
+    if visited.contains(id) { continue }
+    visited.insert(id)
+    stack.append((node, true))
+    for case let input? in node.inputs where !visited.contains(ObjectIdentifier(input)) {
+      stack.append((input, false))
+    }
+  }
+  return order
+}
+
+/// The value of `f` at `xs` and its gradient with respect to each of them; `f` must return a
+/// one-element tensor.
+public func valueAndGrad(at xs: [Tensor], _ f: ([Tensor]) throws -> Tensor) throws -> (
+  Tensor, [Tensor]
+) {
+  let leaves = xs.map { $0.trackingGradients() }
+  let y = try f(leaves)
+  guard y.count == 1 else {
+    throw TensorError.invalidShape(
+      op: "valueAndGrad", shape: y.shape, reason: "the function must return a scalar")
+  }
+  let grads = try backpropagate(y, seed: try Tensor.ones(y.shape, dtype: y.dtype, on: y.backend), to: leaves)
+  return (y.detached, grads)
+}
+
+/// The value of `f` at `xs` and the vector-Jacobian product `cotangentᵀ · ∂f/∂xs` for every input.
+public func vjp(
+  at xs: [Tensor], cotangent: Tensor, _ f: ([Tensor]) throws -> Tensor
+) throws -> (Tensor, [Tensor]) {
+  let leaves = xs.map { $0.trackingGradients() }
+  let y = try f(leaves)
+  try y.checkCompatible(cotangent, "vjp")
+  let grads = try backpropagate(y, seed: cotangent, to: leaves)
+  return (y.detached, grads)
+}
