@@ -1,0 +1,117 @@
+/// A tensor slot owned by a module. Trainable parameters receive gradients and optimiser updates;
+/// non-trainable ones (running statistics) are saved in checkpoints but never differentiated.
+public final class Parameter {
+  public var value: Tensor
+  public let trainable: Bool
+
+  public init(_ value: Tensor, trainable: Bool = true) {
+    self.value = value
+    self.trainable = trainable
+  }
+}
+
+/// The base class of layers and models.
+///
+/// Parameters and submodules are discovered by reflection over stored properties (of types
+/// `Parameter`, `Module`, their optionals and arrays), so a subclass only declares them. Names are
+/// the property paths, `conv1.weight` or `blocks.3.norm.gamma`, and serve as checkpoint keys.
+open class Module {
+  /// Training mode (dropout active, batch statistics); switch with `train(_:)`.
+  public private(set) var isTraining = true
+
+  public init() {}
+
+  /// Direct submodules with their property names, in declaration order.
+  public func children() -> [(name: String, module: Module)] {
+    members().compactMap { name, value in (value as? Module).map { (name, $0) } }
+  }
+
+  /// Every parameter in this module and below, in a fixed order, with its dotted name.
+  public func namedParameters() -> [(name: String, parameter: Parameter)] {
+    var out: [(String, Parameter)] = []
+    for (name, value) in members() {
+      if let p = value as? Parameter {
+        out.append((name, p))
+      } else if let m = value as? Module {
+        out += m.namedParameters().map { ("\(name).\($0.name)", $0.parameter) }
+      }
+    }
+    return out
+  }
+
+  /// The trainable parameters, in `namedParameters()` order.
+  public func trainableParameters() -> [(name: String, parameter: Parameter)] {
+    namedParameters().filter { $0.parameter.trainable }
+  }
+
+  /// The number of trainable scalars.
+  public var parameterCount: Int { trainableParameters().reduce(0) { $0 + $1.parameter.value.count } }
+
+  /// Sets training mode here and in every submodule.
+  public func train(_ on: Bool = true) {
+    isTraining = on
+    for (_, m) in children() { m.train(on) }
+  }
+
+  /// Stored properties that are parameters or modules (arrays flattened with their index), from
+  /// the most derived class up.
+  private func members() -> [(String, AnyObject)] {
+    var out: [(String, AnyObject)] = []
+    var mirror: Mirror? = Mirror(reflecting: self)
+    var levels: [Mirror] = []
+    while let m = mirror {
+      levels.append(m)
+      mirror = m.superclassMirror
+    }
+    for m in levels.reversed() {
+      for child in m.children {
+        guard let label = child.label else { continue }
+        if let p = child.value as? Parameter {
+          out.append((label, p))
+        } else if let mod = child.value as? Module {
+          out.append((label, mod))
+        } else if let arr = child.value as? [Module] {
+          for (i, mod) in arr.enumerated() { out.append(("\(label).\(i)", mod)) }
+        } else if let arr = child.value as? [Parameter] {
+          for (i, p) in arr.enumerated() { out.append(("\(label).\(i)", p)) }
+        }
+      }
+    }
+    return out
+  }
+}
+
+/// A module mapping one tensor to one tensor.
+public protocol UnaryLayer: Module {
+  func callAsFunction(_ x: Tensor) throws -> Tensor
+}
+
+/// The value of `f`, which reads `model`'s parameters, and its gradient with respect to each
+/// trainable parameter, keyed by parameter name.
+public func valueAndGrad(_ model: Module, _ f: () throws -> Tensor) throws -> (
+  Tensor, [String: Tensor]
+) {
+  let (value, _, grads) = try vjp(model, at: [], cotangent: nil) { _ in try f() }
+  return (value, grads)
+}
+
+/// The value of `f(xs)` and the vector-Jacobian products `cotangentᵀ·∂f/∂xs` and
+/// `cotangentᵀ·∂f/∂θ` for `model`'s trainable parameters θ, in one backward pass. A nil cotangent
+/// means ones (for a scalar f, the gradient).
+public func vjp(
+  _ model: Module, at xs: [Tensor], cotangent: Tensor?, _ f: ([Tensor]) throws -> Tensor
+) throws -> (Tensor, inputs: [Tensor], parameters: [String: Tensor]) {
+  let params = model.trainableParameters()
+  let saved = params.map { $0.parameter.value }
+  defer { for (p, v) in zip(params, saved) { p.parameter.value = v } }
+  let leaves = params.map { $0.parameter.value.trackingGradients() }
+  for (p, leaf) in zip(params, leaves) { p.parameter.value = leaf }
+  let inputs = xs.map { $0.trackingGradients() }
+  let y = try f(inputs)
+  let seed = try cotangent ?? Tensor.ones(y.shape, dtype: y.dtype, on: y.backend)
+  try y.checkCompatible(seed, "vjp")
+  let grads = try backpropagate(y, seed: seed, to: inputs + leaves)
+  var named: [String: Tensor] = [:]
+  for (p, g) in zip(params, grads[inputs.count...]) { named[p.name] = g }
+  return (y.detached, Array(grads[..<inputs.count]), named)
+}
