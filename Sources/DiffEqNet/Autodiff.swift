@@ -34,31 +34,36 @@ extension Tensor {
   }
 }
 
-/// Reverse-mode accumulation: the cotangents of `leaves` given the cotangent `seed` of `output`.
+/// Reverse-mode accumulation: the cotangents of `leaves` given the cotangents `seeds` of
+/// `outputs` (Σ_k seedsₖᵀ·∂outputsₖ/∂leaves).
 ///
-/// Leaves the output does not depend on get zero gradients. Rules are consumed: a graph is
+/// Leaves the outputs do not depend on get zero gradients. Rules are consumed: a graph is
 /// differentiated once.
-func backpropagate(_ output: Tensor, seed: Tensor, to leaves: [Tensor]) throws -> [Tensor] {
-  guard output.shape == seed.shape else {
-    throw TensorError.shapeMismatch(op: "backward seed", lhs: output.shape, rhs: seed.shape)
-  }
+func backpropagate(_ outputs: [Tensor], seeds: [Tensor], to leaves: [Tensor]) throws -> [Tensor] {
   var grads: [ObjectIdentifier: Tensor] = [:]
-  if let root = output.node {
-    let order = topologicalOrder(from: root)
-    // Gradients of interior nodes are dropped as soon as they are propagated; leaves keep theirs.
-    let leafIDs = Set(leaves.compactMap { $0.node.map(ObjectIdentifier.init) })
-    grads[ObjectIdentifier(root)] = seed.detached
-    for node in order.reversed() {
-      let id = ObjectIdentifier(node)
-      guard let g = grads[id], let rule = node.rule else { continue }
-      if !leafIDs.contains(id) { grads[id] = nil }
-      let inputGrads = try rule(g)
-      node.rule = nil
-      for (parent, pg) in zip(node.inputs, inputGrads) {
-        guard let parent, let pg else { continue }
-        let pid = ObjectIdentifier(parent)
-        if let existing = grads[pid] { grads[pid] = try existing + pg } else { grads[pid] = pg }
-      }
+  var roots: [GradNode] = []
+  for (output, seed) in zip(outputs, seeds) {
+    guard output.shape == seed.shape else {
+      throw TensorError.shapeMismatch(op: "backward seed", lhs: output.shape, rhs: seed.shape)
+    }
+    try output.checkCompatible(seed, "backward seed")
+    guard let root = output.node else { continue }
+    let id = ObjectIdentifier(root)
+    grads[id] = try grads[id].map { try $0 + seed.detached } ?? seed.detached
+    roots.append(root)
+  }
+  // Gradients of interior nodes are dropped as soon as they are propagated; leaves keep theirs.
+  let leafIDs = Set(leaves.compactMap { $0.node.map(ObjectIdentifier.init) })
+  for node in topologicalOrder(from: roots).reversed() {
+    let id = ObjectIdentifier(node)
+    guard let g = grads[id], let rule = node.rule else { continue }
+    if !leafIDs.contains(id) { grads[id] = nil }
+    let inputGrads = try rule(g)
+    node.rule = nil
+    for (parent, pg) in zip(node.inputs, inputGrads) {
+      guard let parent, let pg else { continue }
+      let pid = ObjectIdentifier(parent)
+      if let existing = grads[pid] { grads[pid] = try existing + pg } else { grads[pid] = pg }
     }
   }
   return try leaves.map { leaf in
@@ -69,12 +74,12 @@ func backpropagate(_ output: Tensor, seed: Tensor, to leaves: [Tensor]) throws -
   }
 }
 
-/// Nodes reachable from `root`, each after all of its inputs (iterative: graphs of long ODE solves
-/// are deeper than the call stack).
-private func topologicalOrder(from root: GradNode) -> [GradNode] {
+/// Nodes reachable from `roots`, each after all of its inputs (iterative: graphs of long ODE
+/// solves are deeper than the call stack).
+private func topologicalOrder(from roots: [GradNode]) -> [GradNode] {
   var order: [GradNode] = []
   var visited = Set<ObjectIdentifier>()
-  var stack: [(GradNode, Bool)] = [(root, false)]
+  var stack: [(GradNode, Bool)] = roots.reversed().map { ($0, false) }
   while let (node, expanded) = stack.popLast() {
     if expanded {
       order.append(node)
@@ -102,7 +107,8 @@ public func valueAndGrad(at xs: [Tensor], _ f: ([Tensor]) throws -> Tensor) thro
     throw TensorError.invalidShape(
       op: "valueAndGrad", shape: y.shape, reason: "the function must return a scalar")
   }
-  let grads = try backpropagate(y, seed: try Tensor.ones(y.shape, dtype: y.dtype, on: y.backend), to: leaves)
+  let seed = try Tensor.ones(y.shape, dtype: y.dtype, on: y.backend)
+  let grads = try backpropagate([y], seeds: [seed], to: leaves)
   return (y.detached, grads)
 }
 
@@ -112,7 +118,6 @@ public func vjp(
 ) throws -> (Tensor, [Tensor]) {
   let leaves = xs.map { $0.trackingGradients() }
   let y = try f(leaves)
-  try y.checkCompatible(cotangent, "vjp")
-  let grads = try backpropagate(y, seed: cotangent, to: leaves)
+  let grads = try backpropagate([y], seeds: [cotangent], to: leaves)
   return (y.detached, grads)
 }

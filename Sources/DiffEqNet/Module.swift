@@ -101,17 +101,29 @@ public func valueAndGrad(_ model: Module, _ f: () throws -> Tensor) throws -> (
 public func vjp(
   _ model: Module, at xs: [Tensor], cotangent: Tensor?, _ f: ([Tensor]) throws -> Tensor
 ) throws -> (Tensor, inputs: [Tensor], parameters: [String: Tensor]) {
-  let params = model.trainableParameters()
+  let (ys, gx, gp) = try vjp(model, at: xs, cotangents: cotangent.map { [$0] }) { try [f($0)] }
+  return (ys[0], gx, gp)
+}
+
+/// `vjp` for a function with several outputs: Σ_k cotangentsₖᵀ·∂fₖ/∂(xs, θ). Nil cotangents mean
+/// ones for every output.
+public func vjp(
+  _ model: Module?, at xs: [Tensor], cotangents: [Tensor]?, _ f: ([Tensor]) throws -> [Tensor]
+) throws -> ([Tensor], inputs: [Tensor], parameters: [String: Tensor]) {
+  let params = model?.trainableParameters() ?? []
   let saved = params.map { $0.parameter.value }
   defer { for (p, v) in zip(params, saved) { p.parameter.value = v } }
   let leaves = params.map { $0.parameter.value.trackingGradients() }
   for (p, leaf) in zip(params, leaves) { p.parameter.value = leaf }
   let inputs = xs.map { $0.trackingGradients() }
-  let y = try f(inputs)
-  let seed = try cotangent ?? Tensor.ones(y.shape, dtype: y.dtype, on: y.backend)
-  try y.checkCompatible(seed, "vjp")
-  let grads = try backpropagate(y, seed: seed, to: inputs + leaves)
+  let ys = try f(inputs)
+  let seeds = try cotangents ?? ys.map { try Tensor.ones($0.shape, dtype: $0.dtype, on: $0.backend) }
+  guard seeds.count == ys.count else {
+    throw TensorError.invalidArgument(
+      op: "vjp", reason: "\(seeds.count) cotangents for \(ys.count) outputs")
+  }
+  let grads = try backpropagate(ys, seeds: seeds, to: inputs + leaves)
   var named: [String: Tensor] = [:]
   for (p, g) in zip(params, grads[inputs.count...]) { named[p.name] = g }
-  return (y.detached, Array(grads[..<inputs.count]), named)
+  return (ys.map(\.detached), Array(grads[..<inputs.count]), named)
 }

@@ -2,8 +2,8 @@ extension Tensor {
   /// 2-D cross-correlation of x [N, C, H, W] with weight [O, C, kh, kw], plus bias [O]:
   /// y[n, o, i, j] = b[o] + Σ x[n, c, i·s − p + u, j·s − p + v] · w[o, c, u, v] (zero padding).
   ///
-  /// Lowered to im2col and one GEMM over the whole batch, [O, C·kh·kw] × [C·kh·kw, N·Ho·Wo],
-  /// whose [O, N, Ho·Wo] result is permuted to NCHW; the backward pass is two GEMMs and col2im.
+  /// Each backend chooses its lowering (`Backend.conv2d`): one batch-wide im2col GEMM by default,
+  /// image by image in cache on the CPU.
   public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0)
     throws -> Tensor
   {
@@ -22,11 +22,8 @@ extension Tensor {
         op: "conv2d", shape: shape, reason: "kernel \(weight.shape) larger than the padded input")
     }
     let o = weight.shape[0]
-    let cols = try im2col(g)
-    let w2 = try weight.detached.reshaped([o, g.patch])
-    let y2 = try w2.matmul(cols)  // [O, N·L]
-    var y = try y2.reshaped([o, g.n, g.outH * g.outW]).permuted([1, 0, 2])
-      .reshaped([g.n, o, g.outH, g.outW])
+    var y = try empty([g.n, o, g.outH, g.outW])
+    try backend.conv2d(buffer, weight.buffer, y.buffer, outChannels: o, g, dtype: dtype)
     if let bias {
       guard bias.shape == [o] else {
         throw TensorError.shapeMismatch(op: "conv2d bias", lhs: [o], rhs: bias.shape)
@@ -37,24 +34,34 @@ extension Tensor {
     let (x, w) = (detached, weight.detached)
     let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
     return out.recorded(from: inputs) { gy in
-      let g2 = try gy.reshaped([g.n, o, g.outH * g.outW]).permuted([1, 0, 2])
-        .reshaped([o, g.columns])
-      let cols = try x.im2col(g)
-      let dw = try g2.matmul(cols, transposeOther: true).reshaped(w.shape)
-      let dcols = try w.reshaped([o, g.patch]).matmul(g2, transposeSelf: true)
-      let dx = try x.empty(x.shape)
-      try x.backend.col2im(dcols.buffer, dx.buffer, g, dtype: x.dtype)
-      var grads: [Tensor?] = [dx, dw]
+      var grads: [Tensor?] = [
+        try Tensor.conv2dBackwardData(gy, weight: w, geometry: g),
+        try Tensor.conv2dBackwardWeights(gy, input: x, geometry: g),
+      ]
       if inputs.count == 3 { grads.append(try gy.sum(axes: [0, 2, 3])) }
       return grads
     }
   }
 
-  /// The [C·kh·kw, N·Ho·Wo] patch matrix (not differentiable on its own).
-  private func im2col(_ g: ConvGeometry) throws -> Tensor {
-    let cols = try empty([g.patch, g.columns])
-    try backend.im2col(buffer, cols.buffer, g, dtype: dtype)
-    return cols
+  /// ∂L/∂x of a convolution given ∂L/∂y. Not recorded.
+  public static func conv2dBackwardData(_ gy: Tensor, weight: Tensor, geometry g: ConvGeometry)
+    throws -> Tensor
+  {
+    let dx = try gy.empty([g.n, g.c, g.h, g.w])
+    try gy.backend.conv2dBackwardData(
+      gy.buffer, weight.buffer, dx.buffer, outChannels: weight.shape[0], g, dtype: gy.dtype)
+    return dx
+  }
+
+  /// ∂L/∂W of a convolution given ∂L/∂y. Not recorded.
+  public static func conv2dBackwardWeights(_ gy: Tensor, input x: Tensor, geometry g: ConvGeometry)
+    throws -> Tensor
+  {
+    let o = gy.shape[1]
+    let dw = try gy.empty([o, g.c, g.kh, g.kw])
+    try gy.backend.conv2dBackwardWeights(
+      gy.buffer, x.buffer, dw.buffer, outChannels: o, g, dtype: gy.dtype)
+    return dw
   }
 
   /// Average pooling over k×k windows every `stride` pixels (no padding) of x [N, C, H, W].

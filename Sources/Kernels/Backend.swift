@@ -31,6 +31,16 @@ public protocol Backend: AnyObject, Sendable {
   func affine(
     _ x: DeviceBuffer, _ y: DeviceBuffer, scale: Double, shift: Double, count: Int, dtype: DType
   ) throws
+  /// y[i] = Σ_k coefficients[k] · xs[k][i]: one launch for a Runge–Kutta stage input
+  /// y0 + h Σ a_ij k_j, a step's solution, or a multistep update. `y` may not alias an input.
+  func linearCombination(
+    _ xs: [DeviceBuffer], coefficients: [Double], into y: DeviceBuffer, count: Int, dtype: DType)
+    throws
+  /// Σ_i (err[i] / (atol + rtol · max(|y0[i]|, |y1[i]|)))², the squared numerator of an adaptive
+  /// solver's RMS error norm, returned to the host (the one read per step).
+  func scaledErrorSquaredSum(
+    error: DeviceBuffer, y0: DeviceBuffer, y1: DeviceBuffer, atol: Double, rtol: Double,
+    count: Int, dtype: DType) throws -> Double
   /// out[i] = a[i'] ∘ b[i''] with numpy broadcasting described by `layout`.
   func binary(
     _ op: BinaryOp, _ a: DeviceBuffer, _ b: DeviceBuffer, _ out: DeviceBuffer,
@@ -50,6 +60,15 @@ public protocol Backend: AnyObject, Sendable {
   func im2col(_ x: DeviceBuffer, _ cols: DeviceBuffer, _ g: ConvGeometry, dtype: DType) throws
   /// The adjoint of `im2col`: x (overwritten) = Σ of the cols entries that read each element.
   func col2im(_ cols: DeviceBuffer, _ x: DeviceBuffer, _ g: ConvGeometry, dtype: DType) throws
+  /// y [N, O, Ho, Wo] = conv(x [N, C, H, W], w [O, C, kh, kw]) (cross-correlation, zero padding).
+  func conv2d(_ x: DeviceBuffer, _ w: DeviceBuffer, _ y: DeviceBuffer, outChannels: Int,
+    _ g: ConvGeometry, dtype: DType) throws
+  /// dx [N, C, H, W] (overwritten) = the adjoint of `conv2d` in x applied to dy.
+  func conv2dBackwardData(_ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer,
+    outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
+  /// dw [O, C, kh, kw] (overwritten) = Σ_n dy_n · im2col(x_n)ᵀ.
+  func conv2dBackwardWeights(_ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer,
+    outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
   /// Group normalisation of x [N, C, HW]: y = (x − μ_ng)·rstd_ng·γ_c + β_c, saving μ and rstd [N·G].
   func groupNorm(
     x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,

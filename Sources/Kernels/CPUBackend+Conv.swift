@@ -32,21 +32,36 @@ extension CPUBackend {
         let c = row / (g.kw * g.kh)
         let src = x + (n * g.c + c) * g.h * g.w
         let dst = cols + row * g.columns + n * plane
+        // Output columns whose input column ix = xo·s − p + j lies inside the image.
+        let (lo, hi) = validRange(g, j)
         for y in 0..<oh {
           let iy = y * g.stride - g.pad + i
           let d = dst + y * ow
-          if iy < 0 || iy >= g.h {
-            for xo in 0..<ow { d[xo] = 0 }
+          if iy < 0 || iy >= g.h || lo >= hi {
+            d.update(repeating: 0, count: ow)
             continue
           }
           let s = src + iy * g.w
-          for xo in 0..<ow {
-            let ix = xo * g.stride - g.pad + j
-            d[xo] = ix >= 0 && ix < g.w ? s[ix] : 0
+          d.update(repeating: 0, count: lo)
+          if g.stride == 1 {
+            (d + lo).update(from: s + (lo - g.pad + j), count: hi - lo)
+          } else {
+            for xo in lo..<hi { d[xo] = s[xo * g.stride - g.pad + j] }
           }
+          (d + hi).update(repeating: 0, count: ow - hi)
         }
       }
     }
+  }
+
+  /// The output columns [lo, hi) that read inside the input for kernel column j.
+  @inline(__always)
+  static func validRange(_ g: ConvGeometry, _ j: Int) -> (Int, Int) {
+    // xo·s − p + j ≥ 0  ⇔  xo ≥ ⌈(p − j)/s⌉;  xo·s − p + j ≤ w − 1  ⇔  xo ≤ ⌊(w − 1 + p − j)/s⌋.
+    let lo = max(0, (g.pad - j + g.stride - 1) / g.stride)
+    let top = g.w - 1 + g.pad - j
+    let hi = top < 0 ? 0 : min(g.outW, top / g.stride + 1)
+    return (min(lo, hi), hi)
   }
 
   static func col2im<T: CPUScalar>(
@@ -66,14 +81,17 @@ extension CPUBackend {
           for j in 0..<g.kw {
             let row = (c * g.kh + i) * g.kw + j
             let src = cols + row * g.columns + n * plane
+            let (lo, hi) = validRange(g, j)
             for y in 0..<oh {
               let iy = y * g.stride - g.pad + i
               if iy < 0 || iy >= g.h { continue }
               let d = dst + iy * g.w
               let s = src + y * ow
-              for xo in 0..<ow {
-                let ix = xo * g.stride - g.pad + j
-                if ix >= 0 && ix < g.w { d[ix] += s[xo] }
+              if g.stride == 1 {
+                let dd = d + (j - g.pad)
+                for xo in lo..<hi { dd[xo] += s[xo] }
+              } else {
+                for xo in lo..<hi { d[xo * g.stride - g.pad + j] += s[xo] }
               }
             }
           }

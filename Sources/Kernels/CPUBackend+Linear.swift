@@ -14,15 +14,37 @@ extension CPUBackend {
     _ p: GEMMShape
   ) {
     for i in 0..<p.batch {
+      let pa = a + p.offsetA + i * p.strideA
+      let pb = b + p.offsetB + i * p.strideB
       let pc = c + p.offsetC + i * p.strideC
       if p.k == 0 {
-        // BLAS leaves C untouched when k = 0 only if beta = 1; make the empty sum explicit.
+        // BLAS skips the product when k = 0 but the contract still scales C by beta.
         for r in 0..<p.m { for j in 0..<p.n { pc[r * p.ldc + j] *= T(p.beta) } }
         continue
       }
-      T.gemm(
-        p.transA, p.transB, p.m, p.n, p.k, T(p.alpha), a + p.offsetA + i * p.strideA, p.lda,
-        b + p.offsetB + i * p.strideB, p.ldb, T(p.beta), pc, p.ldc)
+      // OpenBLAS runs single-threaded (see `CPUBackend.init`); large products are split here
+      // into row or column panels, one per core.
+      let big = p.m * p.n * p.k >= 1 << 21
+      let splitRows = p.m >= p.n
+      let extent = splitRows ? p.m : p.n
+      let parts = big ? min(hostCores, extent / 16) : 1
+      let per = (extent + max(1, parts) - 1) / max(1, parts)
+      parallelFor(max(1, parts), grain: 1) { r in
+        for part in r {
+          let lo = part * per
+          let len = min(extent, lo + per) - lo
+          guard len > 0 else { continue }
+          if splitRows {
+            T.gemm(
+              p.transA, p.transB, len, p.n, p.k, T(p.alpha), pa + (p.transA ? lo : lo * p.lda),
+              p.lda, pb, p.ldb, T(p.beta), pc + lo * p.ldc, p.ldc)
+          } else {
+            T.gemm(
+              p.transA, p.transB, p.m, len, p.k, T(p.alpha), pa, p.lda,
+              pb + (p.transB ? lo * p.ldb : lo), p.ldb, T(p.beta), pc + lo, p.ldc)
+          }
+        }
+      }
     }
   }
 

@@ -20,7 +20,10 @@ public final class CPUBackend: Backend {
         return .host(p)
       },
       free: { free($0.host) })
-    name = "cpu (OpenBLAS, \(ProcessInfo.processInfo.activeProcessorCount) threads)"
+    name = "cpu (OpenBLAS, \(hostCores) threads)"
+    // This backend parallelises itself (panels of large GEMMs, images of a convolution); OpenBLAS's
+    // own threads would oversubscribe the cores when called from those workers.
+    openblas_set_num_threads(1)
   }
 
   public func supports(_ dtype: DType) -> Bool { true }

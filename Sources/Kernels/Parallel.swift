@@ -10,8 +10,7 @@ import Foundation
 /// index ranges per chunk.
 @inline(__always)
 func parallelFor(_ count: Int, grain: Int = 1 << 15, _ body: (Range<Int>) -> Void) {
-  let cores = ProcessInfo.processInfo.activeProcessorCount
-  let chunks = min(cores, count / max(1, grain))
+  let chunks = min(hostCores, count / max(1, grain))
   if chunks <= 1 {
     body(0..<count)
     return
@@ -26,6 +25,9 @@ func parallelFor(_ count: Int, grain: Int = 1 << 15, _ body: (Range<Int>) -> Voi
     }
   }
 }
+
+/// Read once: `activeProcessorCount` is a system call, too slow to repeat per operation.
+let hostCores = ProcessInfo.processInfo.activeProcessorCount
 
 /// Carries a value across a concurrency boundary whose safety the caller argues for.
 struct UncheckedSendableBox<T>: @unchecked Sendable {

@@ -1,8 +1,14 @@
 import ArgumentParser
-import DiffEqNet
 
 @main
 struct Runner: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "runner", abstract: "Train differential-equation neural networks.")
+    commandName: "runner",
+    abstract: "Train and measure differential-equation neural networks on OpenCL or OpenBLAS.",
+    discussion: """
+      Devices: `--device auto` picks the first OpenCL GPU or accelerator and otherwise the CPU \
+      backend (OpenBLAS); `cpu` forces the CPU backend; `opencl` or `opencl:N` picks an OpenCL \
+      device by its index in `runner devices`.
+      """,
+    subcommands: [Devices.self, Bench.self])
 }

@@ -1,0 +1,41 @@
+/// Convolution lowered to im2col and one GEMM over the whole batch — the right shape for a GPU,
+/// where one large GEMM fills the device. [O, C·kh·kw] × [C·kh·kw, N·Ho·Wo] gives [O, N, Ho·Wo],
+/// permuted to NCHW. Backends with a better strategy (the CPU backend works image by image in
+/// cache) provide their own.
+extension Backend {
+  public func conv2d(
+    _ x: DeviceBuffer, _ w: DeviceBuffer, _ y: DeviceBuffer, outChannels o: Int,
+    _ g: ConvGeometry, dtype: DType
+  ) throws {
+    let cols = try allocate(g.patch * g.columns, dtype)
+    try im2col(x, cols, g, dtype: dtype)
+    let tmp = try allocate(o * g.columns, dtype)
+    try gemm(w, cols, tmp, GEMMShape(m: o, n: g.columns, k: g.patch), dtype: dtype)
+    try permute(
+      tmp, y, PermuteShape(shape: [1, o, g.n, g.outH * g.outW], perm: [0, 2, 1, 3]), dtype: dtype)
+  }
+
+  public func conv2dBackwardData(
+    _ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer, outChannels o: Int,
+    _ g: ConvGeometry, dtype: DType
+  ) throws {
+    let dy2 = try allocate(o * g.columns, dtype)
+    try permute(
+      dy, dy2, PermuteShape(shape: [1, g.n, o, g.outH * g.outW], perm: [0, 2, 1, 3]), dtype: dtype)
+    let dcols = try allocate(g.patch * g.columns, dtype)
+    try gemm(w, dy2, dcols, GEMMShape(m: g.patch, n: g.columns, k: o, transA: true), dtype: dtype)
+    try col2im(dcols, dx, g, dtype: dtype)
+  }
+
+  public func conv2dBackwardWeights(
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer, outChannels o: Int,
+    _ g: ConvGeometry, dtype: DType
+  ) throws {
+    let dy2 = try allocate(o * g.columns, dtype)
+    try permute(
+      dy, dy2, PermuteShape(shape: [1, g.n, o, g.outH * g.outW], perm: [0, 2, 1, 3]), dtype: dtype)
+    let cols = try allocate(g.patch * g.columns, dtype)
+    try im2col(x, cols, g, dtype: dtype)
+    try gemm(dy2, cols, dw, GEMMShape(m: o, n: g.patch, k: g.columns, transB: true), dtype: dtype)
+  }
+}

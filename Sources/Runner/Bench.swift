@@ -1,0 +1,52 @@
+import ArgumentParser
+import DiffEqNet
+
+/// `runner bench …`: performance measurements (never assertions).
+struct Bench: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Measure kernels and solvers; prints medians, device and problem size.",
+    subcommands: [BenchKernels.self])
+}
+
+/// Options shared by the benchmarks.
+struct BenchOptions: ParsableArguments {
+  @Option(
+    help: """
+      Devices to measure: `all` (the CPU backend and every OpenCL device), or one of \
+      auto, cpu, opencl, opencl:N.
+      """)
+  var device = "all"
+
+  @Flag(help: "Print one JSON object per measurement instead of a table.")
+  var json = false
+
+  @Option(help: "Timed repetitions per measurement (the median is reported).")
+  var repetitions = 7
+
+  @Flag(
+    help: """
+      On an OpenCL device of CPU type, run GEMM with the OpenCL kernel instead of handing it to \
+      OpenBLAS.
+      """)
+  var openclGemmKernel = false
+
+  func validate() throws {
+    guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+    if device != "all" { _ = try DeviceSpec(parsing: device) }
+  }
+
+  /// The backends selected by `--device`.
+  func backends() throws -> [any Backend] {
+    if device == "all" {
+      return [CPUBackend()]
+        + (try OpenCLBackend.devices().indices.map {
+          try OpenCLBackend(deviceIndex: $0, blasOnCPUDevice: !openclGemmKernel)
+        })
+    }
+    switch try DeviceSpec(parsing: device) {
+    case .opencl(let i):
+      return [try OpenCLBackend(deviceIndex: i ?? 0, blasOnCPUDevice: !openclGemmKernel)]
+    case let spec: return [try makeBackend(spec)]
+    }
+  }
+}

@@ -1,0 +1,47 @@
+import Foundation
+import DiffEqNet
+
+/// One benchmark figure: a median time and the rate it implies.
+struct Measurement {
+  var op: String
+  var device: String
+  var shape: String
+  var medianSeconds: Double
+  /// Floating-point operations per run (for GFLOP/s) or bytes moved (for GB/s); at most one.
+  var flops: Double? = nil
+  var bytes: Double? = nil
+  /// Extra fields for the JSON line.
+  var extra: [String: String] = [:]
+
+  var gflops: Double? { flops.map { $0 / medianSeconds / 1e9 } }
+  var gbps: Double? { bytes.map { $0 / medianSeconds / 1e9 } }
+
+  func jsonLine() -> String {
+    var fields: [(String, String)] = [
+      ("op", quoted(op)), ("device", quoted(device)), ("shape", quoted(shape)),
+      ("median_s", String(format: "%.9g", medianSeconds)),
+    ]
+    if let g = gflops { fields.append(("gflops", String(format: "%.4g", g))) }
+    if let g = gbps { fields.append(("gbps", String(format: "%.4g", g))) }
+    for (k, v) in extra.sorted(by: { $0.key < $1.key }) { fields.append((k, v)) }
+    return "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
+  }
+
+  private func quoted(_ s: String) -> String {
+    "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+  }
+}
+
+/// The median wall time of `body` over `repetitions` runs after one warm-up run; `body` must end
+/// with the device synchronised so the time includes the work, not just its enqueueing.
+func medianTime(repetitions: Int, inner: Int = 1, _ body: () throws -> Void) rethrows -> Double {
+  try body()
+  var times: [Double] = []
+  for _ in 0..<repetitions {
+    let start = DispatchTime.now().uptimeNanoseconds
+    for _ in 0..<inner { try body() }
+    times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(inner))
+  }
+  times.sort()
+  return times[times.count / 2]
+}
