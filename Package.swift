@@ -29,5 +29,6 @@ let package = Package(
       ]),
     .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
     .testTarget(name: "DiffEqNetTests", dependencies: ["DiffEqNet"]),
+    .testTarget(name: "SolverTests", dependencies: ["DiffEqNet"]),
   ]
 )

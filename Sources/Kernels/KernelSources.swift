@@ -1,0 +1,781 @@
+// GENERATED FILE — DO NOT EDIT. Regenerate with scripts/embed-kernels.sh.
+//
+// The OpenCL C sources of kernels/*.cl, keyed by file name without the extension. The .cl
+// files are the source of truth; KernelSourcesTests fails when this file is stale. Public so
+// that tests (built without @testable) can compare it with the files.
+
+public enum KernelSources {
+  public static let all: [String: String] = [
+    "conv": #"""
+// Convolution lowering (im2col and its adjoint col2im) and average pooling, NCHW.
+//
+// Specialised by the host with -D T=float or -D T=double -D USE_FP64.
+
+#ifdef USE_FP64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+#ifndef T
+#error "T must be defined: -D T=float or -D T=double"
+#endif
+
+// cols[(ch·kh + i)·kw + j, (b·oh_n + oh)·ow_n + ow] = x[b, ch, oh·s − p + i, ow·s − p + j], zero
+// outside the image. A 2-D range: dimension 0 the column (contiguous in cols: coalesced stores),
+// dimension 1 the patch row.
+__kernel void im2col(
+  __global const T* x, __global T* cols, const int c, const int h, const int w, const int kh,
+  const int kw, const int stride, const int pad, const int oh_n, const int ow_n,
+  const int columns, const int patch) {
+  const int col = get_global_id(0);
+  const int row = get_global_id(1);
+  if (col >= columns || row >= patch) return;
+  const int ow = col % ow_n;
+  const int t = col / ow_n;
+  const int oh = t % oh_n;
+  const int b = t / oh_n;
+  const int j = row % kw;
+  const int u = row / kw;
+  const int i = u % kh;
+  const int ch = u / kh;
+  const int y = oh * stride - pad + i;
+  const int z = ow * stride - pad + j;
+  T v = (T)0;
+  if (y >= 0 && y < h && z >= 0 && z < w) v = x[((b * c + ch) * h + y) * w + z];
+  cols[(long)row * columns + col] = v;
+}
+
+// The adjoint of im2col as a gather: each work-item owns one element of x and sums the cols
+// entries that read it, so no atomics are needed and x is simply overwritten. Entry (i, j) of the
+// window read pixel (y, z) from output (oh, ow) iff y + p − i = oh·s and z + p − j = ow·s.
+__kernel void col2im(
+  __global const T* cols, __global T* x, const int c, const int h, const int w, const int kh,
+  const int kw, const int stride, const int pad, const int oh_n, const int ow_n,
+  const int columns, const int count) {
+  const int gid = get_global_id(0);
+  if (gid >= count) return;
+  const int z = gid % w;
+  int t = gid / w;
+  const int y = t % h;
+  t /= h;
+  const int ch = t % c;
+  const int b = t / c;
+  T acc = (T)0;
+  for (int i = 0; i < kh; i++) {
+    const int ys = y + pad - i;
+    if (ys < 0 || ys % stride != 0) continue;
+    const int oh = ys / stride;
+    if (oh >= oh_n) continue;
+    for (int j = 0; j < kw; j++) {
+      const int zs = z + pad - j;
+      if (zs < 0 || zs % stride != 0) continue;
+      const int ow = zs / stride;
+      if (ow >= ow_n) continue;
+      const int row = (ch * kh + i) * kw + j;
+      acc += cols[(long)row * columns + (b * oh_n + oh) * ow_n + ow];
+    }
+  }
+  x[gid] = acc;
+}
+
+// y[b, ch, oh, ow] = mean of the k×k window at (oh·s, ow·s); one work-item per output element.
+__kernel void avg_pool(
+  __global const T* x, __global T* y, const int h, const int w, const int k, const int stride,
+  const int oh_n, const int ow_n, const int count) {
+  const int gid = get_global_id(0);
+  if (gid >= count) return;
+  const int ow = gid % ow_n;
+  const int t = gid / ow_n;
+  const int oh = t % oh_n;
+  const int plane = t / oh_n;
+  __global const T* xp = x + (long)plane * h * w + (oh * stride) * w + ow * stride;
+  T acc = (T)0;
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j < k; j++) acc += xp[i * w + j];
+  y[gid] = acc / (T)(k * k);
+}
+
+// dx[b, ch, y, z] = Σ over the windows containing (y, z) of dy / k², as a gather (no atomics;
+// pixels no window covers get zero). Window oh covers rows oh·s ≤ y < oh·s + k.
+__kernel void avg_pool_grad(
+  __global const T* dy, __global T* dx, const int h, const int w, const int k, const int stride,
+  const int oh_n, const int ow_n, const int count) {
+  const int gid = get_global_id(0);
+  if (gid >= count) return;
+  const int z = gid % w;
+  const int t = gid / w;
+  const int y = t % h;
+  const int plane = t / h;
+  const int oh_lo = y >= k ? (y - k) / stride + 1 : 0;
+  const int oh_hi = min(y / stride, oh_n - 1);
+  const int ow_lo = z >= k ? (z - k) / stride + 1 : 0;
+  const int ow_hi = min(z / stride, ow_n - 1);
+  __global const T* dyp = dy + (long)plane * oh_n * ow_n;
+  T acc = (T)0;
+  for (int oh = oh_lo; oh <= oh_hi; oh++)
+    for (int ow = ow_lo; ow <= ow_hi; ow++) acc += dyp[oh * ow_n + ow];
+  dx[gid] = acc / (T)(k * k);
+}
+
+"""#,
+    "elementwise": #"""
+// Element-wise kernels: fill, unary functions and their derivatives, affine maps, broadcasting
+// binary operations and the dropout mask. One work-item per output element; the host pads the
+// global size up to a multiple of the work-group size, so every kernel guards with `count`.
+//
+// Specialised by the host with -D T=float or -D T=double -D USE_FP64.
+
+#ifdef USE_FP64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+#ifndef T
+#error "T must be defined: -D T=float or -D T=double"
+#endif
+
+// Must match the raw values of `UnaryOp` in Backend.swift.
+#define OP_NEG 0
+#define OP_RELU 1
+#define OP_TANH 2
+#define OP_SIGMOID 3
+#define OP_SOFTPLUS 4
+#define OP_ELU 5
+#define OP_EXP 6
+#define OP_LOG 7
+#define OP_SQUARE 8
+#define OP_SQRT 9
+#define OP_ABS 10
+#define OP_RECIPROCAL 11
+
+// Must match the raw values of `BinaryOp` in Backend.swift.
+#define OP_ADD 0
+#define OP_SUB 1
+#define OP_MUL 2
+#define OP_DIV 3
+#define OP_MAXIMUM 4
+
+__kernel void fill(__global T* y, const T value, const int count) {
+  const int i = get_global_id(0);
+  if (i < count) y[i] = value;
+}
+
+// Helpers here and in the other programs are plain functions rather than `inline`: under C99
+// inline semantics an `inline` definition provides no out-of-line copy, which some OpenCL
+// compilers then fail to link when they decline to inline. They inline them anyway.
+
+// Evaluated without overflow for large |x|: exp is only ever taken of a non-positive argument.
+T sigmoid_of(const T x) {
+  if (x >= (T)0) return (T)1 / ((T)1 + exp(-x));
+  const T e = exp(x);
+  return e / ((T)1 + e);
+}
+
+// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), stable for both signs.
+T softplus_of(const T x) { return fmax(x, (T)0) + log1p(exp(-fabs(x))); }
+
+// σ'(x) = σ(x)·(1 − σ(x)) = e/(1 + e)² with e = e^-|x|: no cancellation in 1 − σ for large |x|.
+T sigmoid_derivative(const T x) {
+  const T e = exp(-fabs(x));
+  const T d = (T)1 + e;
+  return e / (d * d);
+}
+
+// tanh'(x) = 1 − tanh²(x) = sech²(x) = 4e/(1 + e)² with e = e^-2|x|: accurate where tanh ≈ ±1.
+T tanh_derivative(const T x) {
+  const T e = exp((T)-2 * fabs(x));
+  const T d = (T)1 + e;
+  return (T)4 * e / (d * d);
+}
+
+// Conventions at kinks: relu'(0) = 0, abs'(0) = 0; elu uses alpha = 1.
+T unary_apply(const int op, const T x) {
+  switch (op) {
+    case OP_NEG: return -x;
+    case OP_RELU: return x > (T)0 ? x : (T)0;
+    case OP_TANH: return tanh(x);
+    case OP_SIGMOID: return sigmoid_of(x);
+    case OP_SOFTPLUS: return softplus_of(x);
+    case OP_ELU: return x > (T)0 ? x : expm1(x);
+    case OP_EXP: return exp(x);
+    case OP_LOG: return log(x);
+    case OP_SQUARE: return x * x;
+    case OP_SQRT: return sqrt(x);
+    case OP_ABS: return fabs(x);
+    case OP_RECIPROCAL: return (T)1 / x;
+    default: return (T)NAN;
+  }
+}
+
+// dy · f'(x).
+T unary_grad_apply(const int op, const T x, const T dy) {
+  switch (op) {
+    case OP_NEG: return -dy;
+    case OP_RELU: return x > (T)0 ? dy : (T)0;
+    case OP_TANH: return dy * tanh_derivative(x);
+    case OP_SIGMOID: return dy * sigmoid_derivative(x);
+    case OP_SOFTPLUS: return dy * sigmoid_of(x);
+    case OP_ELU: return x > (T)0 ? dy : dy * exp(x);
+    case OP_EXP: return dy * exp(x);
+    case OP_LOG: return dy / x;
+    case OP_SQUARE: return dy * (T)2 * x;
+    case OP_SQRT: return dy / ((T)2 * sqrt(x));
+    case OP_ABS: return dy * sign(x);
+    case OP_RECIPROCAL: return -dy / (x * x);
+    default: return (T)NAN;
+  }
+}
+
+// The operation is a kernel argument rather than a -D option: the switch is uniform across the
+// work-group (no divergence), and one program serves every operation.
+__kernel void unary(
+  const int op, __global const T* x, __global T* y, const int count) {
+  const int i = get_global_id(0);
+  if (i < count) y[i] = unary_apply(op, x[i]);
+}
+
+__kernel void unary_grad(
+  const int op, __global const T* x, __global const T* dy, __global T* dx, const int count) {
+  const int i = get_global_id(0);
+  if (i < count) dx[i] = unary_grad_apply(op, x[i], dy[i]);
+}
+
+__kernel void affine(
+  __global const T* x, __global T* y, const T scale, const T shift, const int count) {
+  const int i = get_global_id(0);
+  if (i < count) y[i] = scale * x[i] + shift;
+}
+
+T binary_apply(const int op, const T a, const T b) {
+  switch (op) {
+    case OP_ADD: return a + b;
+    case OP_SUB: return a - b;
+    case OP_MUL: return a * b;
+    case OP_DIV: return a / b;
+    case OP_MAXIMUM: return fmax(a, b);
+    default: return (T)NAN;
+  }
+}
+
+// Same-shape operands: the common case, without index arithmetic.
+__kernel void binary_flat(
+  const int op, __global const T* a, __global const T* b, __global T* out, const int count) {
+  const int i = get_global_id(0);
+  if (i < count) out[i] = binary_apply(op, a[i], b[i]);
+}
+
+// Broadcasting over four dimensions: output element (i0, i1, i2, i3) of shape (s0, s1, s2, s3)
+// reads a at Σ ik·ak and b at Σ ik·bk (a broadcast dimension has stride 0).
+__kernel void binary_broadcast(
+  const int op, __global const T* a, __global const T* b, __global T* out,
+  const int s1, const int s2, const int s3,
+  const int a0, const int a1, const int a2, const int a3,
+  const int b0, const int b1, const int b2, const int b3, const int count) {
+  const int i = get_global_id(0);
+  if (i >= count) return;
+  int t = i;
+  const int i3 = t % s3;
+  t /= s3;
+  const int i2 = t % s2;
+  t /= s2;
+  const int i1 = t % s1;
+  const int i0 = t / s1;
+  const int ia = i0 * a0 + i1 * a1 + i2 * a2 + i3 * a3;
+  const int ib = i0 * b0 + i1 * b1 + i2 * b2 + i3 * b3;
+  out[i] = binary_apply(op, a[ia], b[ib]);
+}
+
+// Dropout mask from a counter-based hash, so that every backend draws the same mask:
+//
+//   uint h = i * 0x9E3779B1u ^ seed;   // i: the element index, wrapping 32-bit arithmetic
+//   h ^= h >> 16; h *= 0x85EBCA6Bu; h ^= h >> 13; h *= 0xC2B2AE35u; h ^= h >> 16;
+//   u = (h >> 8) * (1.0 / 16777216.0); // u in [0, 1) from the top 24 bits
+//   keep iff u >= p;  y = keep ? 1 / (1 - p) : 0
+//
+// u = k / 2^24 with k = h >> 8, so `u >= p` (in double) is exactly `k >= ceil(p · 2^24)`: the host
+// passes that integer threshold, which keeps the comparison exact whatever T is, and the scale
+// 1 / (1 - p) computed in double and rounded to T.
+uint dropout_hash(const uint i, const uint seed) {
+  uint h = i * 0x9E3779B1u ^ seed;
+  h ^= h >> 16;
+  h *= 0x85EBCA6Bu;
+  h ^= h >> 13;
+  h *= 0xC2B2AE35u;
+  h ^= h >> 16;
+  return h;
+}
+
+__kernel void dropout_mask(
+  __global T* y, const uint seed, const uint threshold, const T scale, const int count) {
+  const int i = get_global_id(0);
+  if (i >= count) return;
+  const uint k = dropout_hash((uint)i, seed) >> 8;
+  y[i] = k >= threshold ? scale : (T)0;
+}
+
+"""#,
+    "gemm": #"""
+// Batched row-major GEMM: C = alpha·op(A)·op(B) + beta·C, op(A) m×k, op(B) k×n.
+//
+// Specialised by the host with -D T=float or -D T=double -D USE_FP64, and the tiling:
+//   TS   the square output tile per work-group (TS×TS elements of C),
+//   WPT  outputs per work-item in each dimension (register blocking: WPT×WPT accumulators),
+//   TSK  the depth of the k-slab staged in local memory per iteration.
+// The work-group is (TS/WPT)×(TS/WPT) work-items; the host picks the largest configuration whose
+// work-group size and local memory the device and the compiled kernel allow.
+//
+// Launch: global (ceil(n/TS)·TS/WPT, ceil(m/TS)·TS/WPT, batch), local (TS/WPT, TS/WPT, 1).
+// Dimension 0 runs along the columns of C so that stores to C are coalesced.
+
+#ifdef USE_FP64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+#ifndef T
+#error "T must be defined: -D T=float or -D T=double"
+#endif
+#ifndef TS
+#define TS 64
+#endif
+#ifndef WPT
+#define WPT 4
+#endif
+#ifndef TSK
+#define TSK 16
+#endif
+
+#define RTS (TS / WPT)
+#define NT (RTS * RTS)
+// Rows of the local tiles are padded by one element: the stores below write a tile column per
+// group of consecutive work-items, and a stride of TS + 1 spreads them over distinct banks.
+#define TSP (TS + 1)
+
+__kernel __attribute__((reqd_work_group_size(RTS, RTS, 1)))
+void gemm(
+  const int m, const int n, const int k, const int trans_a, const int trans_b,
+  const T alpha, const T beta,
+  __global const T* a, const int offset_a, const int lda, const int stride_a,
+  __global const T* b, const int offset_b, const int ldb, const int stride_b,
+  __global T* c, const int offset_c, const int ldc, const int stride_c) {
+  // as[kk][r] = op(A)[row0 + r, t + kk];  bs[kk][q] = op(B)[t + kk, col0 + q]
+  __local T as[TSK][TSP];
+  __local T bs[TSK][TSP];
+
+  const int tx = get_local_id(0);
+  const int ty = get_local_id(1);
+  const int tid = ty * RTS + tx;
+  const int col0 = get_group_id(0) * TS;
+  const int row0 = get_group_id(1) * TS;
+  const long batch = get_global_id(2);
+  a += offset_a + batch * stride_a;
+  b += offset_b + batch * stride_b;
+  c += offset_c + batch * stride_c;
+
+  T acc[WPT][WPT];
+  for (int wi = 0; wi < WPT; wi++)
+    for (int wj = 0; wj < WPT; wj++) acc[wi][wj] = (T)0;
+
+  for (int t = 0; t < k; t += TSK) {
+    // Stage the slabs. The index mapping follows the memory layout of each operand so that
+    // consecutive work-items load consecutive addresses (coalesced) whatever the transposes;
+    // out-of-range elements load as zero, which makes the edge tiles need no special casing.
+    for (int l = tid; l < TSK * TS; l += NT) {
+      int r, kk;
+      if (trans_a) {  // A is k×m in memory: rows of op(A) are contiguous
+        r = l % TS;
+        kk = l / TS;
+      } else {  // A is m×k: the k index is contiguous
+        kk = l % TSK;
+        r = l / TSK;
+      }
+      const int gr = row0 + r, gk = t + kk;
+      T v = (T)0;
+      if (gr < m && gk < k) v = trans_a ? a[gk * lda + gr] : a[gr * lda + gk];
+      as[kk][r] = v;
+    }
+    for (int l = tid; l < TSK * TS; l += NT) {
+      int q, kk;
+      if (trans_b) {  // B is n×k in memory: the k index is contiguous
+        kk = l % TSK;
+        q = l / TSK;
+      } else {  // B is k×n: columns of op(B) are contiguous
+        q = l % TS;
+        kk = l / TS;
+      }
+      const int gq = col0 + q, gk = t + kk;
+      T v = (T)0;
+      if (gq < n && gk < k) v = trans_b ? b[gq * ldb + gk] : b[gk * ldb + gq];
+      bs[kk][q] = v;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    // Each work-item owns rows ty + wi·RTS and columns tx + wj·RTS of the tile: strided rather
+    // than blocked ownership keeps the local reads of neighbouring work-items contiguous.
+    for (int kk = 0; kk < TSK; kk++) {
+      T ra[WPT], rb[WPT];
+      for (int wi = 0; wi < WPT; wi++) ra[wi] = as[kk][ty + wi * RTS];
+      for (int wj = 0; wj < WPT; wj++) rb[wj] = bs[kk][tx + wj * RTS];
+      for (int wi = 0; wi < WPT; wi++)
+        for (int wj = 0; wj < WPT; wj++) acc[wi][wj] += ra[wi] * rb[wj];
+    }
+    // The next iteration overwrites the slabs.
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+
+  for (int wi = 0; wi < WPT; wi++) {
+    const int r = row0 + ty + wi * RTS;
+    for (int wj = 0; wj < WPT; wj++) {
+      const int q = col0 + tx + wj * RTS;
+      if (r < m && q < n) {
+        __global T* cp = c + r * ldc + q;
+        // beta == 0 must not read C: it may be uninitialised (even NaN), as with BLAS.
+        *cp = beta == (T)0 ? alpha * acc[wi][wj] : alpha * acc[wi][wj] + beta * *cp;
+      }
+    }
+  }
+}
+
+"""#,
+    "layout": #"""
+// Data-movement kernels: 4-D permutation and strided block copies (slice and concatenation).
+//
+// Specialised by the host with -D T=float or -D T=double -D USE_FP64.
+
+#ifdef USE_FP64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+#ifndef T
+#error "T must be defined: -D T=float or -D T=double"
+#endif
+
+// One work-item per output element, so writes are coalesced; (d1, d2, d3) are the trailing output
+// dimensions and (t0..t3) the input strides of the input dimensions that output dimensions 0..3
+// come from.
+__kernel void permute(
+  __global const T* x, __global T* y, const int d1, const int d2, const int d3,
+  const int t0, const int t1, const int t2, const int t3, const int count) {
+  const int i = get_global_id(0);
+  if (i >= count) return;
+  int r = i;
+  const int j3 = r % d3;
+  r /= d3;
+  const int j2 = r % d2;
+  r /= d2;
+  const int j1 = r % d1;
+  const int j0 = r / d1;
+  y[i] = x[j0 * t0 + j1 * t1 + j2 * t2 + j3 * t3];
+}
+
+// A 2-D range: dimension 0 walks the run (contiguous, coalesced), dimension 1 the blocks.
+__kernel void copy_blocks(
+  __global const T* x, __global T* y, const int length, const int src_offset,
+  const int src_stride, const int dst_offset, const int dst_stride, const int blocks) {
+  const int i = get_global_id(0);
+  const int b = get_global_id(1);
+  if (i >= length || b >= blocks) return;
+  y[dst_offset + b * dst_stride + i] = x[src_offset + b * src_stride + i];
+}
+
+"""#,
+    "norm": #"""
+// Group normalisation (forward and gradients) and row-wise softmax with cross-entropy.
+//
+// Specialised by the host with -D T=float or -D T=double -D USE_FP64, and -D WG=<work-group size>
+// (a power of two the device and kernel allow) sizing the local-memory reductions. Every kernel
+// here that uses barriers is launched with exactly (groups of work) · WG work-items: no partial
+// work-groups, and no work-item leaves before a barrier.
+
+#ifdef USE_FP64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+#ifndef T
+#error "T must be defined: -D T=float or -D T=double"
+#endif
+#ifndef WG
+#define WG 256
+#endif
+
+// The sum of v over the work-group, returned to every work-item. All work-items must call it
+// (it holds barriers); `scratch` may be reused after it returns.
+T wg_sum(T v, __local T* scratch) {
+  const int lid = get_local_id(0);
+  scratch[lid] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int s = WG / 2; s > 0; s >>= 1) {
+    if (lid < s) scratch[lid] += scratch[lid + s];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  const T r = scratch[0];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return r;
+}
+
+// The maximum of v over the work-group, with the same contract as wg_sum.
+T wg_max(T v, __local T* scratch) {
+  const int lid = get_local_id(0);
+  scratch[lid] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int s = WG / 2; s > 0; s >>= 1) {
+    if (lid < s) scratch[lid] = fmax(scratch[lid], scratch[lid + s]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  const T r = scratch[0];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return r;
+}
+
+// One work-group per (sample, group). In NCHW the group's cpg·hw elements are one contiguous span
+// starting at (sample·G + group)·span, so the loads are coalesced. The variance is computed in a
+// second pass around the mean (biased, over the span), which avoids the cancellation of E[x²]−μ².
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void group_norm(
+  __global const T* x, __global const T* gamma, __global const T* beta, __global T* y,
+  __global T* mean, __global T* rstd, const int c, const int hw, const int groups, const T eps) {
+  __local T scratch[WG];
+  const int lid = get_local_id(0);
+  const int ng = get_group_id(0);
+  const int cpg = c / groups;
+  const int span = cpg * hw;
+  const int c0 = (ng % groups) * cpg;
+  const long base = (long)ng * span;
+
+  T s = (T)0;
+  for (int e = lid; e < span; e += WG) s += x[base + e];
+  const T mu = wg_sum(s, scratch) / (T)span;
+  T q = (T)0;
+  for (int e = lid; e < span; e += WG) {
+    const T d = x[base + e] - mu;
+    q += d * d;
+  }
+  const T rs = (T)1 / sqrt(wg_sum(q, scratch) / (T)span + eps);
+  for (int e = lid; e < span; e += WG) {
+    const int ch = c0 + e / hw;
+    y[base + e] = (x[base + e] - mu) * rs * gamma[ch] + beta[ch];
+  }
+  if (lid == 0) {
+    mean[ng] = mu;
+    rstd[ng] = rs;
+  }
+}
+
+// dx for one (sample, group) per work-group. With x̂ = (x − μ)·rstd and g = dy·γ_c, averaging over
+// the group's span: dx = rstd · (g − mean(g) − x̂ · mean(g·x̂)).
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void group_norm_grad_input(
+  __global const T* x, __global const T* gamma, __global const T* mean, __global const T* rstd,
+  __global const T* dy, __global T* dx, const int c, const int hw, const int groups) {
+  __local T scratch[WG];
+  const int lid = get_local_id(0);
+  const int ng = get_group_id(0);
+  const int cpg = c / groups;
+  const int span = cpg * hw;
+  const int c0 = (ng % groups) * cpg;
+  const long base = (long)ng * span;
+  const T mu = mean[ng];
+  const T rs = rstd[ng];
+
+  T s1 = (T)0, s2 = (T)0;
+  for (int e = lid; e < span; e += WG) {
+    const T g = dy[base + e] * gamma[c0 + e / hw];
+    s1 += g;
+    s2 += g * (x[base + e] - mu) * rs;
+  }
+  const T mg = wg_sum(s1, scratch) / (T)span;
+  const T mgx = wg_sum(s2, scratch) / (T)span;
+  for (int e = lid; e < span; e += WG) {
+    const T g = dy[base + e] * gamma[c0 + e / hw];
+    const T xh = (x[base + e] - mu) * rs;
+    dx[base + e] = rs * (g - mg - xh * mgx);
+  }
+}
+
+// dgamma[c] = Σ_{b, i} dy·x̂ and dbeta[c] = Σ_{b, i} dy, one work-group per channel: each sample's
+// hw run of the channel is contiguous, so the loads are coalesced for hw ≥ WG.
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void group_norm_grad_params(
+  __global const T* x, __global const T* mean, __global const T* rstd, __global const T* dy,
+  __global T* dgamma, __global T* dbeta, const int n, const int c, const int hw,
+  const int groups) {
+  __local T scratch[WG];
+  const int lid = get_local_id(0);
+  const int ch = get_group_id(0);
+  const int g = ch / (c / groups);
+  const int total = n * hw;
+  T sg = (T)0, sb = (T)0;
+  for (int e = lid; e < total; e += WG) {
+    const int b = e / hw;
+    const long idx = ((long)b * c + ch) * hw + (e - b * hw);
+    const int ng = b * groups + g;
+    const T d = dy[idx];
+    sb += d;
+    sg += d * (x[idx] - mean[ng]) * rstd[ng];
+  }
+  const T tg = wg_sum(sg, scratch);
+  const T tb = wg_sum(sb, scratch);
+  if (lid == 0) {
+    dgamma[ch] = tg;
+    dbeta[ch] = tb;
+  }
+}
+
+// The loss of one row from its max, its Σ exp(l − max) and its label:
+// −log p[label] = log Σ + max − l[label], which stays finite when p[label] underflows. A label that
+// is not a valid class index gives NaN, so the mistake cannot pass unnoticed.
+T cross_entropy(__global const T* lr, const int classes, const T label, const T mx,
+                       const T sum) {
+  // Range first: converting an out-of-range value to int is undefined.
+  if (!(label >= (T)0 && label < (T)classes)) return (T)NAN;
+  const int y = (int)label;
+  if ((T)y != label) return (T)NAN;
+  return log(sum) + mx - lr[y];
+}
+
+// Few classes: one work-item per row (a work-group would leave most of its work-items idle).
+__kernel void softmax_ce_rows(
+  __global const T* logits, __global const T* labels, __global T* probs, __global T* losses,
+  const int rows, const int classes) {
+  const int r = get_global_id(0);
+  if (r >= rows) return;
+  __global const T* lr = logits + (long)r * classes;
+  __global T* pr = probs + (long)r * classes;
+  T mx = -INFINITY;
+  for (int j = 0; j < classes; j++) mx = fmax(mx, lr[j]);
+  T sum = (T)0;
+  for (int j = 0; j < classes; j++) sum += exp(lr[j] - mx);
+  const T inv = (T)1 / sum;
+  for (int j = 0; j < classes; j++) pr[j] = exp(lr[j] - mx) * inv;
+  losses[r] = cross_entropy(lr, classes, labels[r], mx, sum);
+}
+
+// Many classes: one work-group per row with local-memory max and sum reductions.
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void softmax_ce_wg(
+  __global const T* logits, __global const T* labels, __global T* probs, __global T* losses,
+  const int classes) {
+  __local T scratch[WG];
+  const int lid = get_local_id(0);
+  const int r = get_group_id(0);
+  __global const T* lr = logits + (long)r * classes;
+  __global T* pr = probs + (long)r * classes;
+  T m = -INFINITY;
+  for (int j = lid; j < classes; j += WG) m = fmax(m, lr[j]);
+  const T mx = wg_max(m, scratch);
+  T s = (T)0;
+  for (int j = lid; j < classes; j += WG) s += exp(lr[j] - mx);
+  const T sum = wg_sum(s, scratch);
+  const T inv = (T)1 / sum;
+  for (int j = lid; j < classes; j += WG) pr[j] = exp(lr[j] - mx) * inv;
+  if (lid == 0) losses[r] = cross_entropy(lr, classes, labels[r], mx, sum);
+}
+
+"""#,
+    "optim": #"""
+// Optimiser updates, element-wise and in place (see `OptimizerStep` in Backend.swift).
+//
+// Specialised by the host with -D T=float or -D T=double -D USE_FP64.
+
+#ifdef USE_FP64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+#ifndef T
+#error "T must be defined: -D T=float or -D T=double"
+#endif
+
+// g' = g + wd·p; v = momentum·v + g'; p −= lr·(nesterov ? g' + momentum·v : v).
+__kernel void sgd(
+  __global T* param, __global const T* grad, __global T* vel, const T lr, const T momentum,
+  const T weight_decay, const int nesterov, const int count) {
+  const int i = get_global_id(0);
+  if (i >= count) return;
+  const T p = param[i];
+  const T g = grad[i] + weight_decay * p;
+  const T v = momentum * vel[i] + g;
+  vel[i] = v;
+  param[i] = p - lr * (nesterov ? g + momentum * v : v);
+}
+
+// Adam, and AdamW when `decoupled`. The host computes in double, then rounds to T: the
+// complements c1 = 1 − β1 and c2 = 1 − β2 (in float, 1 − (float)0.999 is off by 1e-5 relative)
+// and the bias corrections bc1 = 1 − β1^t and bc2 = 1 − β2^t.
+__kernel void adam(
+  __global T* param, __global const T* grad, __global T* m1, __global T* m2, const T lr,
+  const T beta1, const T beta2, const T c1, const T c2, const T eps, const T weight_decay,
+  const int decoupled, const T bc1, const T bc2, const int count) {
+  const int i = get_global_id(0);
+  if (i >= count) return;
+  T p = param[i];
+  T g = grad[i];
+  if (decoupled)
+    p -= lr * weight_decay * p;
+  else
+    g += weight_decay * p;
+  const T m = beta1 * m1[i] + c1 * g;
+  const T v = beta2 * m2[i] + c2 * g * g;
+  m1[i] = m;
+  m2[i] = v;
+  param[i] = p - lr * (m / bc1) / (sqrt(v / bc2) + eps);
+}
+
+// v = α·v + (1 − α)·g²; p −= lr·g/(√v + ε), with c = 1 − α from the host (see adam).
+__kernel void rmsprop(
+  __global T* param, __global const T* grad, __global T* sq, const T lr, const T alpha,
+  const T c, const T eps, const int count) {
+  const int i = get_global_id(0);
+  if (i >= count) return;
+  const T g = grad[i];
+  const T v = alpha * sq[i] + c * g * g;
+  sq[i] = v;
+  param[i] = param[i] - lr * g / (sqrt(v) + eps);
+}
+
+"""#,
+    "reduce": #"""
+// Sum reductions of x viewed as [outer, n, inner] over the middle axis, scaled.
+//
+// Specialised by the host with -D T=float or -D T=double -D USE_FP64, and -D WG=<work-group size>
+// (a power of two the device and kernel allow) sizing the local-memory tree.
+
+#ifdef USE_FP64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+#ifndef T
+#error "T must be defined: -D T=float or -D T=double"
+#endif
+#ifndef WG
+#define WG 256
+#endif
+
+// inner == 1: the reduced axis is contiguous. One work-group per output row; each work-item sums a
+// strided slice (consecutive work-items read consecutive elements: coalesced), then a tree in
+// local memory. The host launches exactly outer·WG work-items, so no work-group is partial and
+// every work-item reaches every barrier.
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void reduce_rows(__global const T* x, __global T* y, const int n, const T scale) {
+  __local T partial[WG];
+  const int lid = get_local_id(0);
+  const int row = get_group_id(0);
+  __global const T* xr = x + (long)row * n;
+  T acc = (T)0;
+  for (int j = lid; j < n; j += WG) acc += xr[j];
+  partial[lid] = acc;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int s = WG / 2; s > 0; s >>= 1) {
+    if (lid < s) partial[lid] += partial[lid + s];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (lid == 0) y[row] = partial[0] * scale;
+}
+
+// inner > 1 (or a short reduced axis): one work-item per output element (o, i); neighbouring
+// work-items take neighbouring i, so each step of the loop over j is a coalesced row read.
+__kernel void reduce_cols(
+  __global const T* x, __global T* y, const int n, const int inner, const T scale,
+  const int count) {
+  const int gid = get_global_id(0);
+  if (gid >= count) return;
+  const int o = gid / inner;
+  const int i = gid - o * inner;
+  __global const T* xo = x + (long)o * n * inner + i;
+  T acc = (T)0;
+  for (int j = 0; j < n; j++) acc += xo[(long)j * inner];
+  y[gid] = acc * scale;
+}
+
+"""#,
+  ]
+}
