@@ -6,7 +6,7 @@
 /// of the tensors they need, so running them records nothing either. The graph lives as long as
 /// the tensors that reference it; `backward` drops each rule once used, freeing its intermediates.
 final class GradNode {
-  let inputs: [GradNode?]
+  private(set) var inputs: [GradNode?]
   var rule: ((Tensor) throws -> [Tensor?])?
   let shape: [Int]
 
@@ -14,6 +14,21 @@ final class GradNode {
     self.inputs = inputs
     self.shape = shape
     self.rule = rule
+  }
+
+  /// Frees the graph below iteratively: the default recursive release of a long chain (an ODE
+  /// solve records tens of thousands of ops) overflows the stack. Each node this one owns alone
+  /// hands its inputs to a work list before it dies, so no deinit recurses.
+  deinit {
+    rule = nil  // rules may capture tracked tensors; drop them while `inputs` keeps the nodes alive
+    var pending = inputs.compactMap { $0 }
+    inputs = []
+    while var node = pending.popLast() {
+      guard isKnownUniquelyReferenced(&node) else { continue }
+      node.rule = nil
+      pending += node.inputs.compactMap { $0 }
+      node.inputs = []
+    }
   }
 }
 

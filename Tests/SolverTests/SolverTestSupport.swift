@@ -1,0 +1,64 @@
+import DiffEqNet
+import XCTest
+
+/// ‖a − b‖ / ‖b‖ over flattened values (‖a‖ when b is zero).
+func relativeError(_ a: [Double], _ b: [Double]) -> Double {
+  precondition(a.count == b.count)
+  var num = 0.0
+  var den = 0.0
+  for (x, y) in zip(a, b) {
+    num += (x - y) * (x - y)
+    den += y * y
+  }
+  return den == 0 ? num.squareRoot() : (num / den).squareRoot()
+}
+
+/// A field with no parameters, from a host function of (t, y) written with tensor ops.
+func field(_ f: @escaping (Double, Tensor) throws -> Tensor) -> VectorField { VectorField(f) }
+
+/// A two-layer tanh MLP vector field dy/dt = W2·tanh(W1·y + b1 + t·c) + b2 (non-autonomous).
+final class MLPField: Module {
+  let l1: Linear
+  let l2: Linear
+  let timeWeights: Parameter
+
+  init(dim: Int, hidden: Int, dtype: DType, seed: UInt64, on backend: any Backend) throws {
+    var rng = RandomState(seed: seed)
+    l1 = try Linear(dim, hidden, dtype: dtype, rng: &rng, on: backend)
+    l2 = try Linear(hidden, dim, dtype: dtype, rng: &rng, on: backend)
+    timeWeights = Parameter(try .normal([hidden], std: 0.5, dtype: dtype, rng: &rng, on: backend))
+    super.init()
+  }
+
+  var field: VectorField {
+    VectorField(parameters: self) { [unowned self] t, y in
+      try l2((l1(y) + timeWeights.value * t).tanh())
+    }
+  }
+}
+
+/// dh/dt = tanh(conv([h, t]) ) with the time appended as a constant channel, as ODE-Net does.
+final class ConvField: Module {
+  let conv: Conv2d
+  init(channels: Int, dtype: DType, seed: UInt64, on backend: any Backend) throws {
+    var rng = RandomState(seed: seed)
+    conv = try Conv2d(channels + 1, channels, kernelSize: 3, padding: 1, dtype: dtype, rng: &rng, on: backend)
+    super.init()
+  }
+
+  var field: VectorField {
+    VectorField(parameters: self) { [unowned self] t, h in
+      var s = h.shape
+      s[1] = 1
+      let time = try Tensor.full(s, t, dtype: h.dtype, on: h.backend)
+      return try conv(Tensor.concat([h, time], axis: 1)).tanh()
+    }
+  }
+}
+
+/// Every trainable parameter's gradient and y0's, flattened in a fixed order.
+func flatGradients(_ model: Module, _ gx: Tensor, _ gp: [String: Tensor]) throws -> [Double] {
+  var out = try gx.toDoubles()
+  for (name, _) in model.trainableParameters() { out += try gp[name]!.toDoubles() }
+  return out
+}
