@@ -18,8 +18,8 @@ extension Tensor {
         let ga = try g / sb
         return [try ga.sum(to: sa.shape), try (-(ga * sa) / sb).sum(to: sb.shape)]
       case .maximum:
-        // The gradient goes to the larger operand (to `a` on ties).
-        let takeA = try Tensor.binary(.sub, sa, sb, name: "maximum").step()
+        // The gradient goes to the larger operand (to `a` on ties): takeA = 1 − [b > a].
+        let takeA = try 1 - Tensor.binary(.sub, sb, sa, name: "maximum").step()
         let ga = try g * takeA
         return [try ga.sum(to: sa.shape), try (g - ga).sum(to: sb.shape)]
       }

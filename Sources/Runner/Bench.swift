@@ -5,7 +5,7 @@ import DiffEqNet
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Measure kernels and solvers; prints medians, device and problem size.",
-    subcommands: [BenchKernels.self])
+    subcommands: [BenchKernels.self, BenchSolvers.self])
 }
 
 /// Options shared by the benchmarks.

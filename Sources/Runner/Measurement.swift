@@ -10,25 +10,20 @@ struct Measurement {
   /// Floating-point operations per run (for GFLOP/s) or bytes moved (for GB/s); at most one.
   var flops: Double? = nil
   var bytes: Double? = nil
-  /// Extra fields for the JSON line.
+  /// Extra fields for the JSON line (numbers are written as numbers).
   var extra: [String: String] = [:]
 
   var gflops: Double? { flops.map { $0 / medianSeconds / 1e9 } }
   var gbps: Double? { bytes.map { $0 / medianSeconds / 1e9 } }
 
   func jsonLine() -> String {
-    var fields: [(String, String)] = [
-      ("op", quoted(op)), ("device", quoted(device)), ("shape", quoted(shape)),
-      ("median_s", String(format: "%.9g", medianSeconds)),
+    var fields: [(String, Any)] = [
+      ("op", op), ("device", device), ("shape", shape), ("median_s", medianSeconds),
     ]
-    if let g = gflops { fields.append(("gflops", String(format: "%.4g", g))) }
-    if let g = gbps { fields.append(("gbps", String(format: "%.4g", g))) }
-    for (k, v) in extra.sorted(by: { $0.key < $1.key }) { fields.append((k, v)) }
-    return "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
-  }
-
-  private func quoted(_ s: String) -> String {
-    "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    if let g = gflops { fields.append(("gflops", g)) }
+    if let g = gbps { fields.append(("gbps", g)) }
+    for (k, v) in extra.sorted(by: { $0.key < $1.key }) { fields.append((k, Double(v) ?? v)) }
+    return formatJSONLine(fields)
   }
 }
 

@@ -1,0 +1,206 @@
+import ArgumentParser
+import DiffEqNet
+import Foundation
+
+/// `runner bench solvers`: the cost of forward solves and adjoint gradients on two workloads, the
+/// MNIST ODE-Net's vector field ("odeblock") and torchdiffeq's spiral demo ("spiral").
+struct BenchSolvers: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "solvers",
+    abstract: "Measure ODE solves and adjoint gradients (odeblock and spiral workloads).",
+    discussion: """
+      odeblock: f(t,h) = GN(convT(relu(GN(convT(t, relu(GN(h))))))), 64 channels + a time \
+      channel, GroupNorm(32), batch 32, 14x14, t in [0, 1]. Configurations: rk4_forward \
+      (10 steps), rk4_adjoint (forward + backsolve backward of sum(h(1)^2)), dopri5_adjoint \
+      (rtol = atol = 1e-3, seminorm), and peak pool bytes for RK4 at 10/40/160 steps with direct \
+      backpropagation versus the adjoint.
+      spiral: torchdiffeq's ode_demo (dy/dt = (y^3)A, 1000 points on [0, 25]; \
+      f(y) = Linear(50->2)(tanh(Linear(2->50)(y^3))); batches of 20 windows of 10 points; \
+      dopri5 rtol 1e-7 atol 1e-9 with the backsolve adjoint; RMSprop lr 1e-3): the median time \
+      per training iteration and the final loss.
+      """)
+
+  @OptionGroup var options: BenchOptions
+
+  @Option(help: "Which workloads to run: odeblock, spiral or all.")
+  var workload = "all"
+
+  @Option(help: "Training iterations of the spiral workload.")
+  var iterations = 200
+
+  func validate() throws {
+    guard ["odeblock", "spiral", "all"].contains(workload) else {
+      throw ValidationError("--workload must be odeblock, spiral or all")
+    }
+    guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
+  }
+
+  func run() throws {
+    for backend in try options.backends() {
+      if workload != "spiral" { try odeblock(on: backend) }
+      if workload != "odeblock" { try spiral(on: backend) }
+    }
+  }
+
+  func report(_ fields: [(String, Any)]) {
+    if options.json {
+      print(formatJSONLine(fields))
+    } else {
+      print(
+        fields.map { key, value in
+          let v = (value as? Double).map { String(format: "%.4g", $0) } ?? "\(value)"
+          return "\(key)=\(v)"
+        }.joined(separator: "  "))
+    }
+    fflush(nil)  // all streams: results appear as they are measured, even through a pipe
+  }
+
+  // MARK: odeblock
+
+  func odeblock(on backend: any Backend) throws {
+    var rng = RandomState(seed: 7)
+    let f = try ConvODEFunction(channels: 64, rng: &rng, on: backend)
+    let h0 = try Tensor.normal([32, 64, 14, 14], rng: &rng, on: backend)
+    let reps = max(1, min(options.repetitions, 5))
+
+    func run(_ solverOptions: ODEOptions, gradient: GradientMethod?) throws -> (Double, ODEStatistics, Int) {
+      var stats = ODEStatistics()
+      backend.pool.resetPeak()
+      let base = backend.pool.currentBytes
+      let t = try medianTime(repetitions: reps) {
+        if let gradient {
+          let (loss, _) = try valueAndGrad(f) {
+            let sol = try odeint(f.field, h0, times: [0, 1], options: solverOptions, gradient: gradient)
+            stats = sol.statistics
+            return try sol.states[1].square().sum()
+          }
+          _ = try loss.item()
+        } else {
+          let sol = try odeint(f.field, h0, times: [0, 1], options: solverOptions)
+          stats = sol.statistics
+          try backend.synchronize()
+        }
+      }
+      return (t, stats, backend.pool.peakBytes - base)
+    }
+
+    func emit(_ config: String, steps: Int, _ r: (Double, ODEStatistics, Int)) {
+      report([
+        ("workload", "odeblock"), ("config", config), ("steps", steps), ("device", backend.name),
+        ("median_s", r.0), ("nfe_forward", r.1.forwardEvaluations),
+        ("nfe_backward", r.1.backwardEvaluations), ("peak_bytes", r.2),
+      ])
+    }
+    let rk4 = ODEOptions.fixed(.rk4, steps: 10)
+    emit("rk4_forward", steps: 10, try run(rk4, gradient: nil))
+    emit("rk4_adjoint", steps: 10, try run(rk4, gradient: .backsolveAdjoint))
+    let dopri = ODEOptions(solver: .dopri5, rtol: 1e-3, atol: 1e-3)
+    let d = try run(dopri, gradient: .backsolveAdjoint)
+    emit("dopri5_adjoint", steps: d.1.acceptedSteps + d.1.rejectedSteps, d)
+    for steps in [10, 40, 160] {
+      for (config, method) in [("rk4_direct_memory", GradientMethod.direct), ("rk4_adjoint_memory", .backsolveAdjoint)] {
+        // Direct backpropagation through 160 RK4 steps holds every activation: skip what would
+        // not fit comfortably in this machine's memory rather than swap.
+        if method == .direct && steps > 40 && backend is CPUBackend == false { continue }
+        var stats = ODEStatistics()
+        backend.pool.resetPeak()
+        let base = backend.pool.currentBytes
+        let start = DispatchTime.now().uptimeNanoseconds
+        let (loss, _) = try valueAndGrad(f) {
+          let sol = try odeint(f.field, h0, times: [0, 1], options: .fixed(.rk4, steps: steps), gradient: method)
+          stats = sol.statistics
+          return try sol.states[1].square().sum()
+        }
+        _ = try loss.item()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        emit(config, steps: steps, (seconds, stats, backend.pool.peakBytes - base))
+      }
+    }
+  }
+
+  // MARK: spiral
+
+  func spiral(on backend: any Backend) throws {
+    let data = try SpiralData(on: backend)
+    var rng = RandomState(seed: 0)
+    let model = try SpiralField(rng: &rng, on: backend)
+    let optimizer = RMSprop(learningRate: 1e-3)
+    let options = ODEOptions(solver: .dopri5, rtol: 1e-7, atol: 1e-9)
+    var times: [Double] = []
+    var loss = 0.0
+    var nfeForward = 0
+    var nfeBackward = 0
+    for _ in 0..<iterations {
+      let start = DispatchTime.now().uptimeNanoseconds
+      let (y0, targets) = try data.batch(&rng)
+      var stats = ODEStatistics()
+      let (value, grads) = try valueAndGrad(model) {
+        let sol = try odeint(
+          model.field, y0, times: data.batchTimes, options: options, gradient: .backsolveAdjoint)
+        stats = sol.statistics
+        var total = try (sol.states[0] - targets[0]).abs().mean()
+        for i in 1..<targets.count { total = try total + (sol.states[i] - targets[i]).abs().mean() }
+        return try total / Double(targets.count)
+      }
+      try optimizer.update(model, gradients: grads)
+      loss = try value.item()
+      times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+      nfeForward = stats.forwardEvaluations
+      nfeBackward = stats.backwardEvaluations
+    }
+    times.sort()
+    report([
+      ("workload", "spiral"), ("config", "spiral_iteration"), ("steps", iterations),
+      ("device", backend.name), ("median_s", times[times.count / 2]), ("nfe_forward", nfeForward),
+      ("nfe_backward", nfeBackward), ("peak_bytes", backend.pool.peakBytes), ("loss", loss),
+    ])
+  }
+}
+
+/// torchdiffeq's ode_demo model: f(y) = Linear(50→2)(tanh(Linear(2→50)(y³))).
+final class SpiralField: Module {
+  let inner: Linear
+  let outer: Linear
+
+  init(rng: inout RandomState, on backend: any Backend) throws {
+    inner = try Linear(2, 50, rng: &rng, on: backend)
+    outer = try Linear(50, 2, rng: &rng, on: backend)
+    super.init()
+  }
+
+  var field: VectorField {
+    VectorField(parameters: self) { [unowned self] _, y in
+      try outer(inner(y.square() * y).tanh())
+    }
+  }
+}
+
+/// The demo's data: the true spiral dy/dt = (y³)A from y0 = [2, 0] at 1000 times on [0, 25].
+struct SpiralData {
+  let trajectory: [[Double]]
+  let times: [Double]
+  let backend: any Backend
+  var batchTimes: [Double] { Array(times[0..<10]) }
+
+  init(on backend: any Backend) throws {
+    self.backend = backend
+    let cpu = CPUBackend()
+    times = (0..<1000).map { 25 * Double($0) / 999 }
+    let a = try Tensor([-0.1, 2.0, -2.0, -0.1], shape: [2, 2], dtype: .float64, on: cpu)
+    let y0 = try Tensor([2, 0], shape: [1, 2], dtype: .float64, on: cpu)
+    let truth = VectorField { _, y in try (y.square() * y).matmul(a) }
+    let sol = try odeint(truth, y0, times: times, options: ODEOptions(solver: .dopri5, rtol: 1e-9, atol: 1e-10))
+    trajectory = try sol.states.map { try $0.toDoubles() }
+  }
+
+  /// 20 windows of 10 consecutive points: their starts [20, 2] and the targets at each of the 10
+  /// times.
+  func batch(_ rng: inout RandomState) throws -> (Tensor, [Tensor]) {
+    let starts = (0..<20).map { _ in Int(rng.next() % UInt64(times.count - 10)) }
+    let y0 = try Tensor(starts.flatMap { trajectory[$0] }, shape: [20, 2], on: backend)
+    let targets = try (0..<10).map { i in
+      try Tensor(starts.flatMap { trajectory[$0 + i] }, shape: [20, 2], on: backend)
+    }
+    return (y0, targets)
+  }
+}
