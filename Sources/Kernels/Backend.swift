@@ -33,11 +33,15 @@ public protocol Backend: AnyObject, Sendable {
   ) throws
   /// y[i] = Σ_k coefficients[k] · xs[k][i]: one launch for a Runge–Kutta stage input
   /// y0 + h Σ a_ij k_j, a step's solution, or a multistep update. `y` may not alias an input.
+  /// Requires xs.count == coefficients.count ≥ 1; terms are summed in order in the element type,
+  /// each as c·x[i] in IEEE arithmetic (a zero coefficient on an inf or NaN input yields NaN).
   func linearCombination(
     _ xs: [DeviceBuffer], coefficients: [Double], into y: DeviceBuffer, count: Int, dtype: DType)
     throws
   /// Σ_i (err[i] / (atol + rtol · max(|y0[i]|, |y1[i]|)))², the squared numerator of an adaptive
-  /// solver's RMS error norm, returned to the host (the one read per step).
+  /// solver's RMS error norm, returned to the host (the one read per step). Partial sums are
+  /// combined in Double in a backend-specific order (results agree to rounding); a NaN in
+  /// error, y0 or y1 yields NaN, so a step that produced NaN is rejected, never accepted.
   func scaledErrorSquaredSum(
     error: DeviceBuffer, y0: DeviceBuffer, y1: DeviceBuffer, atol: Double, rtol: Double,
     count: Int, dtype: DType) throws -> Double
@@ -49,7 +53,8 @@ public protocol Backend: AnyObject, Sendable {
   func reduceSum(
     _ x: DeviceBuffer, _ y: DeviceBuffer, shape: ReductionShape, scale: Double, dtype: DType)
     throws
-  /// C = alpha · op(A) · op(B) + beta · C, row-major, optionally batched with strides.
+  /// C = alpha · op(A) · op(B) + beta · C, row-major, optionally batched with strides; with
+  /// beta = 0, C is never read (it may hold NaN).
   func gemm(_ a: DeviceBuffer, _ b: DeviceBuffer, _ c: DeviceBuffer, _ p: GEMMShape, dtype: DType)
     throws
   /// y = x permuted: y has shape shape[perm[0]], …, shape[perm[3]].
@@ -102,12 +107,14 @@ extension Backend {
   }
 }
 
-/// Point-wise functions with their derivatives.
+/// Point-wise functions with their derivatives. Conventions at kinks: relu'(0) = abs'(0) = 0;
+/// elu uses α = 1.
 public enum UnaryOp: Int32, Sendable, CaseIterable {
   case neg, relu, tanh, sigmoid, softplus, elu, exp, log, square, sqrt, abs, reciprocal
 }
 
-/// Broadcasting binary functions.
+/// Broadcasting binary functions. `maximum` is IEEE fmax: a NaN operand yields the other
+/// operand (NaN only when both are).
 public enum BinaryOp: Int32, Sendable, CaseIterable {
   case add, sub, mul, div, maximum
 }
@@ -202,7 +209,7 @@ public struct BlockCopy: Sendable, Equatable {
   }
 }
 
-/// The geometry of a 2-D convolution over NCHW input with a square-free kernel kh×kw.
+/// The geometry of a 2-D convolution over NCHW input with a kh×kw kernel.
 public struct ConvGeometry: Sendable, Equatable {
   public var n: Int, c: Int, h: Int, w: Int
   public var kh: Int, kw: Int

@@ -56,7 +56,7 @@ extension CPUBackend {
     switch op {
     case .neg: return -v
     case .relu: return v > 0 ? v : 0
-    case .tanh: return T.tanh(v)
+    case .tanh: return T.fastTanh(v)
     case .sigmoid: return 1 / (1 + T.exp(-v))
     // log(1 + e^v) without overflow for large v.
     case .softplus: return max(v, 0) + T.log(onePlus: T.exp(-Swift.abs(v)))
@@ -104,6 +104,7 @@ extension CPUBackend {
       case .relu: for i in r { y[i] = x[i] > 0 ? x[i] : 0 }
       case .neg: for i in r { y[i] = -x[i] }
       case .square: for i in r { y[i] = x[i] * x[i] }
+      case .tanh: for i in r { y[i] = T.fastTanh(x[i]) }
       default: for i in r { y[i] = apply(op, x[i]) }
       }
     }

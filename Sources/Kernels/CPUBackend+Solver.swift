@@ -43,7 +43,9 @@ extension CPUBackend {
           for c in r {
             var acc: Double = 0
             for i in (c * per)..<min(count, (c + 1) * per) {
-              let scale = atol + rtol * Double(max(Swift.abs(a[i]), Swift.abs(b[i])))
+              // NaN anywhere must surface (Swift.max would drop a NaN in its second operand).
+              let m = a[i].isNaN || b[i].isNaN ? T.nan : max(Swift.abs(a[i]), Swift.abs(b[i]))
+              let scale = atol + rtol * Double(m)
               let v = Double(e[i]) / scale
               acc += v * v
             }

@@ -169,7 +169,7 @@ final class ContextHandle: @unchecked Sendable {
 
 /// The programs built from `kernels/*.cl`, named like their files.
 enum ProgramName: String, CaseIterable {
-  case elementwise, layout, reduce, gemm, conv, norm, optim
+  case elementwise, layout, reduce, gemm, conv, norm, optim, solver
 }
 
 /// The tile configuration of `gemm.cl` (see its header).
@@ -264,7 +264,7 @@ extension OpenCLBackend {
     }
     var result: Resolved?
     switch name {
-    case .reduce, .norm:
+    case .reduce, .norm, .solver:
       for wg in reductionWorkGroupOverride.map({ [$0] }) ?? reductionWorkGroups {
         let p = try cachedProgram(
           source: source, name: name.rawValue, options: base + " -D WG=\(wg)")

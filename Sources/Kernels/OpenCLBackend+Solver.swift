@@ -1,0 +1,81 @@
+import COpenCL
+import Foundation
+
+/// The fused arithmetic of ODE solvers (`kernels/solver.cl`), replacing the unfused fallbacks of
+/// `Backend+Solver.swift`: one launch per eight terms of a linear combination, and one launch plus
+/// one small blocking read for the error norm.
+extension OpenCLBackend {
+  /// The most terms one `linear_combination` launch takes (its buffer-argument slots).
+  static let linearCombinationSlots = 8
+
+  /// y[i] = Σ_k coefficients[k] · xs[k][i], summed in the order of `xs` in the element type.
+  ///
+  /// Up to 8 terms take one launch. Longer combinations are chained: the first launch writes y
+  /// from 8 terms and each later one computes y ← 1·y + 7 more terms, so n terms take
+  /// 1 + ⌈(n − 8)/7⌉ launches and y is re-read once per extra launch. `y` must not alias an input.
+  public func linearCombination(
+    _ xs: [DeviceBuffer], coefficients: [Double], into y: DeviceBuffer, count: Int, dtype: DType
+  ) throws {
+    precondition(
+      xs.count == coefficients.count && !xs.isEmpty,
+      "linearCombination: \(xs.count) buffers for \(coefficients.count) coefficients")
+    try requireType(dtype)
+    let slots = Self.linearCombinationSlots
+    var terms = Array(zip(xs, coefficients))
+    var first = true
+    while !terms.isEmpty {
+      // After the first launch, y itself is slot 0 with coefficient 1.
+      let take = first ? slots : slots - 1
+      var batch = first ? [] : [(y, 1.0)]
+      batch += terms.prefix(take)
+      terms.removeFirst(min(take, terms.count))
+      first = false
+      // Unused slots need a valid buffer argument; the kernel never reads them (see solver.cl).
+      let padding = [(DeviceBuffer, Double)](
+        repeating: (batch[0].0, 0), count: slots - batch.count)
+      let bound = batch + padding
+      try launch(
+        .solver, "linear_combination", dtype,
+        [.mem(y), .int(count), .int(batch.count)] + bound.map { .mem($0.0) }
+          + bound.map { .real($0.1) },
+        global: [count])
+    }
+  }
+
+  /// Σ_i (err[i] / (atol + rtol · max(|y0[i]|, |y1[i]|)))², accumulated in the element type on the
+  /// device and in double over the work-group partials on the host.
+  ///
+  /// A NaN in any of `error`, `y0` or `y1` gives NaN (the maximum propagates NaN here, unlike
+  /// `BinaryOp.maximum`), so a step that produced NaN is rejected rather than scored on the
+  /// remaining components.
+  ///
+  /// One launch of G work-groups, G = min(⌈count / WG⌉, 4 · compute units, 256): enough groups to
+  /// occupy the device, few enough that reading back and summing the G partials is cheap. Each
+  /// work-item covers count / (G · WG) elements with a grid-stride loop.
+  public func scaledErrorSquaredSum(
+    error: DeviceBuffer, y0: DeviceBuffer, y1: DeviceBuffer, atol: Double, rtol: Double,
+    count: Int, dtype: DType
+  ) throws -> Double {
+    try requireType(dtype)
+    if count == 0 { return 0 }
+    let wg = try configuration(.solver, dtype).workGroup
+    let groups = max(1, min((count + wg - 1) / wg, 4 * device.computeUnits, 256))
+    let partials = try allocate(groups, dtype)
+    try launch(
+      .solver, "scaled_error_squared_sum", dtype,
+      [
+        .mem(error), .mem(y0), .mem(y1), .real(atol), .real(rtol), .int(count), .mem(partials),
+      ], global: [groups * wg], local: [wg])
+    // The one blocking read of the step: it also waits for the launch.
+    switch dtype {
+    case .float32:
+      var v = [Float](repeating: 0, count: groups)
+      try v.withUnsafeMutableBytes { try read(partials, into: $0) }
+      return v.reduce(0.0) { $0 + Double($1) }
+    case .float64:
+      var v = [Double](repeating: 0, count: groups)
+      try v.withUnsafeMutableBytes { try read(partials, into: $0) }
+      return v.reduce(0, +)
+    }
+  }
+}
