@@ -15,9 +15,15 @@ public final class Parameter {
 /// Parameters and submodules are discovered by reflection over stored properties (of types
 /// `Parameter`, `Module`, their optionals and arrays), so a subclass only declares them. Names are
 /// the property paths, `conv1.weight` or `blocks.3.norm.gamma`, and serve as checkpoint keys.
+///
+/// A module's structure is fixed once it is first used: declare parameters and submodules with
+/// `let` (their values change; the objects do not). Reflection runs once and is cached, because
+/// the adjoint asks for the parameter list at every function evaluation.
 open class Module {
   /// Training mode (dropout active, batch statistics); switch with `train(_:)`.
   public private(set) var isTraining = true
+  private var cachedMembers: [(String, AnyObject)]?
+  private var cachedParameters: [(name: String, parameter: Parameter)]?
 
   public init() {}
 
@@ -28,6 +34,7 @@ open class Module {
 
   /// Every parameter in this module and below, in a fixed order, with its dotted name.
   public func namedParameters() -> [(name: String, parameter: Parameter)] {
+    if let cachedParameters { return cachedParameters }
     var out: [(String, Parameter)] = []
     for (name, value) in members() {
       if let p = value as? Parameter {
@@ -36,6 +43,7 @@ open class Module {
         out += m.namedParameters().map { ("\(name).\($0.name)", $0.parameter) }
       }
     }
+    cachedParameters = out
     return out
   }
 
@@ -56,6 +64,7 @@ open class Module {
   /// Stored properties that are parameters or modules (arrays flattened with their index), from
   /// the most derived class up.
   private func members() -> [(String, AnyObject)] {
+    if let cachedMembers { return cachedMembers }
     var out: [(String, AnyObject)] = []
     var mirror: Mirror? = Mirror(reflecting: self)
     var levels: [Mirror] = []
@@ -77,6 +86,7 @@ open class Module {
         }
       }
     }
+    cachedMembers = out
     return out
   }
 }
