@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 swift build -c release --build-tests
-swift test -c release --skip-build "$@"
+swift test -c release --skip-build --disable-swift-testing "$@"
