@@ -17,11 +17,12 @@ let package = Package(
       providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
     .systemLibrary(
       name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .target(
       name: "Kernels",
       dependencies: ["COpenCL", "CBLAS", .product(name: "Numerics", package: "swift-numerics")],
       swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
-    .target(name: "DiffEqNet", dependencies: ["Kernels"]),
+    .target(name: "DiffEqNet", dependencies: ["Kernels", "CZlib"]),
     .executableTarget(
       name: "Runner",
       dependencies: [
@@ -30,5 +31,7 @@ let package = Package(
     .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
     .testTarget(name: "DiffEqNetTests", dependencies: ["DiffEqNet"]),
     .testTarget(name: "SolverTests", dependencies: ["DiffEqNet"]),
+    .testTarget(name: "TrainingTests", dependencies: ["DiffEqNet"]),
+    .testTarget(name: "DataTests", dependencies: ["DiffEqNet"]),
   ]
 )

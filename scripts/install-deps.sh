@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages DiffEqNet builds and runs against, if any is missing:
-# the OpenCL ICD loader and headers, OpenBLAS, and PoCL (OpenCL on the CPU, for machines with no GPU).
+# the OpenCL ICD loader and headers, OpenBLAS, zlib (gzip-compressed data sets), and PoCL (OpenCL
+# on the CPU, for machines with no GPU).
 set -euo pipefail
-packages=(ocl-icd-opencl-dev opencl-headers libopenblas-dev pocl-opencl-icd)
+packages=(ocl-icd-opencl-dev opencl-headers libopenblas-dev zlib1g-dev pocl-opencl-icd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
