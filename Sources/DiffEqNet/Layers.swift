@@ -80,6 +80,11 @@ public final class GroupNorm: Module, UnaryLayer {
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
     try x.groupNorm(groups: groups, gamma: gamma.value, beta: beta.value, eps: eps)
   }
+
+  /// The groups the models use for `channels`: two channels per group up to 32 groups (the
+  /// Neural ODE paper's GroupNorm(32, 64)). One channel per group would normalise every channel
+  /// of an image to the same statistics, which erases what a pooled head needs to see.
+  public static func defaultGroups(channels: Int) -> Int { max(1, min(32, channels / 2)) }
 }
 
 /// Batch normalisation over N, H, W per channel: batch statistics in training (updating running

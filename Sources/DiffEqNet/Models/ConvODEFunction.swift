@@ -1,6 +1,6 @@
 /// The vector field of the MNIST ODE-Net (Chen et al. 2018, torchdiffeq's odenet_mnist):
 /// f(t, h) = GN(convₜ(ReLU(GN(convₜ(ReLU(GN(h))))))) with 3×3 ConcatConv2d layers that see t as a
-/// channel and GroupNorm with min(32, channels) groups.
+/// channel and GroupNorm with `GroupNorm.defaultGroups` (32 at 64 channels).
 public final class ConvODEFunction: Module {
   public let norm1: GroupNorm
   public let conv1: ConcatConv2d
@@ -11,7 +11,7 @@ public final class ConvODEFunction: Module {
   public init(channels: Int, dtype: DType = .float32, rng: inout RandomState, on backend: any Backend)
     throws
   {
-    let groups = min(32, channels)
+    let groups = GroupNorm.defaultGroups(channels: channels)
     norm1 = try GroupNorm(groups: groups, channels: channels, dtype: dtype, on: backend)
     conv1 = try ConcatConv2d(channels, channels, dtype: dtype, rng: &rng, on: backend)
     norm2 = try GroupNorm(groups: groups, channels: channels, dtype: dtype, on: backend)

@@ -3,7 +3,7 @@
 ///
 /// Stem: Conv(in→64, 3×3) → GN → ReLU → Conv(64→64, 4×4, stride 2, pad 1) → GN → ReLU →
 /// Conv(64→64, 4×4, stride 2, pad 1) (28×28 → 6×6 for MNIST). Head: GN → ReLU → global average
-/// pool → Linear(64→classes).
+/// pool → Linear(64→classes). 64 is the paper's width; `width` scales it (tests use small ones).
 public final class ImageClassifier: Module, UnaryLayer {
   public let stem0: Conv2d
   public let stemNorm0: GroupNorm
@@ -17,18 +17,19 @@ public final class ImageClassifier: Module, UnaryLayer {
   public let architecture: String
 
   public init(
-    architecture: String, inputChannels: Int, classes: Int, features: (inout RandomState) throws -> [Module],
-    dtype: DType = .float32, rng: inout RandomState, on backend: any Backend
+    architecture: String, inputChannels: Int, classes: Int, width: Int = 64,
+    features: (inout RandomState) throws -> [Module], dtype: DType = .float32,
+    rng: inout RandomState, on backend: any Backend
   ) throws {
-    let width = 64
+    let groups = GroupNorm.defaultGroups(channels: width)
     self.architecture = architecture
     stem0 = try Conv2d(inputChannels, width, kernelSize: 3, dtype: dtype, rng: &rng, on: backend)
-    stemNorm0 = try GroupNorm(groups: 32, channels: width, dtype: dtype, on: backend)
+    stemNorm0 = try GroupNorm(groups: groups, channels: width, dtype: dtype, on: backend)
     stem1 = try Conv2d(width, width, kernelSize: 4, stride: 2, padding: 1, dtype: dtype, rng: &rng, on: backend)
-    stemNorm1 = try GroupNorm(groups: 32, channels: width, dtype: dtype, on: backend)
+    stemNorm1 = try GroupNorm(groups: groups, channels: width, dtype: dtype, on: backend)
     stem2 = try Conv2d(width, width, kernelSize: 4, stride: 2, padding: 1, dtype: dtype, rng: &rng, on: backend)
     self.features = try features(&rng)
-    headNorm = try GroupNorm(groups: 32, channels: width, dtype: dtype, on: backend)
+    headNorm = try GroupNorm(groups: groups, channels: width, dtype: dtype, on: backend)
     classifier = try Linear(width, classes, dtype: dtype, rng: &rng, on: backend)
     super.init()
   }

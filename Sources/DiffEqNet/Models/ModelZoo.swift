@@ -14,6 +14,8 @@ public enum ModelZoo {
     public var rkSteps = 4
     /// ResNet's number of residual blocks.
     public var residualBlocks = 6
+    /// Channels of every layer after the first (the paper's 64).
+    public var width = 64
     public init() {}
   }
 
@@ -32,22 +34,23 @@ public enum ModelZoo {
     switch name {
     case "odenet":
       features = { rng in
-        [try ODEBlock(channels: 64, options: c.ode, gradient: c.gradient, dtype: c.dtype, rng: &rng, on: backend)]
+        [try ODEBlock(channels: c.width, options: c.ode, gradient: c.gradient, dtype: c.dtype, rng: &rng, on: backend)]
       }
     case "rknet":
       features = { rng in
-        [try ODEBlock(channels: 64, options: .fixed(.rk4, steps: c.rkSteps), gradient: .direct, dtype: c.dtype, rng: &rng, on: backend)]
+        [try ODEBlock(channels: c.width, options: .fixed(.rk4, steps: c.rkSteps), gradient: .direct, dtype: c.dtype, rng: &rng, on: backend)]
       }
     case "resnet":
       features = { rng in
-        try (0..<c.residualBlocks).map { _ in try ResidualBlock(channels: 64, dtype: c.dtype, rng: &rng, on: backend) }
+        try (0..<c.residualBlocks).map { _ in try ResidualBlock(channels: c.width, dtype: c.dtype, rng: &rng, on: backend) }
       }
     default:
       throw TensorError.invalidArgument(
         op: "ModelZoo", reason: "unknown model '\(name)' (known: \(names.joined(separator: ", ")))")
     }
     return try ImageClassifier(
-      architecture: name, inputChannels: c.inputChannels, classes: c.classes, features: features,
+      architecture: name, inputChannels: c.inputChannels, classes: c.classes, width: c.width,
+      features: features,
       dtype: c.dtype, rng: &rng, on: backend)
   }
 }

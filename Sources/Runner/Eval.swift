@@ -1,0 +1,52 @@
+import ArgumentParser
+import DiffEqNet
+import Foundation
+
+/// `runner eval`: accuracy, loss and NFE of a checkpoint on a data set's test split.
+struct Eval: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Evaluate a training checkpoint on a test set.",
+    discussion: """
+      The model and its settings come from the checkpoint's metadata; --data, --format and \
+      --device may point it at other data or hardware. --predictions FILE writes one CSV line \
+      per image: index, label, predicted class.
+      """)
+
+  @Option(help: "A checkpoint.safetensors written by `runner train`.") var checkpoint: String
+  @Option(help: "Data folder (default: the one it was trained on).") var data: String?
+  @Option(help: "Data format: mnist, fashion-mnist, cifar10 or cifar100.") var format: String?
+  @Option(help: "auto, cpu, opencl or opencl:N.") var device: String?
+  @Option(help: "Write per-image predictions as CSV to this file.") var predictions: String?
+
+  func run() throws {
+    let url = URL(fileURLWithPath: checkpoint)
+    let file = try SafeTensorsFile.read(from: url)
+    var c = try Checkpoint.decode(TrainingConfiguration.self, key: "config", in: file.metadata, file: url.lastPathComponent)
+    if let data { c.data = data }
+    if let format { c.format = format }
+    if let device { c.device = device }
+    c.limit = 0
+    try c.validate()
+    let backend = try makeBackend(try DeviceSpec(parsing: c.device))
+    let (train, test) = try c.loadData()
+    let trainer = try Trainer(c, backend: backend, train: train, test: test)
+    try trainer.loadCheckpoint(from: url)
+    var lines = ["index,label,predicted"]
+    var nfe = 0
+    var batches = 0
+    let (loss, accuracy) = try trainer.evaluate(trainer.testLoader) { batch, predicted in
+      for (i, (index, p)) in zip(batch.indices, predicted).enumerated() {
+        lines.append("\(index),\(Int(batch.labels[i])),\(p)")
+      }
+      nfe += trainer.model.odeStatistics?.forwardEvaluations ?? 0
+      batches += 1
+    }
+    print(String(
+      format: "%@ on %@ (%d images): loss %.4f  accuracy %.2f%%  NFE %.1f per batch",
+      c.model, c.data, test.count, loss, 100 * accuracy, Double(nfe) / Double(max(1, batches))))
+    if let predictions {
+      try (lines.joined(separator: "\n") + "\n").write(toFile: predictions, atomically: true, encoding: .utf8)
+      print("predictions written to \(predictions)")
+    }
+  }
+}

@@ -1,0 +1,149 @@
+import DiffEqNet
+import Foundation
+import XCTest
+
+/// End-to-end training on a slice of the bundled MNIST subset, checkpoint resume, and the CLI's
+/// argument validation.
+final class TrainingTests: XCTestCase {
+  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent()
+
+  func configuration(_ model: String) -> TrainingConfiguration {
+    var c = TrainingConfiguration()
+    c.model = model
+    c.data = Self.root.appendingPathComponent("data/mnist-5k").path
+    c.width = 16
+    c.residualBlocks = 1
+    c.limit = 512
+    c.batchSize = 32
+    c.lr = 0.1
+    c.warmupSteps = 10
+    c.cropPadding = 0
+    c.solver = "rk4"
+    c.rkSteps = 2
+    return c
+  }
+
+  func backends() throws -> [any Backend] {
+    [CPUBackend()] + (OpenCLBackend.devices().isEmpty ? [] : [try OpenCLBackend(deviceIndex: 0)])
+  }
+
+  func testTrainingReducesLossAndBeatsChance() throws {
+    for backend in try backends() {
+      for (model, epochs) in [("resnet", 12), ("odenet", 8)] {
+        var c = configuration(model)
+        c.epochs = epochs
+        let (train, test) = try c.loadData()
+        let trainer = try Trainer(c, backend: backend, train: train, test: test)
+        var first: Double?
+        var history: [EpochMetrics] = []
+        while !trainer.isFinished {
+          let m = try XCTUnwrap(try trainer.trainEpoch { p in if first == nil { first = p.loss } })
+          history.append(m)
+        }
+        let last = try XCTUnwrap(history.last)
+        // A narrow network (16 channels) on 512 images for 100-200 steps: far from converged,
+        // but the loss must have fallen by a quarter and accuracy be at least 3× chance (10%).
+        XCTAssertLessThan(last.trainLoss, 0.75 * first!, "\(model) on \(backend.name): loss \(first!) → \(last.trainLoss)")
+        XCTAssertGreaterThan(last.testAccuracy, 0.3, "\(model) on \(backend.name): test accuracy \(last.testAccuracy)")
+        if model == "odenet" { XCTAssertGreaterThan(last.nfeForward, 0, "ODE-Net must report NFE") }
+      }
+    }
+  }
+
+  /// Training two epochs equals training one, stopping mid-way through the second (as Ctrl-C
+  /// does), writing a checkpoint, and resuming in a fresh trainer: every parameter bit for bit.
+  func testResumeContinuesBitForBit() throws {
+    let cpu = CPUBackend()
+    var c = configuration("odenet")
+    c.limit = 128
+    c.epochs = 2
+    c.cropPadding = 2
+    let (train, test) = try c.loadData()
+    let straight = try Trainer(c, backend: cpu, train: train, test: test)
+    while !straight.isFinished { _ = try straight.trainEpoch { _ in } }
+
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffeqnet-resume-\(UUID())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let url = dir.appendingPathComponent("checkpoint.safetensors")
+    let first = try Trainer(c, backend: cpu, train: train, test: test)
+    _ = try first.trainEpoch { _ in }
+    let stopped = try first.trainEpoch { p in if p.batch == 2 { first.stopRequested.set() } }
+    XCTAssertNil(stopped, "a stop request ends the epoch early")
+    XCTAssertEqual(first.batch, 2)
+    try first.saveCheckpoint(to: url)
+
+    let resumed = try Trainer(c, backend: cpu, train: train, test: test)
+    try resumed.loadCheckpoint(from: url)
+    XCTAssertEqual(resumed.epoch, 1)
+    XCTAssertEqual(resumed.batch, 2)
+    while !resumed.isFinished { _ = try resumed.trainEpoch { _ in } }
+    let a = straight.model.namedParameters()
+    let b = resumed.model.namedParameters()
+    XCTAssertEqual(a.map(\.name), b.map(\.name))
+    for (x, y) in zip(a, b) {
+      XCTAssertEqual(try x.parameter.value.toFloats(), try y.parameter.value.toFloats(), "\(x.name) differs after resume")
+    }
+  }
+
+  func testForeignAndTruncatedCheckpointsAreRejected() throws {
+    let cpu = CPUBackend()
+    let c = configuration("resnet")
+    let (train, test) = try c.loadData()
+    let trainer = try Trainer(c, backend: cpu, train: train, test: test)
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffeqnet-ckpt-\(UUID())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let url = dir.appendingPathComponent("a.safetensors")
+    try trainer.saveCheckpoint(to: url)
+    // Another architecture's checkpoint.
+    let other = try Trainer(configuration("odenet"), backend: cpu, train: train, test: test)
+    XCTAssertThrowsError(try other.loadCheckpoint(from: url)) { XCTAssertTrue("\($0)".contains("a.safetensors"), "\($0)") }
+    // A truncated file.
+    let bytes = try Data(contentsOf: url)
+    let cut = dir.appendingPathComponent("cut.safetensors")
+    try bytes.prefix(bytes.count / 2).write(to: cut)
+    XCTAssertThrowsError(try trainer.loadCheckpoint(from: cut)) { XCTAssertTrue("\($0)".contains("cut.safetensors"), "\($0)") }
+    // A foreign safetensors file (valid format, not ours).
+    let foreign = dir.appendingPathComponent("foreign.safetensors")
+    try SafeTensorsFile(tensors: ["w": try HostTensor([1, 2], shape: [2])]).write(to: foreign)
+    XCTAssertThrowsError(try trainer.loadCheckpoint(from: foreign))
+  }
+
+  /// Runs the built `runner` and returns its exit status and combined output.
+  func runner(_ arguments: [String]) throws -> (Int32, String) {
+    let binary = Self.root.appendingPathComponent(".build/release/runner")
+    guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+      throw XCTSkip("runner is not built at \(binary.path)")
+    }
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    process.currentDirectoryURL = Self.root
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+  }
+
+  func testCLIRejectsBadArguments() throws {
+    let cases: [([String], String)] = [
+      (["train", "--epochs", "0"], "epochs must be at least 1"),
+      (["train", "--model", "nope"], "unknown model 'nope'"),
+      (["train", "--data", "/nonexistent/folder", "--epochs", "1"], "does not exist"),
+      (["train", "--device", "gpu7"], "gpu7"),
+      (["train", "--solver", "rk9"], "unknown solver"),
+      (["eval", "--checkpoint", "/nonexistent.safetensors"], "nonexistent.safetensors"),
+    ]
+    for (arguments, message) in cases {
+      let (status, output) = try runner(arguments)
+      XCTAssertNotEqual(status, 0, "\(arguments) must fail")
+      XCTAssertTrue(output.contains(message), "\(arguments): expected '\(message)' in:\n\(output)")
+      XCTAssertFalse(output.contains("Fatal error"), "\(arguments) crashed:\n\(output)")
+    }
+  }
+}
