@@ -3,7 +3,7 @@ extension Tensor {
   /// y[n, o, i, j] = b[o] + Σ x[n, c, i·s − p + u, j·s − p + v] · w[o, c, u, v] (zero padding).
   ///
   /// Each backend chooses its lowering (`Backend.conv2d`): one batch-wide im2col GEMM by default,
-  /// image by image in cache on the CPU.
+  /// chunks of images expanded in cache on the CPU (`CPUBackend+Convolution.swift`).
   public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0)
     throws -> Tensor
   {

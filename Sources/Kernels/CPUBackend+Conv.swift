@@ -17,87 +17,117 @@ extension CPUBackend {
     }
   }
 
+  /// The batch-wide im2col of the `Backend` contract: cols [C·kh·kw, N·Ho·Wo].
   static func im2col<T: CPUScalar>(
     _ x: UnsafeMutablePointer<T>, _ cols: UnsafeMutablePointer<T>, _ g: ConvGeometry
   ) {
-    let (oh, ow) = (g.outH, g.outW)
-    let plane = oh * ow
-    // One task per (patch row, image): writes one contiguous run of `plane` outputs.
-    parallelFor(g.patch * g.n, grain: max(1, 4096 / max(1, plane))) { r in
+    let plane = g.outH * g.outW
+    let taps = g.kh * g.kw
+    // One task per (image, channel): its kh·kw rows of the image's column block.
+    parallelFor(g.n * g.c, grain: max(1, 4096 / max(1, taps * plane))) { r in
       for task in r {
-        let row = task / g.n
-        let n = task % g.n
-        let j = row % g.kw
-        let i = (row / g.kw) % g.kh
-        let c = row / (g.kw * g.kh)
-        let src = x + (n * g.c + c) * g.h * g.w
-        let dst = cols + row * g.columns + n * plane
-        // Output columns whose input column ix = xo·s − p + j lies inside the image.
-        let (lo, hi) = validRange(g, j)
-        for y in 0..<oh {
-          let iy = y * g.stride - g.pad + i
-          let d = dst + y * ow
-          if iy < 0 || iy >= g.h || lo >= hi {
-            d.update(repeating: 0, count: ow)
-            continue
-          }
-          let s = src + iy * g.w
-          d.update(repeating: 0, count: lo)
-          if g.stride == 1 {
-            (d + lo).update(from: s + (lo - g.pad + j), count: hi - lo)
-          } else {
-            for xo in lo..<hi { d[xo] = s[xo * g.stride - g.pad + j] }
-          }
-          (d + hi).update(repeating: 0, count: ow - hi)
-        }
+        let (n, c) = (task / g.c, task % g.c)
+        im2colChannel(x + task * g.h * g.w, g, cols + c * taps * g.columns + n * plane, g.columns)
       }
     }
   }
 
-  /// The output columns [lo, hi) that read inside the input for kernel column j.
-  @inline(__always)
-  static func validRange(_ g: ConvGeometry, _ j: Int) -> (Int, Int) {
-    // xo·s − p + j ≥ 0  ⇔  xo ≥ ⌈(p − j)/s⌉;  xo·s − p + j ≤ w − 1  ⇔  xo ≤ ⌊(w − 1 + p − j)/s⌋.
-    let lo = max(0, (g.pad - j + g.stride - 1) / g.stride)
-    let top = g.w - 1 + g.pad - j
-    let hi = top < 0 ? 0 : min(g.outW, top / g.stride + 1)
-    return (min(lo, hi), hi)
-  }
-
+  /// The adjoint of `im2col` over the batch: x (overwritten) [N, C, H, W].
   static func col2im<T: CPUScalar>(
     _ cols: UnsafeMutablePointer<T>, _ x: UnsafeMutablePointer<T>, _ g: ConvGeometry
   ) {
-    let (oh, ow) = (g.outH, g.outW)
-    let plane = oh * ow
+    let plane = g.outH * g.outW
+    let taps = g.kh * g.kw
     // Each (image, channel) plane of x gathers from its own rows and columns only, so planes are
     // independent tasks and need no atomics.
-    parallelFor(g.n * g.c, grain: 1) { r in
+    parallelFor(g.n * g.c, grain: max(1, 4096 / max(1, taps * plane))) { r in
       for task in r {
-        let n = task / g.c
-        let c = task % g.c
-        let dst = x + task * g.h * g.w
-        dst.update(repeating: 0, count: g.h * g.w)
-        for i in 0..<g.kh {
-          for j in 0..<g.kw {
-            let row = (c * g.kh + i) * g.kw + j
-            let src = cols + row * g.columns + n * plane
-            let (lo, hi) = validRange(g, j)
-            for y in 0..<oh {
-              let iy = y * g.stride - g.pad + i
-              if iy < 0 || iy >= g.h { continue }
-              let d = dst + iy * g.w
-              let s = src + y * ow
-              if g.stride == 1 {
-                let dd = d + (j - g.pad)
-                for xo in lo..<hi { dd[xo] += s[xo] }
-              } else {
-                for xo in lo..<hi { d[xo * g.stride - g.pad + j] += s[xo] }
-              }
-            }
+        let (n, c) = (task / g.c, task % g.c)
+        col2imChannel(cols + c * taps * g.columns + n * plane, g.columns, g, x + task * g.h * g.w)
+      }
+    }
+  }
+
+  /// im2col of one channel plane `src` [H, W] of one image: writes the kh·kw rows
+  /// dst[(i·kw + j)·ld + oh·Wo + ow] = src[oh·s − p + i, ow·s − p + j] (0 outside), Ho·Wo columns each.
+  static func im2colChannel<T: CPUScalar>(
+    _ src: UnsafePointer<T>, _ g: ConvGeometry, _ dst: UnsafeMutablePointer<T>, _ ld: Int
+  ) {
+    let (oh, ow, s, p) = (g.outH, g.outW, g.stride, g.pad)
+    // Stride 1 with an output as wide as the input ("same" width): output (y, x) of row (i, j) reads
+    // input offset y·W + x + (i − p)·W + (j − p), so a row's whole valid block is one contiguous
+    // copy; the few columns that wrap around a row edge are zeroed afterwards.
+    let contiguous = s == 1 && ow == g.w
+    for i in 0..<g.kh {
+      let (ylo, yhi) = validRange(i, input: g.h, output: oh, g)
+      for j in 0..<g.kw {
+        let d = dst + (i * g.kw + j) * ld
+        let (lo, hi) = validRange(j, input: g.w, output: ow, g)
+        if yhi <= ylo || hi <= lo {
+          d.update(repeating: 0, count: oh * ow)
+          continue
+        }
+        d.update(repeating: 0, count: ylo * ow)
+        (d + yhi * ow).update(repeating: 0, count: (oh - yhi) * ow)
+        if contiguous {
+          let first = ylo * ow + lo
+          let end = (yhi - 1) * ow + hi
+          (d + first).update(from: src + first + (i - p) * g.w + (j - p), count: end - first)
+          let rows = d + ylo * ow
+          for x in 0..<lo { zeroColumn(rows + x, stride: ow, count: yhi - ylo) }
+          for x in hi..<ow { zeroColumn(rows + x, stride: ow, count: yhi - ylo) }
+          continue
+        }
+        for y in ylo..<yhi {
+          let row = d + y * ow
+          let from = src + (y * s - p + i) * g.w + (j - p)
+          for x in 0..<lo { row[x] = 0 }
+          if s == 1 {
+            for x in lo..<hi { row[x] = from[x] }
+          } else {
+            for x in lo..<hi { row[x] = from[x * s] }
+          }
+          for x in hi..<ow { row[x] = 0 }
+        }
+      }
+    }
+  }
+
+  /// The adjoint of `im2colChannel`: dst [H, W] (overwritten) = Σ of the kh·kw rows of `cols`
+  /// (stride `ld`) that read each element.
+  static func col2imChannel<T: CPUScalar>(
+    _ cols: UnsafePointer<T>, _ ld: Int, _ g: ConvGeometry, _ dst: UnsafeMutablePointer<T>
+  ) {
+    let (oh, ow, s, p) = (g.outH, g.outW, g.stride, g.pad)
+    dst.update(repeating: 0, count: g.h * g.w)
+    for i in 0..<g.kh {
+      let (ylo, yhi) = validRange(i, input: g.h, output: oh, g)
+      for j in 0..<g.kw {
+        let src = cols + (i * g.kw + j) * ld
+        let (lo, hi) = validRange(j, input: g.w, output: ow, g)
+        guard ylo < yhi, lo < hi else { continue }
+        for y in ylo..<yhi {
+          let to = dst + (y * s - p + i) * g.w + (j - p)
+          let row = src + y * ow
+          if s == 1 {
+            for x in lo..<hi { to[x] += row[x] }
+          } else {
+            for x in lo..<hi { to[x * s] += row[x] }
           }
         }
       }
     }
+  }
+
+  /// The outputs [lo, hi) along one axis whose input index o·s − p + t, for kernel offset t, lies
+  /// inside 0..<input.
+  @inline(__always)
+  static func validRange(_ t: Int, input: Int, output: Int, _ g: ConvGeometry) -> (Int, Int) {
+    // o·s − p + t ≥ 0  ⇔  o ≥ ⌈(p − t)/s⌉;  o·s − p + t ≤ input − 1  ⇔  o ≤ ⌊(input − 1 + p − t)/s⌋.
+    let lo = max(0, (g.pad - t + g.stride - 1) / g.stride)
+    let top = input - 1 + g.pad - t
+    let hi = top < 0 ? 0 : min(output, top / g.stride + 1)
+    return (min(lo, hi), hi)
   }
 
   public func avgPool(_ x: DeviceBuffer, _ y: DeviceBuffer, _ g: PoolGeometry, dtype: DType) throws

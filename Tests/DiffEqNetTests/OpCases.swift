@@ -304,6 +304,13 @@ enum OpCases {
       ([2, 1, 7, 7], 1, 3, 2, 0, false),
       ([2, 4, 16, 16], 8, 4, 2, 1, true),
       ([1, 3, 13, 13], 2, 4, 2, 0, false),
+      // The CPU backend's other lowerings: several small images per GEMM with kernel-row taps,
+      // backward data as a flipped-kernel convolution (≥ 24 input channels), stride-2 taps with
+      // their reverse expansion, and a pointwise kernel over a multi-image chunk.
+      ([4, 12, 6, 6], 8, 3, 1, 1, true),
+      ([2, 24, 5, 5], 8, 3, 1, 1, false),
+      ([2, 12, 8, 8], 6, 4, 2, 1, false),
+      ([5, 16, 5, 5], 6, 1, 1, 0, false),
     ]
     return cases.map { x, o, k, s, p, bias in
       let oh = (x[2] + 2 * p - k) / s + 1
