@@ -24,6 +24,7 @@ final class ProgressDisplay {
       if tenth != lastLogged {
         lastLogged = tenth
         print(text)
+        fflush(nil)  // a pipe or file is block-buffered: show progress as it happens
       }
     }
   }

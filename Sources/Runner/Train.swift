@@ -50,8 +50,14 @@ struct Train: ParsableCommand {
     var c = TrainingConfiguration()
     let outDir = out ?? c.out
     if resume && readingSaved {
-      let saved = URL(fileURLWithPath: outDir).appendingPathComponent("config.json")
-      c = try decodeConfiguration(saved, base: c)
+      // The checkpoint's own record of its configuration is the authority on what is resumed.
+      let url = URL(fileURLWithPath: outDir).appendingPathComponent("checkpoint.safetensors")
+      guard FileManager.default.fileExists(atPath: url.path) else {
+        throw ValidationError("--resume: no checkpoint at \(url.path)")
+      }
+      let metadata = try SafeTensorsFile.read(from: url).metadata
+      c = try Checkpoint.decode(
+        TrainingConfiguration.self, key: "config", in: metadata, file: url.lastPathComponent)
     }
     if let config { c = try decodeConfiguration(URL(fileURLWithPath: config), base: c) }
     if let model { c.model = model }
@@ -114,9 +120,6 @@ struct Train: ParsableCommand {
     let metricsURL = outDir.appendingPathComponent("metrics.jsonl")
     var history: [EpochMetrics] = []
     if resume {
-      guard FileManager.default.fileExists(atPath: checkpoint.path) else {
-        throw ValidationError("--resume: no checkpoint at \(checkpoint.path)")
-      }
       try trainer.loadCheckpoint(from: checkpoint)
       history = try readMetrics(metricsURL).filter { $0.epoch <= trainer.epoch }
       print("resuming \(c.model) at epoch \(trainer.epoch + 1), batch \(trainer.batch + 1)")
@@ -143,6 +146,7 @@ struct Train: ParsableCommand {
         format: "epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  NFE %.1f/%.1f  %.1f s  %.0f img/s",
         m.epoch, c.epochs, m.trainLoss, 100 * m.trainAccuracy, m.testLoss, 100 * m.testAccuracy,
         m.nfeForward, m.nfeBackward, m.seconds, m.imagesPerSecond))
+      fflush(nil)
       if trainer.stopRequested.isSet {
         print("stopped after epoch \(m.epoch); continue with --resume")
         return

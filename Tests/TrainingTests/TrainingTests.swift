@@ -130,6 +130,30 @@ final class TrainingTests: XCTestCase {
     return (process.terminationStatus, output)
   }
 
+  /// `runner train` writes its outputs, and `--resume` continues the run it left.
+  func testCLITrainsAndResumes() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffeqnet-cli-\(UUID())")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let common = [
+      "--model", "resnet", "--width", "8", "--residual-blocks", "1", "--limit", "64",
+      "--batch-size", "32", "--device", "cpu", "--out", dir.path,
+    ]
+    let (status, output) = try runner(["train", "--epochs", "1"] + common)
+    XCTAssertEqual(status, 0, output)
+    for file in ["config.json", "metrics.jsonl", "curve.svg", "checkpoint.safetensors"] {
+      XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path), "missing \(file)")
+    }
+    let (status2, output2) = try runner(["train", "--resume", "--epochs", "2", "--out", dir.path])
+    XCTAssertEqual(status2, 0, output2)
+    XCTAssertTrue(output2.contains("resuming resnet at epoch 2"), output2)
+    let lines = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+      .split(separator: "\n")
+    XCTAssertEqual(lines.count, 2, "one metrics line per epoch across the resume")
+    let (status3, output3) = try runner(["eval", "--checkpoint", dir.appendingPathComponent("checkpoint.safetensors").path, "--device", "cpu"])
+    XCTAssertEqual(status3, 0, output3)
+    XCTAssertTrue(output3.contains("accuracy"), output3)
+  }
+
   func testCLIRejectsBadArguments() throws {
     let cases: [([String], String)] = [
       (["train", "--epochs", "0"], "epochs must be at least 1"),
