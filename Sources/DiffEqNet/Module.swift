@@ -53,7 +53,9 @@ open class Module {
   }
 
   /// The number of trainable scalars.
-  public var parameterCount: Int { trainableParameters().reduce(0) { $0 + $1.parameter.value.count } }
+  public var parameterCount: Int {
+    trainableParameters().reduce(0) { $0 + $1.parameter.value.count }
+  }
 
   /// Sets training mode here and in every submodule.
   public func train(_ on: Bool = true) {
@@ -127,7 +129,8 @@ public func vjp(
   for (p, leaf) in zip(params, leaves) { p.parameter.value = leaf }
   let inputs = xs.map { $0.trackingGradients() }
   let ys = try f(inputs)
-  let seeds = try cotangents ?? ys.map { try Tensor.ones($0.shape, dtype: $0.dtype, on: $0.backend) }
+  let seeds =
+    try cotangents ?? ys.map { try Tensor.ones($0.shape, dtype: $0.dtype, on: $0.backend) }
   guard seeds.count == ys.count else {
     throw TensorError.invalidArgument(
       op: "vjp", reason: "\(seeds.count) cotangents for \(ys.count) outputs")

@@ -37,7 +37,8 @@ public class StatefulOptimizer {
       guard let g = gradients[name] else { continue }
       let value = p.value
       guard g.shape == value.shape else {
-        throw TensorError.shapeMismatch(op: "optimizer update of \(name)", lhs: value.shape, rhs: g.shape)
+        throw TensorError.shapeMismatch(
+          op: "optimizer update of \(name)", lhs: value.shape, rhs: g.shape)
       }
       try value.checkCompatible(g, "optimizer update of \(name)")
       if slots[name] == nil { slots[name] = try slotNames.map { _ in try value.zerosLike() } }
@@ -82,7 +83,9 @@ public final class SGD: StatefulOptimizer, Optimizer {
   public let nesterov: Bool
   public let weightDecay: Double
 
-  public init(learningRate: Double, momentum: Double = 0, nesterov: Bool = false, weightDecay: Double = 0) {
+  public init(
+    learningRate: Double, momentum: Double = 0, nesterov: Bool = false, weightDecay: Double = 0
+  ) {
     self.momentum = momentum
     self.nesterov = nesterov
     self.weightDecay = weightDecay

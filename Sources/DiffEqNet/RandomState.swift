@@ -1,3 +1,5 @@
+import Foundation
+
 /// A seedable pseudo-random generator (xoshiro256**), with its state exposed so that checkpoints
 /// can save and restore it and a resumed run draws the same numbers.
 public struct RandomState: RandomNumberGenerator, Sendable, Equatable, Codable {
@@ -44,8 +46,6 @@ public struct RandomState: RandomNumberGenerator, Sendable, Equatable, Codable {
 
   private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 }
-
-import Foundation
 
 @inline(__always) private func _log(_ x: Double) -> Double { Foundation.log(x) }
 @inline(__always) private func _cos(_ x: Double) -> Double { Foundation.cos(x) }

@@ -26,10 +26,18 @@ extension Tensor {
     }
   }
 
-  public static func + (a: Tensor, b: Tensor) throws -> Tensor { try binary(.add, a, b, name: "add") }
-  public static func - (a: Tensor, b: Tensor) throws -> Tensor { try binary(.sub, a, b, name: "sub") }
-  public static func * (a: Tensor, b: Tensor) throws -> Tensor { try binary(.mul, a, b, name: "mul") }
-  public static func / (a: Tensor, b: Tensor) throws -> Tensor { try binary(.div, a, b, name: "div") }
+  public static func + (a: Tensor, b: Tensor) throws -> Tensor {
+    try binary(.add, a, b, name: "add")
+  }
+  public static func - (a: Tensor, b: Tensor) throws -> Tensor {
+    try binary(.sub, a, b, name: "sub")
+  }
+  public static func * (a: Tensor, b: Tensor) throws -> Tensor {
+    try binary(.mul, a, b, name: "mul")
+  }
+  public static func / (a: Tensor, b: Tensor) throws -> Tensor {
+    try binary(.div, a, b, name: "div")
+  }
 
   /// Element-wise maximum with broadcasting.
   public func maximum(_ other: Tensor) throws -> Tensor {
@@ -56,7 +64,8 @@ extension Tensor {
   func step() throws -> Tensor {
     let out = try empty(shape)
     let ones = try Tensor.ones(shape, dtype: dtype, on: backend)
-    try backend.unaryGrad(.relu, x: buffer, dy: ones.buffer, dx: out.buffer, count: count, dtype: dtype)
+    try backend.unaryGrad(
+      .relu, x: buffer, dy: ones.buffer, dx: out.buffer, count: count, dtype: dtype)
     return out
   }
 }

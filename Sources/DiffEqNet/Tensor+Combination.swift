@@ -6,7 +6,8 @@ extension Tensor {
   {
     guard let first = terms.first, terms.count == coefficients.count else {
       throw TensorError.invalidArgument(
-        op: "linearCombination", reason: "\(terms.count) terms for \(coefficients.count) coefficients")
+        op: "linearCombination",
+        reason: "\(terms.count) terms for \(coefficients.count) coefficients")
     }
     for t in terms.dropFirst() {
       try first.checkCompatible(t, "linearCombination")

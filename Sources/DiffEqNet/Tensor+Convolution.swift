@@ -12,7 +12,8 @@ extension Tensor {
       throw TensorError.shapeMismatch(op: "conv2d", lhs: shape, rhs: weight.shape)
     }
     guard stride >= 1, padding >= 0 else {
-      throw TensorError.invalidArgument(op: "conv2d", reason: "stride \(stride), padding \(padding)")
+      throw TensorError.invalidArgument(
+        op: "conv2d", reason: "stride \(stride), padding \(padding)")
     }
     let g = ConvGeometry(
       n: shape[0], c: shape[1], h: shape[2], w: shape[3], kh: weight.shape[2],

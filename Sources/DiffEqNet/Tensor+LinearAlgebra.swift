@@ -5,14 +5,17 @@ extension Tensor {
     throws -> Tensor
   {
     try checkCompatible(other, "matmul")
-    guard (rank == 2 && other.rank == 2) || (rank == 3 && other.rank == 3 && shape[0] == other.shape[0])
+    guard
+      (rank == 2 && other.rank == 2) || (rank == 3 && other.rank == 3 && shape[0] == other.shape[0])
     else { throw TensorError.shapeMismatch(op: "matmul", lhs: shape, rhs: other.shape) }
     let batch = rank == 3 ? shape[0] : 1
     let (r0, c0) = (shape[rank - 2], shape[rank - 1])
     let (r1, c1) = (other.shape[rank - 2], other.shape[rank - 1])
     let (m, k) = transposeSelf ? (c0, r0) : (r0, c0)
     let (k2, n) = transposeOther ? (c1, r1) : (r1, c1)
-    guard k == k2 else { throw TensorError.shapeMismatch(op: "matmul", lhs: shape, rhs: other.shape) }
+    guard k == k2 else {
+      throw TensorError.shapeMismatch(op: "matmul", lhs: shape, rhs: other.shape)
+    }
     let out = try empty(rank == 3 ? [batch, m, n] : [m, n])
     if out.count > 0 {
       try backend.gemm(

@@ -9,7 +9,8 @@ extension Tensor {
     try checkCompatible(beta, "groupNorm")
     guard rank >= 2, groups >= 1, shape[1] % groups == 0 else {
       throw TensorError.invalidArgument(
-        op: "groupNorm", reason: "\(shape[safe: 1] ?? 0) channels do not split into \(groups) groups")
+        op: "groupNorm",
+        reason: "\(shape[safe: 1] ?? 0) channels do not split into \(groups) groups")
     }
     let c = shape[1]
     guard gamma.shape == [c], beta.shape == [c] else {

@@ -6,7 +6,8 @@ extension Tensor {
     let x = detached
     return out.recorded(from: [self]) { g in
       let dx = try x.empty(x.shape)
-      try x.backend.unaryGrad(op, x: x.buffer, dy: g.buffer, dx: dx.buffer, count: x.count, dtype: x.dtype)
+      try x.backend.unaryGrad(
+        op, x: x.buffer, dy: g.buffer, dx: dx.buffer, count: x.count, dtype: x.dtype)
       return [dx]
     }
   }

@@ -30,14 +30,19 @@ extension Tensor {
     let axes = try normalizedAxes(axes ?? Array(0..<rank), op: op)
     let reduced = axes.reduce(1) { $0 * shape[$1] }
     let keptShape = shape.enumerated().map { axes.contains($0.offset) ? 1 : $0.element }
-    let outShape = keepDims ? keptShape : shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
+    let outShape =
+      keepDims ? keptShape : shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
     let scale = mean ? 1 / Double(max(1, reduced)) : 1
     // Runs of adjacent reduced axes are reduced in one pass each, innermost run first.
     var current = detached
     var curShape = shape
     var runs: [(Int, Int)] = []
     for a in axes {
-      if let last = runs.last, last.1 == a { runs[runs.count - 1].1 = a + 1 } else { runs.append((a, a + 1)) }
+      if let last = runs.last, last.1 == a {
+        runs[runs.count - 1].1 = a + 1
+      } else {
+        runs.append((a, a + 1))
+      }
     }
     if runs.isEmpty {
       current = try current.affine(scale: 1)

@@ -20,7 +20,8 @@ extension Tensor {
   /// Dimensions reordered: result dimension d is input dimension `perm[d]` (rank ≤ 4).
   public func permuted(_ perm: [Int]) throws -> Tensor {
     guard perm.sorted() == Array(0..<rank) else {
-      throw TensorError.invalidArgument(op: "permute", reason: "\(perm) is not a permutation of 0..<\(rank)")
+      throw TensorError.invalidArgument(
+        op: "permute", reason: "\(perm) is not a permutation of 0..<\(rank)")
     }
     guard rank <= 4 else {
       throw TensorError.invalidShape(op: "permute", shape: shape, reason: "rank above 4")
@@ -95,10 +96,14 @@ extension Tensor {
       try first.checkCompatible(p, "concat")
       var a = p.shape
       var b = first.shape
-      guard a.count == b.count else { throw TensorError.shapeMismatch(op: "concat", lhs: b, rhs: a) }
+      guard a.count == b.count else {
+        throw TensorError.shapeMismatch(op: "concat", lhs: b, rhs: a)
+      }
       a[ax] = 0
       b[ax] = 0
-      guard a == b else { throw TensorError.shapeMismatch(op: "concat", lhs: first.shape, rhs: p.shape) }
+      guard a == b else {
+        throw TensorError.shapeMismatch(op: "concat", lhs: first.shape, rhs: p.shape)
+      }
     }
     var s = first.shape
     s[ax] = parts.reduce(0) { $0 + $1.shape[ax] }

@@ -12,8 +12,9 @@ public struct Tensor {
   /// How this tensor was computed, when gradients flow through it.
   var node: GradNode?
 
-  init(shape: [Int], dtype: DType, backend: any Backend, buffer: DeviceBuffer, node: GradNode? = nil)
-  {
+  init(
+    shape: [Int], dtype: DType, backend: any Backend, buffer: DeviceBuffer, node: GradNode? = nil
+  ) {
     self.shape = shape
     self.dtype = dtype
     self.backend = backend

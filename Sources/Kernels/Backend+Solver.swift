@@ -31,7 +31,8 @@ extension Backend {
     try binary(.div, error, a, b, layout: layout, dtype: dtype)
     try unary(.square, b, a, count: count, dtype: dtype)
     let sum = try allocate(1, dtype)
-    try reduceSum(a, sum, shape: ReductionShape(outer: 1, n: count, inner: 1), scale: 1, dtype: dtype)
+    try reduceSum(
+      a, sum, shape: ReductionShape(outer: 1, n: count, inner: 1), scale: 1, dtype: dtype)
     switch dtype {
     case .float32:
       var v: Float = 0

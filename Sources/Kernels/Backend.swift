@@ -44,7 +44,8 @@ public protocol Backend: AnyObject, Sendable {
   /// error, y0 or y1 yields NaN, so a step that produced NaN is rejected, never accepted.
   func scaledErrorSquaredSum(
     error: DeviceBuffer, y0: DeviceBuffer, y1: DeviceBuffer, atol: Double, rtol: Double,
-    count: Int, dtype: DType) throws -> Double
+    count: Int, dtype: DType
+  ) throws -> Double
   /// out[i] = a[i'] ∘ b[i''] with numpy broadcasting described by `layout`.
   func binary(
     _ op: BinaryOp, _ a: DeviceBuffer, _ b: DeviceBuffer, _ out: DeviceBuffer,
@@ -66,13 +67,16 @@ public protocol Backend: AnyObject, Sendable {
   /// The adjoint of `im2col`: x (overwritten) = Σ of the cols entries that read each element.
   func col2im(_ cols: DeviceBuffer, _ x: DeviceBuffer, _ g: ConvGeometry, dtype: DType) throws
   /// y [N, O, Ho, Wo] = conv(x [N, C, H, W], w [O, C, kh, kw]) (cross-correlation, zero padding).
-  func conv2d(_ x: DeviceBuffer, _ w: DeviceBuffer, _ y: DeviceBuffer, outChannels: Int,
+  func conv2d(
+    _ x: DeviceBuffer, _ w: DeviceBuffer, _ y: DeviceBuffer, outChannels: Int,
     _ g: ConvGeometry, dtype: DType) throws
   /// dx [N, C, H, W] (overwritten) = the adjoint of `conv2d` in x applied to dy.
-  func conv2dBackwardData(_ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer,
+  func conv2dBackwardData(
+    _ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer,
     outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
   /// dw [O, C, kh, kw] (overwritten) = Σ_n dy_n · im2col(x_n)ᵀ.
-  func conv2dBackwardWeights(_ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer,
+  func conv2dBackwardWeights(
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer,
     outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
   /// Group normalisation of x [N, C, HW]: y = (x − μ_ng)·rstd_ng·γ_c + β_c, saving μ and rstd [N·G].
   func groupNorm(
@@ -282,16 +286,19 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
   case openCL(call: String, code: Int32)
   case kernelBuildFailed(program: String, options: String, log: String)
   case unsupportedType(DType, backend: String)
+  case outOfMemory(bytes: Int, device: String)
 
   public var description: String {
     switch self {
     case .noOpenCLPlatform:
-      return "no OpenCL platform found (install an ICD such as pocl-opencl-icd, or use --device cpu)"
+      return
+        "no OpenCL platform found (install an ICD such as pocl-opencl-icd, or use --device cpu)"
     case .noSuchDevice(let d): return "no such device: \(d)"
     case .openCL(let call, let code): return "OpenCL call \(call) failed with error \(code)"
     case .kernelBuildFailed(let program, let options, let log):
       return "OpenCL program '\(program)' failed to build with options '\(options)':\n\(log)"
     case .unsupportedType(let t, let b): return "\(b) does not support \(t)"
+    case .outOfMemory(let n, let d): return "out of memory allocating \(n) bytes on \(d)"
     }
   }
 }

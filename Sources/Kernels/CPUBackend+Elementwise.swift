@@ -22,7 +22,8 @@ extension CPUBackend {
   ) throws {
     switch dtype {
     case .float32:
-      Self.unaryGrad(op, x.pointer(Float.self), dy.pointer(Float.self), dx.pointer(Float.self), count)
+      Self.unaryGrad(
+        op, x.pointer(Float.self), dy.pointer(Float.self), dx.pointer(Float.self), count)
     case .float64:
       Self.unaryGrad(
         op, x.pointer(Double.self), dy.pointer(Double.self), dx.pointer(Double.self), count)

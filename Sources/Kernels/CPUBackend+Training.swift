@@ -21,7 +21,9 @@ extension CPUBackend {
       let out = y.pointer(T.self)
       let keep = T(1 / (1 - p))
       parallelFor(count, grain: 1 << 15) { r in
-        for i in r { out[i] = dropoutUniform(seed: seed, index: UInt32(truncatingIfNeeded: i)) >= p ? keep : 0 }
+        for i in r {
+          out[i] = dropoutUniform(seed: seed, index: UInt32(truncatingIfNeeded: i)) >= p ? keep : 0
+        }
       }
     }
     dtype == .float32 ? run(Float.self) : run(Double.self)

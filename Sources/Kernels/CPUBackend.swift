@@ -14,8 +14,8 @@ public final class CPUBackend: Backend {
   public init() {
     pool = BufferPool(
       allocate: { bytes in
-        guard let p = aligned_alloc_wrapper(bytes) else {
-          throw BackendError.openCL(call: "aligned_alloc(\(bytes))", code: -4)
+        guard let p = alignedAllocate(bytes) else {
+          throw BackendError.outOfMemory(bytes: bytes, device: "host")
         }
         return .host(p)
       },
@@ -44,7 +44,7 @@ public final class CPUBackend: Backend {
 }
 
 /// 64-byte aligned host memory, so vector loads never straddle cache lines.
-private func aligned_alloc_wrapper(_ bytes: Int) -> UnsafeMutableRawPointer? {
+private func alignedAllocate(_ bytes: Int) -> UnsafeMutableRawPointer? {
   var p: UnsafeMutableRawPointer?
   guard posix_memalign(&p, 64, max(64, bytes)) == 0 else { return nil }
   return p

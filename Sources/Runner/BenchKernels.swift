@@ -43,7 +43,9 @@ struct BenchKernels: ParsableCommand {
       dst.deallocate()
     }
     memset(src, 1, bytes)
-    let t = medianTime(repetitions: options.repetitions) { dst.copyMemory(from: src, byteCount: bytes) }
+    let t = medianTime(repetitions: options.repetitions) {
+      dst.copyMemory(from: src, byteCount: bytes)
+    }
     let copy = Measurement(
       op: "reference_memcpy", device: "host", shape: "\(bytes >> 20) MiB", medianSeconds: t,
       bytes: 2 * Double(bytes))
@@ -72,7 +74,8 @@ struct BenchKernels: ParsableCommand {
       try backend.synchronize()
     }
     return Measurement(
-      op: "gemm", device: backend.name, shape: "\(n)x\(n)x\(n)", medianSeconds: t, flops: shape.flops)
+      op: "gemm", device: backend.name, shape: "\(n)x\(n)x\(n)", medianSeconds: t,
+      flops: shape.flops)
   }
 
   func convMeasurements(_ backend: any Backend, inChannels c: Int) throws -> [Measurement] {
@@ -171,7 +174,8 @@ private func tableLine(_ m: Measurement, references: [Measurement]) -> String {
   }
   let time =
     m.medianSeconds < 1e-3
-    ? String(format: "%.2f us", m.medianSeconds * 1e6) : String(format: "%.3f ms", m.medianSeconds * 1e3)
+    ? String(format: "%.2f us", m.medianSeconds * 1e6)
+    : String(format: "%.3f ms", m.medianSeconds * 1e3)
   var rate = ""
   var ratio = ""
   if let g = m.gflops {
@@ -183,5 +187,6 @@ private func tableLine(_ m: Measurement, references: [Measurement]) -> String {
   } else if let us = m.extra["us"] {
     rate = "\(us) us/op"
   }
-  return pad(m.op, 26) + pad(m.device, 36) + pad(m.shape, 26) + pad(time, 14) + pad(rate, 14) + ratio
+  return pad(m.op, 26) + pad(m.device, 36) + pad(m.shape, 26) + pad(time, 14) + pad(rate, 14)
+    + ratio
 }

@@ -63,14 +63,17 @@ struct BenchSolvers: ParsableCommand {
     let h0 = try Tensor.normal([32, 64, 14, 14], rng: &rng, on: backend)
     let reps = max(1, min(options.repetitions, 5))
 
-    func run(_ solverOptions: ODEOptions, gradient: GradientMethod?) throws -> (Double, ODEStatistics, Int) {
+    func run(_ solverOptions: ODEOptions, gradient: GradientMethod?) throws -> (
+      Double, ODEStatistics, Int
+    ) {
       var stats = ODEStatistics()
       backend.pool.resetPeak()
       let base = backend.pool.currentBytes
       let t = try medianTime(repetitions: reps) {
         if let gradient {
           let (loss, _) = try valueAndGrad(f) {
-            let sol = try odeint(f.field, h0, times: [0, 1], options: solverOptions, gradient: gradient)
+            let sol = try odeint(
+              f.field, h0, times: [0, 1], options: solverOptions, gradient: gradient)
             stats = sol.statistics
             return try sol.states[1].square().sum()
           }
@@ -98,7 +101,9 @@ struct BenchSolvers: ParsableCommand {
     let d = try run(dopri, gradient: .backsolveAdjoint)
     emit("dopri5_adjoint", steps: d.1.acceptedSteps + d.1.rejectedSteps, d)
     for steps in [10, 40, 160] {
-      for (config, method) in [("rk4_direct_memory", GradientMethod.direct), ("rk4_adjoint_memory", .backsolveAdjoint)] {
+      for (config, method) in [
+        ("rk4_direct_memory", GradientMethod.direct), ("rk4_adjoint_memory", .backsolveAdjoint),
+      ] {
         // Direct backpropagation through 160 RK4 steps holds every activation: skip what would
         // not fit comfortably in this machine's memory rather than swap.
         if method == .direct && steps > 40 && backend is CPUBackend == false { continue }
@@ -107,7 +112,8 @@ struct BenchSolvers: ParsableCommand {
         let base = backend.pool.currentBytes
         let start = DispatchTime.now().uptimeNanoseconds
         let (loss, _) = try valueAndGrad(f) {
-          let sol = try odeint(f.field, h0, times: [0, 1], options: .fixed(.rk4, steps: steps), gradient: method)
+          let sol = try odeint(
+            f.field, h0, times: [0, 1], options: .fixed(.rk4, steps: steps), gradient: method)
           stats = sol.statistics
           return try sol.states[1].square().sum()
         }
@@ -189,7 +195,8 @@ struct SpiralData {
     let a = try Tensor([-0.1, 2.0, -2.0, -0.1], shape: [2, 2], dtype: .float64, on: cpu)
     let y0 = try Tensor([2, 0], shape: [1, 2], dtype: .float64, on: cpu)
     let truth = VectorField { _, y in try (y.square() * y).matmul(a) }
-    let sol = try odeint(truth, y0, times: times, options: ODEOptions(solver: .dopri5, rtol: 1e-9, atol: 1e-10))
+    let sol = try odeint(
+      truth, y0, times: times, options: ODEOptions(solver: .dopri5, rtol: 1e-9, atol: 1e-10))
     trajectory = try sol.states.map { try $0.toDoubles() }
   }
 

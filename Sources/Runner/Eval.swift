@@ -21,7 +21,8 @@ struct Eval: ParsableCommand {
   func run() throws {
     let url = URL(fileURLWithPath: checkpoint)
     let file = try SafeTensorsFile.read(from: url)
-    var c = try Checkpoint.decode(TrainingConfiguration.self, key: "config", in: file.metadata, file: url.lastPathComponent)
+    var c = try Checkpoint.decode(
+      TrainingConfiguration.self, key: "config", in: file.metadata, file: url.lastPathComponent)
     if let data { c.data = data }
     if let format { c.format = format }
     if let device { c.device = device }
@@ -41,11 +42,13 @@ struct Eval: ParsableCommand {
       nfe += trainer.model.odeStatistics?.forwardEvaluations ?? 0
       batches += 1
     }
-    print(String(
-      format: "%@ on %@ (%d images): loss %.4f  accuracy %.2f%%  NFE %.1f per batch",
-      c.model, c.data, test.count, loss, 100 * accuracy, Double(nfe) / Double(max(1, batches))))
+    print(
+      String(
+        format: "%@ on %@ (%d images): loss %.4f  accuracy %.2f%%  NFE %.1f per batch",
+        c.model, c.data, test.count, loss, 100 * accuracy, Double(nfe) / Double(max(1, batches))))
     if let predictions {
-      try (lines.joined(separator: "\n") + "\n").write(toFile: predictions, atomically: true, encoding: .utf8)
+      try (lines.joined(separator: "\n") + "\n").write(
+        toFile: predictions, atomically: true, encoding: .utf8)
       print("predictions written to \(predictions)")
     }
   }

@@ -13,7 +13,10 @@ final class InterruptHandler {
     source.setEventHandler {
       if flag.isSet { exit(130) }
       flag.set()
-      FileHandle.standardError.write(Data("\ninterrupt: finishing the current step, then checkpointing (Ctrl-C again to quit now)\n".utf8))
+      FileHandle.standardError.write(
+        Data(
+          "\ninterrupt: finishing the current step, then checkpointing (Ctrl-C again to quit now)\n"
+            .utf8))
     }
     source.resume()
   }

@@ -6,7 +6,9 @@ func formatJSONLine(_ fields: [(String, Any)]) -> String {
   func encode(_ v: Any) -> String {
     switch v {
     case let s as String:
-      return "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+      return "\""
+        + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(
+          of: "\"", with: "\\\"") + "\""
     case let i as Int: return String(i)
     case let d as Double: return d.isFinite ? String(format: "%.9g", d) : "null"
     case let b as Bool: return b ? "true" : "false"

@@ -13,12 +13,15 @@ struct LearningCurve {
     let plotH = height - top - bottom
     let epochs = Double(max(1, history.count))
     let maxLoss = max(1e-9, history.flatMap { [$0.trainLoss, $0.testLoss] }.max() ?? 1)
-    func x(_ e: Int) -> Double { left + plotW * (history.count <= 1 ? 0.5 : Double(e - 1) / (epochs - 1)) }
+    func x(_ e: Int) -> Double {
+      left + plotW * (history.count <= 1 ? 0.5 : Double(e - 1) / (epochs - 1))
+    }
     func yLoss(_ v: Double) -> Double { top + plotH * (1 - v / maxLoss) }
     func yAcc(_ v: Double) -> Double { top + plotH * (1 - v) }
     func line(_ points: [(Double, Double)], _ color: String, _ label: String) -> String {
       let p = points.map { String(format: "%.1f,%.1f", $0.0, $0.1) }.joined(separator: " ")
-      return "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(p)\"><title>\(label)</title></polyline>"
+      return
+        "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(p)\"><title>\(label)</title></polyline>"
     }
     var s = """
       <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
@@ -31,15 +34,18 @@ struct LearningCurve {
       let f = Double(i) / 4
       let y = top + plotH * (1 - f)
       s += "<line x1=\"\(left)\" x2=\"\(left + plotW)\" y1=\"\(y)\" y2=\"\(y)\" stroke=\"#eee\"/>"
-      s += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(String(format: "%.3g", maxLoss * f))</text>"
+      s +=
+        "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(String(format: "%.3g", maxLoss * f))</text>"
       s += "<text x=\"\(left + plotW + 6)\" y=\"\(y + 4)\">\(Int(f * 100))%</text>\n"
     }
     for m in history {
-      s += "<text x=\"\(x(m.epoch))\" y=\"\(top + plotH + 16)\" text-anchor=\"middle\">\(m.epoch)</text>"
+      s +=
+        "<text x=\"\(x(m.epoch))\" y=\"\(top + plotH + 16)\" text-anchor=\"middle\">\(m.epoch)</text>"
     }
     s += line(history.map { (x($0.epoch), yLoss($0.trainLoss)) }, "#1f77b4", "train loss") + "\n"
     s += line(history.map { (x($0.epoch), yLoss($0.testLoss)) }, "#ff7f0e", "test loss") + "\n"
-    s += line(history.map { (x($0.epoch), yAcc($0.testAccuracy)) }, "#2ca02c", "test accuracy") + "\n"
+    s +=
+      line(history.map { (x($0.epoch), yAcc($0.testAccuracy)) }, "#2ca02c", "test accuracy") + "\n"
     s += """
       <text x="\(left + 10)" y="\(height - 8)" fill="#1f77b4">train loss</text>
       <text x="\(left + 100)" y="\(height - 8)" fill="#ff7f0e">test loss</text>

@@ -1,5 +1,5 @@
-import Foundation
 import DiffEqNet
+import Foundation
 
 /// One benchmark figure: a median time and the rate it implies.
 struct Measurement {

@@ -16,7 +16,8 @@ final class ProgressDisplay {
     if isTerminal {
       let width = 24
       let filled = p.batches > 0 ? width * p.batch / p.batches : 0
-      let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+      let bar =
+        String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
       FileHandle.standardOutput.write(Data("\r[\(bar)] \(text)\u{1B}[K".utf8))
       drawn = true
     } else {

@@ -20,7 +20,8 @@ struct Train: ParsableCommand {
   @Option(help: "Data folder.") var data: String?
   @Option(help: "Data format: mnist, fashion-mnist, cifar10 or cifar100.") var format: String?
   @Option(help: "auto, cpu, opencl or opencl:N.") var device: String?
-  @Option(help: "ODE solver: dopri5, tsit5, bosh3, rk4, midpoint, heun, euler, nag[:mu].") var solver: String?
+  @Option(help: "ODE solver: dopri5, tsit5, bosh3, rk4, midpoint, heun, euler, nag[:mu].")
+  var solver: String?
   @Option(help: "Relative tolerance of adaptive solvers.") var rtol: Double?
   @Option(help: "Absolute tolerance of adaptive solvers.") var atol: Double?
   @Option(help: "Gradient method: adjoint, checkpointed or direct.") var gradient: String?
@@ -87,17 +88,21 @@ struct Train: ParsableCommand {
   }
 
   /// Settings from a JSON file; keys it omits keep their values in `base`.
-  func decodeConfiguration(_ url: URL, base: TrainingConfiguration) throws -> TrainingConfiguration {
+  func decodeConfiguration(_ url: URL, base: TrainingConfiguration) throws -> TrainingConfiguration
+  {
     guard let data = FileManager.default.contents(atPath: url.path) else {
       throw ValidationError("cannot read configuration file \(url.path)")
     }
     guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
       throw ValidationError("\(url.path) is not a JSON object")
     }
-    var merged = (try JSONSerialization.jsonObject(with: JSONEncoder().encode(base)) as? [String: Any]) ?? [:]
+    var merged =
+      (try JSONSerialization.jsonObject(with: JSONEncoder().encode(base)) as? [String: Any]) ?? [:]
     for (key, value) in object {
       guard merged[key] != nil else {
-        throw ValidationError("\(url.path): unknown setting '\(key)' (known: \(merged.keys.sorted().joined(separator: ", ")))")
+        throw ValidationError(
+          "\(url.path): unknown setting '\(key)' (known: \(merged.keys.sorted().joined(separator: ", ")))"
+        )
       }
       merged[key] = value
     }
@@ -124,8 +129,12 @@ struct Train: ParsableCommand {
       history = try readMetrics(metricsURL).filter { $0.epoch <= trainer.epoch }
       print("resuming \(c.model) at epoch \(trainer.epoch + 1), batch \(trainer.batch + 1)")
     }
-    try writeJSON(ResolvedRun(configuration: c, device: backend.name, parameters: trainer.model.parameterCount), to: outDir.appendingPathComponent("config.json"))
-    print("\(c.model): \(trainer.model.parameterCount) parameters on \(backend.name); \(train.count) training and \(test.count) test images from \(c.data)")
+    try writeJSON(
+      ResolvedRun(configuration: c, device: backend.name, parameters: trainer.model.parameterCount),
+      to: outDir.appendingPathComponent("config.json"))
+    print(
+      "\(c.model): \(trainer.model.parameterCount) parameters on \(backend.name); \(train.count) training and \(test.count) test images from \(c.data)"
+    )
 
     let interrupt = InterruptHandler(trainer.stopRequested)
     defer { interrupt.restore() }
@@ -134,18 +143,23 @@ struct Train: ParsableCommand {
       guard let m = try trainer.trainEpoch(progress.update) else {
         try trainer.saveCheckpoint(to: checkpoint)
         progress.finishLine()
-        print("stopped at epoch \(trainer.epoch + 1), batch \(trainer.batch); checkpoint written to \(checkpoint.path) (continue with --resume)")
+        print(
+          "stopped at epoch \(trainer.epoch + 1), batch \(trainer.batch); checkpoint written to \(checkpoint.path) (continue with --resume)"
+        )
         return
       }
       try trainer.saveCheckpoint(to: checkpoint)
       history.append(m)
       try writeMetrics(history, to: metricsURL)
-      try LearningCurve(history).svg().write(to: outDir.appendingPathComponent("curve.svg"), atomically: true, encoding: .utf8)
+      try LearningCurve(history).svg().write(
+        to: outDir.appendingPathComponent("curve.svg"), atomically: true, encoding: .utf8)
       progress.finishLine()
-      print(String(
-        format: "epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  NFE %.1f/%.1f  %.1f s  %.0f img/s",
-        m.epoch, c.epochs, m.trainLoss, 100 * m.trainAccuracy, m.testLoss, 100 * m.testAccuracy,
-        m.nfeForward, m.nfeBackward, m.seconds, m.imagesPerSecond))
+      print(
+        String(
+          format:
+            "epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  NFE %.1f/%.1f  %.1f s  %.0f img/s",
+          m.epoch, c.epochs, m.trainLoss, 100 * m.trainAccuracy, m.testLoss, 100 * m.testAccuracy,
+          m.nfeForward, m.nfeBackward, m.seconds, m.imagesPerSecond))
       fflush(nil)
       if trainer.stopRequested.isSet {
         print("stopped after epoch \(m.epoch); continue with --resume")

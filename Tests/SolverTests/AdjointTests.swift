@@ -12,7 +12,8 @@ final class AdjointTests: XCTestCase {
   ) throws -> (Double, [Double], ODEStatistics) {
     var stats: ODEStatistics?
     let (loss, gx, gp) = try vjp(model, at: [y0], cotangent: nil) { xs in
-      let sol = try odeint(field, xs[0], times: times, options: options, gradient: method, adjoint: adjoint)
+      let sol = try odeint(
+        field, xs[0], times: times, options: options, gradient: method, adjoint: adjoint)
       stats = sol.statistics
       var total = try (sol.states[0] * weights[0]).sum()
       for i in 1..<times.count { total = try total + (sol.states[i] * weights[i]).sum() }
@@ -32,15 +33,22 @@ final class AdjointTests: XCTestCase {
     let y0 = try Tensor.normal([4, 3], dtype: .float64, rng: &rng, on: cpu)
     let times = [0, 0.4, 0.7, 1.2]
     let w = try weights([4, 3], times.count)
-    for options in [ODEOptions.fixed(.rk4, steps: 24), ODEOptions(solver: .dopri5, rtol: 1e-10, atol: 1e-10)] {
-      let (_, direct, _) = try lossAndGradients(model, model.field, y0, times: times, options: options, method: .direct, weights: w)
+    for options in [
+      ODEOptions.fixed(.rk4, steps: 24), ODEOptions(solver: .dopri5, rtol: 1e-10, atol: 1e-10),
+    ] {
+      let (_, direct, _) = try lossAndGradients(
+        model, model.field, y0, times: times, options: options, method: .direct, weights: w)
       let (_, checkpointed, _) = try lossAndGradients(
-        model, model.field, y0, times: times, options: options, method: .checkpointedAdjoint, weights: w)
+        model, model.field, y0, times: times, options: options, method: .checkpointedAdjoint,
+        weights: w)
       let (_, backsolve, stats) = try lossAndGradients(
-        model, model.field, y0, times: times, options: options, method: .backsolveAdjoint, weights: w)
+        model, model.field, y0, times: times, options: options, method: .backsolveAdjoint,
+        weights: w)
       let eCheck = relativeError(checkpointed, direct)
       let eBack = relativeError(backsolve, direct)
-      XCTAssertLessThan(eCheck, 1e-12, "\(options.solver): checkpointed vs direct \(eCheck) (must agree to rounding)")
+      XCTAssertLessThan(
+        eCheck, 1e-12,
+        "\(options.solver): checkpointed vs direct \(eCheck) (must agree to rounding)")
       XCTAssertLessThan(eBack, 1e-5, "\(options.solver): backsolve vs direct \(eBack)")
       XCTAssertGreaterThan(stats.backwardEvaluations, 0)
     }
@@ -95,7 +103,8 @@ final class AdjointTests: XCTestCase {
       }
     }
     let e = relativeError(analytic, numeric)
-    XCTAssertLessThan(e, 1e-6, "backsolve adjoint vs central differences: relative error \(e) (≤ 1e-6)")
+    XCTAssertLessThan(
+      e, 1e-6, "backsolve adjoint vs central differences: relative error \(e) (≤ 1e-6)")
   }
 
   func testConvFieldWithTimeChannel() throws {
@@ -104,14 +113,21 @@ final class AdjointTests: XCTestCase {
     let y0 = try Tensor.normal([2, 3, 5, 5], dtype: .float64, rng: &rng, on: cpu)
     let times = [0, 0.5, 1.0]
     let w = try weights([2, 3, 5, 5], times.count)
-    for options in [ODEOptions.fixed(.rk4, steps: 10), ODEOptions(solver: .dopri5, rtol: 1e-9, atol: 1e-9)] {
-      let (_, direct, _) = try lossAndGradients(model, model.field, y0, times: times, options: options, method: .direct, weights: w)
+    for options in [
+      ODEOptions.fixed(.rk4, steps: 10), ODEOptions(solver: .dopri5, rtol: 1e-9, atol: 1e-9),
+    ] {
+      let (_, direct, _) = try lossAndGradients(
+        model, model.field, y0, times: times, options: options, method: .direct, weights: w)
       let (_, checkpointed, _) = try lossAndGradients(
-        model, model.field, y0, times: times, options: options, method: .checkpointedAdjoint, weights: w)
+        model, model.field, y0, times: times, options: options, method: .checkpointedAdjoint,
+        weights: w)
       let (_, backsolve, _) = try lossAndGradients(
-        model, model.field, y0, times: times, options: options, method: .backsolveAdjoint, weights: w)
-      XCTAssertLessThan(relativeError(checkpointed, direct), 1e-12, "\(options.solver) checkpointed vs direct")
-      XCTAssertLessThan(relativeError(backsolve, direct), 1e-5, "\(options.solver) backsolve vs direct")
+        model, model.field, y0, times: times, options: options, method: .backsolveAdjoint,
+        weights: w)
+      XCTAssertLessThan(
+        relativeError(checkpointed, direct), 1e-12, "\(options.solver) checkpointed vs direct")
+      XCTAssertLessThan(
+        relativeError(backsolve, direct), 1e-5, "\(options.solver) backsolve vs direct")
     }
   }
 
@@ -122,9 +138,11 @@ final class AdjointTests: XCTestCase {
     let times = [0, 0.5, 1.0]
     let w = try weights([2, 3], times.count)
     let options = ODEOptions.fixed(.nag(momentum: 0.6), steps: 20)
-    let (_, direct, _) = try lossAndGradients(model, model.field, y0, times: times, options: options, method: .direct, weights: w)
+    let (_, direct, _) = try lossAndGradients(
+      model, model.field, y0, times: times, options: options, method: .direct, weights: w)
     let (_, checkpointed, _) = try lossAndGradients(
-      model, model.field, y0, times: times, options: options, method: .checkpointedAdjoint, weights: w)
+      model, model.field, y0, times: times, options: options, method: .checkpointedAdjoint,
+      weights: w)
     XCTAssertLessThan(relativeError(checkpointed, direct), 1e-12, "NAG checkpointed vs direct")
     // Backsolve with NAG integrates the continuous adjoint with a first-order method: it agrees
     // with the discrete gradient only to O(h); with a fine RK4 backward solve, to O(h) as well.

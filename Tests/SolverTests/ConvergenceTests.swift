@@ -30,7 +30,8 @@ final class ConvergenceTests: XCTestCase {
 
   func testFixedStepSolversConvergeAtTheirOrder() throws {
     let cases: [(ODESolver, Double, Int)] = [
-      (.euler, 1, 32), (.midpoint, 2, 32), (.heun, 2, 32), (.rk4, 4, 16), (.nag(momentum: 0.5), 1, 64),
+      (.euler, 1, 32), (.midpoint, 2, 32), (.heun, 2, 32), (.rk4, 4, 16),
+      (.nag(momentum: 0.5), 1, 64),
       (.nag(momentum: 0.9), 1, 256),
     ]
     for (solver, order, n) in cases {
@@ -41,7 +42,8 @@ final class ConvergenceTests: XCTestCase {
         let observed = log2(e2 / e4)
         XCTAssertEqual(
           observed, order, accuracy: 0.25,
-          "\(solver): observed order \(observed) (errors \(e1), \(e2), \(e4)), expected \(order) ± 0.25")
+          "\(solver): observed order \(observed) (errors \(e1), \(e2), \(e4)), expected \(order) ± 0.25"
+        )
         XCTAssertLessThan(e4, e2, "\(solver) error must fall as the step halves")
       }
     }
@@ -53,7 +55,8 @@ final class ConvergenceTests: XCTestCase {
     let a = try odeint(f, x, times: [0, 0.5, 1.5], options: .fixed(.nag(momentum: 0), steps: 30))
     let b = try odeint(f, x, times: [0, 0.5, 1.5], options: .fixed(.euler, steps: 30))
     for (p, q) in zip(a.states, b.states) {
-      XCTAssertEqual(try p.toDoubles(), try q.toDoubles(), "NAG(μ = 0) must reproduce Euler exactly")
+      XCTAssertEqual(
+        try p.toDoubles(), try q.toDoubles(), "NAG(μ = 0) must reproduce Euler exactly")
     }
   }
 
@@ -66,7 +69,8 @@ final class ConvergenceTests: XCTestCase {
     let times = (0...40).map { Double($0) * 0.25 }
     for solver in [ODESolver.bosh3, .dopri5, .tsit5] {
       for tol in [1e-5, 1e-8] {
-        let sol = try odeint(f, y0, times: times, options: ODEOptions(solver: solver, rtol: tol, atol: tol))
+        let sol = try odeint(
+          f, y0, times: times, options: ODEOptions(solver: solver, rtol: tol, atol: tol))
         var worst = 0.0
         for (t, y) in zip(times, sol.states) {
           let v = try y.toDoubles()
@@ -95,7 +99,8 @@ final class ConvergenceTests: XCTestCase {
     let reference = try odeint(f, y0, times: times, options: .fixed(.rk4, steps: 20_000))
     for solver in [ODESolver.bosh3, .dopri5, .tsit5] {
       let tol = 1e-7
-      let sol = try odeint(f, y0, times: times, options: ODEOptions(solver: solver, rtol: tol, atol: tol))
+      let sol = try odeint(
+        f, y0, times: times, options: ODEOptions(solver: solver, rtol: tol, atol: tol))
       for (a, b) in zip(sol.states, reference.states) {
         let e = relativeError(try a.toDoubles(), try b.toDoubles())
         XCTAssertLessThan(e, 1e-4, "\(solver): relative error \(e) against the RK4 reference")

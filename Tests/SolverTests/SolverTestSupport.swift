@@ -42,7 +42,8 @@ final class ConvField: Module {
   let conv: Conv2d
   init(channels: Int, dtype: DType, seed: UInt64, on backend: any Backend) throws {
     var rng = RandomState(seed: seed)
-    conv = try Conv2d(channels + 1, channels, kernelSize: 3, padding: 1, dtype: dtype, rng: &rng, on: backend)
+    conv = try Conv2d(
+      channels + 1, channels, kernelSize: 3, padding: 1, dtype: dtype, rng: &rng, on: backend)
     super.init()
   }
 

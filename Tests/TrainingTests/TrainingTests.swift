@@ -44,8 +44,11 @@ final class TrainingTests: XCTestCase {
         let last = try XCTUnwrap(history.last)
         // A narrow network (16 channels) on 512 images for 100-200 steps: far from converged,
         // but the loss must have fallen by a quarter and accuracy be at least 3× chance (10%).
-        XCTAssertLessThan(last.trainLoss, 0.75 * first!, "\(model) on \(backend.name): loss \(first!) → \(last.trainLoss)")
-        XCTAssertGreaterThan(last.testAccuracy, 0.3, "\(model) on \(backend.name): test accuracy \(last.testAccuracy)")
+        XCTAssertLessThan(
+          last.trainLoss, 0.75 * first!,
+          "\(model) on \(backend.name): loss \(first!) → \(last.trainLoss)")
+        XCTAssertGreaterThan(
+          last.testAccuracy, 0.3, "\(model) on \(backend.name): test accuracy \(last.testAccuracy)")
         if model == "odenet" { XCTAssertGreaterThan(last.nfeForward, 0, "ODE-Net must report NFE") }
       }
     }
@@ -63,7 +66,8 @@ final class TrainingTests: XCTestCase {
     let straight = try Trainer(c, backend: cpu, train: train, test: test)
     while !straight.isFinished { _ = try straight.trainEpoch { _ in } }
 
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffeqnet-resume-\(UUID())")
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "diffeqnet-resume-\(UUID())")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }
     let url = dir.appendingPathComponent("checkpoint.safetensors")
@@ -83,7 +87,9 @@ final class TrainingTests: XCTestCase {
     let b = resumed.model.namedParameters()
     XCTAssertEqual(a.map(\.name), b.map(\.name))
     for (x, y) in zip(a, b) {
-      XCTAssertEqual(try x.parameter.value.toFloats(), try y.parameter.value.toFloats(), "\(x.name) differs after resume")
+      XCTAssertEqual(
+        try x.parameter.value.toFloats(), try y.parameter.value.toFloats(),
+        "\(x.name) differs after resume")
     }
   }
 
@@ -92,19 +98,24 @@ final class TrainingTests: XCTestCase {
     let c = configuration("resnet")
     let (train, test) = try c.loadData()
     let trainer = try Trainer(c, backend: cpu, train: train, test: test)
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffeqnet-ckpt-\(UUID())")
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "diffeqnet-ckpt-\(UUID())")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }
     let url = dir.appendingPathComponent("a.safetensors")
     try trainer.saveCheckpoint(to: url)
     // Another architecture's checkpoint.
     let other = try Trainer(configuration("odenet"), backend: cpu, train: train, test: test)
-    XCTAssertThrowsError(try other.loadCheckpoint(from: url)) { XCTAssertTrue("\($0)".contains("a.safetensors"), "\($0)") }
+    XCTAssertThrowsError(try other.loadCheckpoint(from: url)) {
+      XCTAssertTrue("\($0)".contains("a.safetensors"), "\($0)")
+    }
     // A truncated file.
     let bytes = try Data(contentsOf: url)
     let cut = dir.appendingPathComponent("cut.safetensors")
     try bytes.prefix(bytes.count / 2).write(to: cut)
-    XCTAssertThrowsError(try trainer.loadCheckpoint(from: cut)) { XCTAssertTrue("\($0)".contains("cut.safetensors"), "\($0)") }
+    XCTAssertThrowsError(try trainer.loadCheckpoint(from: cut)) {
+      XCTAssertTrue("\($0)".contains("cut.safetensors"), "\($0)")
+    }
     // A foreign safetensors file (valid format, not ours).
     let foreign = dir.appendingPathComponent("foreign.safetensors")
     try SafeTensorsFile(tensors: ["w": try HostTensor([1, 2], shape: [2])]).write(to: foreign)
@@ -132,7 +143,8 @@ final class TrainingTests: XCTestCase {
 
   /// `runner train` writes its outputs, and `--resume` continues the run it left.
   func testCLITrainsAndResumes() throws {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffeqnet-cli-\(UUID())")
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "diffeqnet-cli-\(UUID())")
     defer { try? FileManager.default.removeItem(at: dir) }
     let common = [
       "--model", "resnet", "--width", "8", "--residual-blocks", "1", "--limit", "64",
@@ -141,7 +153,9 @@ final class TrainingTests: XCTestCase {
     let (status, output) = try runner(["train", "--epochs", "1"] + common)
     XCTAssertEqual(status, 0, output)
     for file in ["config.json", "metrics.jsonl", "curve.svg", "checkpoint.safetensors"] {
-      XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path), "missing \(file)")
+      XCTAssertTrue(
+        FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path),
+        "missing \(file)")
     }
     let (status2, output2) = try runner(["train", "--resume", "--epochs", "2", "--out", dir.path])
     XCTAssertEqual(status2, 0, output2)
@@ -149,7 +163,10 @@ final class TrainingTests: XCTestCase {
     let lines = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
       .split(separator: "\n")
     XCTAssertEqual(lines.count, 2, "one metrics line per epoch across the resume")
-    let (status3, output3) = try runner(["eval", "--checkpoint", dir.appendingPathComponent("checkpoint.safetensors").path, "--device", "cpu"])
+    let (status3, output3) = try runner([
+      "eval", "--checkpoint", dir.appendingPathComponent("checkpoint.safetensors").path, "--device",
+      "cpu",
+    ])
     XCTAssertEqual(status3, 0, output3)
     XCTAssertTrue(output3.contains("accuracy"), output3)
   }

@@ -8,7 +8,9 @@ public final class ConvODEFunction: Module {
   public let conv2: ConcatConv2d
   public let norm3: GroupNorm
 
-  public init(channels: Int, dtype: DType = .float32, rng: inout RandomState, on backend: any Backend)
+  public init(
+    channels: Int, dtype: DType = .float32, rng: inout RandomState, on backend: any Backend
+  )
     throws
   {
     let groups = GroupNorm.defaultGroups(channels: channels)

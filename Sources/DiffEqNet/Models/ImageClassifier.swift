@@ -25,9 +25,11 @@ public final class ImageClassifier: Module, UnaryLayer {
     self.architecture = architecture
     stem0 = try Conv2d(inputChannels, width, kernelSize: 3, dtype: dtype, rng: &rng, on: backend)
     stemNorm0 = try GroupNorm(groups: groups, channels: width, dtype: dtype, on: backend)
-    stem1 = try Conv2d(width, width, kernelSize: 4, stride: 2, padding: 1, dtype: dtype, rng: &rng, on: backend)
+    stem1 = try Conv2d(
+      width, width, kernelSize: 4, stride: 2, padding: 1, dtype: dtype, rng: &rng, on: backend)
     stemNorm1 = try GroupNorm(groups: groups, channels: width, dtype: dtype, on: backend)
-    stem2 = try Conv2d(width, width, kernelSize: 4, stride: 2, padding: 1, dtype: dtype, rng: &rng, on: backend)
+    stem2 = try Conv2d(
+      width, width, kernelSize: 4, stride: 2, padding: 1, dtype: dtype, rng: &rng, on: backend)
     self.features = try features(&rng)
     headNorm = try GroupNorm(groups: groups, channels: width, dtype: dtype, on: backend)
     classifier = try Linear(width, classes, dtype: dtype, rng: &rng, on: backend)
@@ -41,7 +43,8 @@ public final class ImageClassifier: Module, UnaryLayer {
     h = try stem2(h)
     for block in features {
       guard let layer = block as? any UnaryLayer else {
-        throw TensorError.invalidArgument(op: "ImageClassifier", reason: "feature block is not a layer")
+        throw TensorError.invalidArgument(
+          op: "ImageClassifier", reason: "feature block is not a layer")
       }
       h = try layer(h)
     }

@@ -34,15 +34,25 @@ public enum ModelZoo {
     switch name {
     case "odenet":
       features = { rng in
-        [try ODEBlock(channels: c.width, options: c.ode, gradient: c.gradient, dtype: c.dtype, rng: &rng, on: backend)]
+        [
+          try ODEBlock(
+            channels: c.width, options: c.ode, gradient: c.gradient, dtype: c.dtype, rng: &rng,
+            on: backend)
+        ]
       }
     case "rknet":
       features = { rng in
-        [try ODEBlock(channels: c.width, options: .fixed(.rk4, steps: c.rkSteps), gradient: .direct, dtype: c.dtype, rng: &rng, on: backend)]
+        [
+          try ODEBlock(
+            channels: c.width, options: .fixed(.rk4, steps: c.rkSteps), gradient: .direct,
+            dtype: c.dtype, rng: &rng, on: backend)
+        ]
       }
     case "resnet":
       features = { rng in
-        try (0..<c.residualBlocks).map { _ in try ResidualBlock(channels: c.width, dtype: c.dtype, rng: &rng, on: backend) }
+        try (0..<c.residualBlocks).map { _ in
+          try ResidualBlock(channels: c.width, dtype: c.dtype, rng: &rng, on: backend)
+        }
       }
     default:
       throw TensorError.invalidArgument(

@@ -36,14 +36,20 @@ public final class ResidualBlock: Module, UnaryLayer {
   public let norm2: GroupNorm
   public let conv2: Conv2d
 
-  public init(channels: Int, dtype: DType = .float32, rng: inout RandomState, on backend: any Backend)
+  public init(
+    channels: Int, dtype: DType = .float32, rng: inout RandomState, on backend: any Backend
+  )
     throws
   {
     let groups = GroupNorm.defaultGroups(channels: channels)
     norm1 = try GroupNorm(groups: groups, channels: channels, dtype: dtype, on: backend)
-    conv1 = try Conv2d(channels, channels, kernelSize: 3, padding: 1, bias: false, dtype: dtype, rng: &rng, on: backend)
+    conv1 = try Conv2d(
+      channels, channels, kernelSize: 3, padding: 1, bias: false, dtype: dtype, rng: &rng,
+      on: backend)
     norm2 = try GroupNorm(groups: groups, channels: channels, dtype: dtype, on: backend)
-    conv2 = try Conv2d(channels, channels, kernelSize: 3, padding: 1, bias: false, dtype: dtype, rng: &rng, on: backend)
+    conv2 = try Conv2d(
+      channels, channels, kernelSize: 3, padding: 1, bias: false, dtype: dtype, rng: &rng,
+      on: backend)
     super.init()
   }
 

@@ -30,7 +30,9 @@ struct AdjointBackward {
       [try field(t, ys[0])]
     }
     let names = parameterEntries.map(\.name)
-    return (fy[0], gy[0], try names.indices.map { try gp[names[$0]] ?? parameterValues[$0].zerosLike() })
+    return (
+      fy[0], gy[0], try names.indices.map { try gp[names[$0]] ?? parameterValues[$0].zerosLike() }
+    )
   }
 
   /// The backsolve adjoint. In reversed time s = −t the augmented state [y, a, a_θ] obeys
@@ -53,7 +55,7 @@ struct AdjointBackward {
         },
         options: backwardOptions, normComponents: adjoint.seminorm ? 2 : Int.max,
         onEvaluation: {},
-        onStep: { $0 ? (stats.backwardAcceptedSteps += 1) : (stats.backwardRejectedSteps += 1) })
+        onStep: { stats.countStep(accepted: $0, backward: true) })
       for i in stride(from: times.count - 1, to: 0, by: -1) {
         let z = try integrator.solve(
           [states[i], a] + aTheta, from: -times[i], to: [-times[i - 1]])[0]

@@ -54,7 +54,8 @@ struct ODEIntegrator {
     var previousTime = t0
     for t in times {
       guard t > previousTime, t.isFinite else {
-        throw ODEError.invalidTimes("times must be finite and strictly increasing (\(previousTime) then \(t))")
+        throw ODEError.invalidTimes(
+          "times must be finite and strictly increasing (\(previousTime) then \(t))")
       }
       previousTime = t
     }
@@ -127,9 +128,9 @@ struct ODEIntegrator {
     if tableau.name == "dopri5" {
       // Hairer's contd5: y0 + s r2 + s s1 r3 + s² s1 r4 + s² s1² r5, expanded.
       let d: [Double] = [
-        -12715105075.0 / 11282082432, 0, 87487479700.0 / 32700410799,
-        -10690763975.0 / 1880347072, 701980252875.0 / 199316789632,
-        -1453857185.0 / 822651844, 69997945.0 / 29380423,
+        -12715105075.0 / 11_282_082_432, 0, 87487479700.0 / 32_700_410_799,
+        -10690763975.0 / 1_880_347_072, 701980252875.0 / 199_316_789_632,
+        -1453857185.0 / 822_651_844, 69997945.0 / 29_380_423,
       ]
       let (a, b, c, e) = (s, s * s1, s * s * s1, s * s * s1 * s1)
       terms = [(-2, 1 - a + b - 2 * c), (-1, a - b + 2 * c)]
@@ -200,7 +201,8 @@ struct ODEIntegrator {
         t = next == times.count ? tEnd : t + h
         y = step.y1
         k1 = tableau.fsal ? step.stages[tableau.stages - 1] : try evaluate(t, y)
-        var factor = options.safety * Foundation.pow(max(error, 1e-10), -alpha)
+        var factor =
+          options.safety * Foundation.pow(max(error, 1e-10), -alpha)
           * Foundation.pow(previousError, beta)
         factor = min(options.maxFactor, max(options.minFactor, factor))
         if rejectedLast { factor = min(1, factor) }
@@ -290,7 +292,8 @@ struct ODEIntegrator {
       let h = (target - t) / Double(n)
       for i in 0..<n {
         recorder?(
-          ODEStepRecord(t: t, h: h, y: y, previous: previous, outputs: i == n - 1 ? [(index, 1)] : []))
+          ODEStepRecord(
+            t: t, h: h, y: y, previous: previous, outputs: i == n - 1 ? [(index, 1)] : []))
         let next = try NAGStepper(momentum: mu).step(
           t: t, h: h, y: y, previous: previous, evaluate: evaluate)
         onStep(true)
@@ -306,7 +309,8 @@ struct ODEIntegrator {
 
   func checkFinite(_ y: [Tensor], t: Double, what: String) throws {
     for c in y {
-      let s = try Tensor.scaledErrorSquaredSum(error: c.detached, y0: c.detached, y1: c.detached, atol: 1, rtol: 0)
+      let s = try Tensor.scaledErrorSquaredSum(
+        error: c.detached, y0: c.detached, y1: c.detached, atol: 1, rtol: 0)
       guard s.isFinite else { throw ODEError.nonFinite(t: t, what: what) }
     }
   }

@@ -18,7 +18,9 @@ public enum ODESolver: Equatable, Sendable, CustomStringConvertible {
     case "tsit5": self = .tsit5
     case "nag": self = .nag(momentum: 0.5)
     case let n where n.hasPrefix("nag:"):
-      guard let mu = Double(n.dropFirst(4)) else { throw ODEError.invalidOptions("bad momentum in \(s)") }
+      guard let mu = Double(n.dropFirst(4)) else {
+        throw ODEError.invalidOptions("bad momentum in \(s)")
+      }
       self = .nag(momentum: mu)
     default:
       throw ODEError.invalidOptions(
@@ -87,7 +89,8 @@ public struct ODEOptions: Sendable {
 
   func validate() throws {
     guard rtol >= 0, atol >= 0, rtol + atol > 0, rtol.isFinite, atol.isFinite else {
-      throw ODEError.invalidOptions("tolerances must be non-negative and finite (rtol \(rtol), atol \(atol))")
+      throw ODEError.invalidOptions(
+        "tolerances must be non-negative and finite (rtol \(rtol), atol \(atol))")
     }
     if let h = stepSize, !(h > 0 && h.isFinite) {
       throw ODEError.invalidOptions("step size must be positive, got \(h)")
@@ -132,6 +135,15 @@ public final class ODEStatistics: CustomStringConvertible {
   public internal(set) var backwardRejectedSteps = 0
 
   public init() {}
+
+  func countStep(accepted: Bool, backward: Bool) {
+    switch (accepted, backward) {
+    case (true, false): acceptedSteps += 1
+    case (false, false): rejectedSteps += 1
+    case (true, true): backwardAcceptedSteps += 1
+    case (false, true): backwardRejectedSteps += 1
+    }
+  }
 
   public var description: String {
     "NFE forward \(forwardEvaluations) backward \(backwardEvaluations), steps \(acceptedSteps) accepted \(rejectedSteps) rejected"

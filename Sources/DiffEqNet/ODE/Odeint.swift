@@ -33,7 +33,9 @@ public struct AdjointOptions: Sendable {
   public var rtol: Double? = nil
   public var atol: Double? = nil
   public var seminorm = true
-  public init(solver: ODESolver? = nil, rtol: Double? = nil, atol: Double? = nil, seminorm: Bool = true) {
+  public init(
+    solver: ODESolver? = nil, rtol: Double? = nil, atol: Double? = nil, seminorm: Bool = true
+  ) {
     self.solver = solver
     self.rtol = rtol
     self.atol = atol
@@ -64,7 +66,7 @@ public func odeint(
     var i = ODEIntegrator(
       f: { t, y in [try field(t, y[0])] }, options: options, normComponents: 1,
       onEvaluation: { stats.forwardEvaluations += 1 },
-      onStep: { $0 ? (stats.acceptedSteps += 1) : (stats.rejectedSteps += 1) })
+      onStep: { stats.countStep(accepted: $0, backward: false) })
     i.recorder = recorder
     return i
   }

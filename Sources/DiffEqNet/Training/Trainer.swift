@@ -20,7 +20,10 @@ public final class Trainer {
   public let stopRequested = StopFlag()
   private let schedule: LearningRateSchedule
 
-  public init(_ configuration: TrainingConfiguration, backend: any Backend, train: ImageDataset, test: ImageDataset)
+  public init(
+    _ configuration: TrainingConfiguration, backend: any Backend, train: ImageDataset,
+    test: ImageDataset
+  )
     throws
   {
     try configuration.validate()
@@ -35,7 +38,8 @@ public final class Trainer {
       augmentation: Augmentation(cropPadding: configuration.cropPadding, horizontalFlip: cifar),
       shuffle: true, dropLast: false, seed: configuration.seed)
     testLoader = try BatchLoader(
-      test, batchSize: max(configuration.batchSize, 128), normalization: configuration.normalization,
+      test, batchSize: max(configuration.batchSize, 128),
+      normalization: configuration.normalization,
       shuffle: false, seed: configuration.seed)
     schedule = configuration.learningRateSchedule(
       totalSteps: configuration.epochs * trainLoader.batchesPerEpoch)
@@ -71,7 +75,8 @@ public final class Trainer {
       let lossValue = try loss.item()
       guard lossValue.isFinite else {
         throw TensorError.invalidArgument(
-          op: "training", reason: "the loss became \(lossValue) at epoch \(epoch + 1), batch \(batch + 1)")
+          op: "training",
+          reason: "the loss became \(lossValue) at epoch \(epoch + 1), batch \(batch + 1)")
       }
       lossSum += lossValue * Double(b.count)
       correct += try Self.correctCount(logits!, b.labels)
@@ -163,15 +168,19 @@ public final class Trainer {
     let file = url.lastPathComponent
     let metadata = try Checkpoint.load(from: url, into: model, optimizer: optimizer)
     guard metadata["format"] == "diffeqnet-checkpoint-1" else {
-      throw CheckpointError.invalidMetadata(file: file, key: "format", reason: "not a DiffEqNet training checkpoint")
+      throw CheckpointError.invalidMetadata(
+        file: file, key: "format", reason: "not a DiffEqNet training checkpoint")
     }
     guard metadata["model"] == configuration.model else {
       throw CheckpointError.invalidMetadata(
-        file: file, key: "model", reason: "written for '\(metadata["model"] ?? "?")', not '\(configuration.model)'")
+        file: file, key: "model",
+        reason: "written for '\(metadata["model"] ?? "?")', not '\(configuration.model)'")
     }
-    guard let e = metadata["epoch"].flatMap(Int.init), let b = metadata["batch"].flatMap(Int.init), e >= 0, b >= 0
+    guard let e = metadata["epoch"].flatMap(Int.init), let b = metadata["batch"].flatMap(Int.init),
+      e >= 0, b >= 0
     else {
-      throw CheckpointError.invalidMetadata(file: file, key: "epoch", reason: "missing or not a number")
+      throw CheckpointError.invalidMetadata(
+        file: file, key: "epoch", reason: "missing or not a number")
     }
     epoch = e
     batch = b

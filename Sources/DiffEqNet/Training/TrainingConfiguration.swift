@@ -100,7 +100,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
 
   public func makeOptimizer() -> any Optimizer {
     switch optimizer {
-    case "sgd": return SGD(learningRate: lr, momentum: momentum, nesterov: true, weightDecay: weightDecay)
+    case "sgd":
+      return SGD(learningRate: lr, momentum: momentum, nesterov: true, weightDecay: weightDecay)
     case "adam": return Adam(learningRate: lr, weightDecay: weightDecay)
     default: return Adam(learningRate: lr, weightDecay: weightDecay, decoupled: true)
     }
@@ -130,17 +131,27 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   private func loadFullData() throws -> (train: ImageDataset, test: ImageDataset) {
     let dir = URL(fileURLWithPath: data)
     var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory), isDirectory.boolValue
+    guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory),
+      isDirectory.boolValue
     else {
       throw DatasetError.invalidArgument("data folder '\(data)' does not exist")
     }
     switch format {
     case "cifar10":
-      return (try ImageDataset.cifar10(directory: dir, split: .train), try ImageDataset.cifar10(directory: dir, split: .test))
+      return (
+        try ImageDataset.cifar10(directory: dir, split: .train),
+        try ImageDataset.cifar10(directory: dir, split: .test)
+      )
     case "cifar100":
-      return (try ImageDataset.cifar100(directory: dir, split: .train), try ImageDataset.cifar100(directory: dir, split: .test))
+      return (
+        try ImageDataset.cifar100(directory: dir, split: .train),
+        try ImageDataset.cifar100(directory: dir, split: .test)
+      )
     default:
-      return (try ImageDataset.mnist(directory: dir, split: .train, name: format), try ImageDataset.mnist(directory: dir, split: .test, name: format))
+      return (
+        try ImageDataset.mnist(directory: dir, split: .train, name: format),
+        try ImageDataset.mnist(directory: dir, split: .test, name: format)
+      )
     }
   }
 
