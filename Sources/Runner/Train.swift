@@ -127,6 +127,10 @@ struct Train: ParsableCommand {
     if resume {
       try trainer.loadCheckpoint(from: checkpoint)
       history = try readMetrics(metricsURL).filter { $0.epoch <= trainer.epoch }
+      if trainer.isFinished {
+        print("nothing to resume: \(c.model) has completed \(trainer.epoch) of \(c.epochs) epochs (raise --epochs to go on)")
+        return
+      }
       print("resuming \(c.model) at epoch \(trainer.epoch + 1), batch \(trainer.batch + 1)")
     }
     try writeJSON(
