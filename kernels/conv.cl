@@ -2,13 +2,6 @@
 //
 // Specialised by the host with -D T=float or -D T=double -D USE_FP64.
 
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
-
 // cols[(ch·kh + i)·kw + j, (b·oh_n + oh)·ow_n + ow] = x[b, ch, oh·s − p + i, ow·s − p + j], zero
 // outside the image. A 2-D range: dimension 0 the column (contiguous in cols: coalesced stores),
 // dimension 1 the patch row.

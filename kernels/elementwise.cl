@@ -4,13 +4,6 @@
 //
 // Specialised by the host with -D T=float or -D T=double -D USE_FP64.
 
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
-
 // Must match the raw values of `UnaryOp` in Backend.swift.
 #define OP_NEG 0
 #define OP_RELU 1

@@ -10,12 +10,6 @@
 // Launch: global (ceil(n/TS)·TS/WPT, ceil(m/TS)·TS/WPT, batch), local (TS/WPT, TS/WPT, 1).
 // Dimension 0 runs along the columns of C so that stores to C are coalesced.
 
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
 #ifndef TS
 #define TS 64
 #endif

@@ -2,13 +2,6 @@
 //
 // Specialised by the host with -D T=float or -D T=double -D USE_FP64.
 
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
-
 // One work-item per output element, so writes are coalesced; (d1, d2, d3) are the trailing output
 // dimensions and (t0..t3) the input strides of the input dimensions that output dimensions 0..3
 // come from.

@@ -5,16 +5,6 @@
 // here that uses barriers is launched with exactly (groups of work) · WG work-items: no partial
 // work-groups, and no work-item leaves before a barrier.
 
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
-#ifndef WG
-#define WG 256
-#endif
-
 // The sum of v over the work-group, returned to every work-item. All work-items must call it
 // (it holds barriers); `scratch` may be reused after it returns.
 T wg_sum(T v, __local T* scratch) {

@@ -2,13 +2,6 @@
 //
 // Specialised by the host with -D T=float or -D T=double -D USE_FP64.
 
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
-
 // g' = g + wd·p; v = momentum·v + g'; p −= lr·(nesterov ? g' + momentum·v : v).
 __kernel void sgd(
   __global T* param, __global const T* grad, __global T* vel, const T lr, const T momentum,

@@ -3,16 +3,6 @@
 // Specialised by the host with -D T=float or -D T=double -D USE_FP64, and -D WG=<work-group size>
 // (a power of two the device and kernel allow) sizing the local-memory tree.
 
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
-#ifndef WG
-#define WG 256
-#endif
-
 // inner == 1: the reduced axis is contiguous. One work-group per output row; each work-item sums a
 // strided slice (consecutive work-items read consecutive elements: coalesced), then a tree in
 // local memory. The host launches exactly outer·WG work-items, so no work-group is partial and

@@ -4,16 +4,6 @@
 // Specialised by the host with -D T=float or -D T=double -D USE_FP64, and -D WG=<work-group size>
 // (a power of two the device and kernel allow) sizing the error norm's local-memory tree.
 
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
-#ifndef WG
-#define WG 256
-#endif
-
 // y[i] = Σ_{k < terms} ck·xk[i] for 1 ≤ terms ≤ 8, one work-item per element (coalesced), summed
 // in the order k = 0, 1, … like the CPU backend. The host binds unused slots to x0 with
 // coefficient 0, but they are skipped rather than multiplied by zero: 0·inf and 0·NaN are NaN, so

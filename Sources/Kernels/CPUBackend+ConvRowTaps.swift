@@ -27,6 +27,17 @@ struct RowTaps {
   var padH: Int, padW: Int
   var stride: Int
 
+  /// The taps of the convolution `g` itself, with `o` output channels.
+  init(_ g: ConvGeometry, outChannels o: Int) {
+    self.init(
+      c: g.c, h: g.h, w: g.w, o: o, kh: g.kh, kw: g.kw, padH: g.pad, padW: g.pad, stride: g.stride)
+  }
+
+  init(c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, padH: Int, padW: Int, stride: Int) {
+    (self.c, self.h, self.w, self.o) = (c, h, w, o)
+    (self.kh, self.kw, self.padH, self.padW, self.stride) = (kh, kw, padH, padW, stride)
+  }
+
   var outH: Int { (h + 2 * padH - kh) / stride + 1 }
   var outW: Int { (w + 2 * padW - kw) / stride + 1 }
   var plane: Int { outH * outW }

@@ -29,9 +29,7 @@ extension CPUBackend {
         return
       }
       if Self.rowTapsFit(g) {
-        let t = RowTaps(
-          c: g.c, h: g.h, w: g.w, o: o, kh: g.kh, kw: g.kw, padH: g.pad, padW: g.pad,
-          stride: g.stride)
+        let t = RowTaps(g, outChannels: o)
         let wr = Self.tapKernel(g, o, pw)
         defer { wr.deallocate() }
         Self.rowTapsForward(t, n: g.n, px, wr, py)
@@ -73,9 +71,7 @@ extension CPUBackend {
         }
         Self.rowTapsForward(t, n: g.n, pdy, wr, pdx)
       } else if Self.rowTapsFit(g) {
-        let t = RowTaps(
-          c: g.c, h: g.h, w: g.w, o: o, kh: g.kh, kw: g.kw, padH: g.pad, padW: g.pad,
-          stride: g.stride)
+        let t = RowTaps(g, outChannels: o)
         let wr = Self.tapKernel(g, o, pw)
         defer { wr.deallocate() }
         Self.rowTapsBackwardData(t, n: g.n, pdy, wr, pdx)
@@ -98,9 +94,7 @@ extension CPUBackend {
         return
       }
       if Self.rowTapsFit(g) {
-        let t = RowTaps(
-          c: g.c, h: g.h, w: g.w, o: o, kh: g.kh, kw: g.kw, padH: g.pad, padW: g.pad,
-          stride: g.stride)
+        let t = RowTaps(g, outChannels: o)
         Self.rowTapsWeights(t, n: g.n, pdy, px, pdw)
       } else {
         Self.im2colBackwardWeights(g, o, pdy, px, pdw)

@@ -11,13 +11,6 @@ public enum KernelSources {
 //
 // Specialised by the host with -D T=float or -D T=double -D USE_FP64.
 
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
-
 // cols[(ch·kh + i)·kw + j, (b·oh_n + oh)·ow_n + ow] = x[b, ch, oh·s − p + i, ow·s − p + j], zero
 // outside the image. A 2-D range: dimension 0 the column (contiguous in cols: coalesced stores),
 // dimension 1 the patch row.
@@ -122,13 +115,6 @@ __kernel void avg_pool_grad(
 // global size up to a multiple of the work-group size, so every kernel guards with `count`.
 //
 // Specialised by the host with -D T=float or -D T=double -D USE_FP64.
-
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
 
 // Must match the raw values of `UnaryOp` in Backend.swift.
 #define OP_NEG 0
@@ -323,12 +309,6 @@ __kernel void dropout_mask(
 // Launch: global (ceil(n/TS)·TS/WPT, ceil(m/TS)·TS/WPT, batch), local (TS/WPT, TS/WPT, 1).
 // Dimension 0 runs along the columns of C so that stores to C are coalesced.
 
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
 #ifndef TS
 #define TS 64
 #endif
@@ -436,13 +416,6 @@ void gemm(
 //
 // Specialised by the host with -D T=float or -D T=double -D USE_FP64.
 
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
-
 // One work-item per output element, so writes are coalesced; (d1, d2, d3) are the trailing output
 // dimensions and (t0..t3) the input strides of the input dimensions that output dimensions 0..3
 // come from.
@@ -479,16 +452,6 @@ __kernel void copy_blocks(
 // (a power of two the device and kernel allow) sizing the local-memory reductions. Every kernel
 // here that uses barriers is launched with exactly (groups of work) · WG work-items: no partial
 // work-groups, and no work-item leaves before a barrier.
-
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
-#ifndef WG
-#define WG 256
-#endif
 
 // The sum of v over the work-group, returned to every work-item. All work-items must call it
 // (it holds barriers); `scratch` may be reused after it returns.
@@ -669,13 +632,6 @@ void softmax_ce_wg(
 //
 // Specialised by the host with -D T=float or -D T=double -D USE_FP64.
 
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
-
 // g' = g + wd·p; v = momentum·v + g'; p −= lr·(nesterov ? g' + momentum·v : v).
 __kernel void sgd(
   __global T* param, __global const T* grad, __global T* vel, const T lr, const T momentum,
@@ -724,11 +680,10 @@ __kernel void rmsprop(
 }
 
 """#,
-    "reduce": #"""
-// Sum reductions of x viewed as [outer, n, inner] over the middle axis, scaled.
-//
-// Specialised by the host with -D T=float or -D T=double -D USE_FP64, and -D WG=<work-group size>
-// (a power of two the device and kernel allow) sizing the local-memory tree.
+    "prelude": #"""
+// Prepended by the host to every program below: the element type T and, for kernels that size
+// local-memory trees, the work-group size WG, both chosen with -D options
+// (-D T=float, or -D T=double -D USE_FP64; -D WG=<power of two the device and kernel allow>).
 
 #ifdef USE_FP64
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
@@ -739,6 +694,14 @@ __kernel void rmsprop(
 #ifndef WG
 #define WG 256
 #endif
+
+
+"""#,
+    "reduce": #"""
+// Sum reductions of x viewed as [outer, n, inner] over the middle axis, scaled.
+//
+// Specialised by the host with -D T=float or -D T=double -D USE_FP64, and -D WG=<work-group size>
+// (a power of two the device and kernel allow) sizing the local-memory tree.
 
 // inner == 1: the reduced axis is contiguous. One work-group per output row; each work-item sums a
 // strided slice (consecutive work-items read consecutive elements: coalesced), then a tree in
@@ -783,16 +746,6 @@ __kernel void reduce_cols(
 //
 // Specialised by the host with -D T=float or -D T=double -D USE_FP64, and -D WG=<work-group size>
 // (a power of two the device and kernel allow) sizing the error norm's local-memory tree.
-
-#ifdef USE_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-#endif
-#ifndef T
-#error "T must be defined: -D T=float or -D T=double"
-#endif
-#ifndef WG
-#define WG 256
-#endif
 
 // y[i] = Σ_{k < terms} ck·xk[i] for 1 ≤ terms ≤ 8, one work-item per element (coalesced), summed
 // in the order k = 0, 1, … like the CPU backend. The host binds unused slots to x0 with

@@ -255,9 +255,12 @@ extension OpenCLBackend {
   private func resolve(_ name: ProgramName, _ dtype: DType) throws -> Resolved {
     let key = ResolvedKey(program: name, dtype: dtype)
     if let r = resolved[key] { return r }
-    guard let source = KernelSources.all[name.rawValue] else {
+    guard let body = KernelSources.all[name.rawValue], let prelude = KernelSources.all["prelude"]
+    else {
       preconditionFailure("kernel source \(name.rawValue) missing: run scripts/embed-kernels.sh")
     }
+    // Every program starts with the shared prelude (element type, fp64 pragma, WG default).
+    let source = prelude + body
     let base = baseOptions(dtype)
     let flat = { (p: OpenCLProgram) in
       max(1, min(256, p.maxWorkGroupSize, self.device.maxWorkGroupSize))
