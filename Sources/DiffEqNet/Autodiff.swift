@@ -8,11 +8,9 @@
 final class GradNode {
   private(set) var inputs: [GradNode?]
   var rule: ((Tensor) throws -> [Tensor?])?
-  let shape: [Int]
 
-  init(inputs: [GradNode?], shape: [Int], rule: ((Tensor) throws -> [Tensor?])?) {
+  init(inputs: [GradNode?], rule: ((Tensor) throws -> [Tensor?])?) {
     self.inputs = inputs
-    self.shape = shape
     self.rule = rule
   }
 
@@ -36,7 +34,7 @@ extension Tensor {
   /// This tensor as a new leaf of a differentiated computation.
   public func trackingGradients() -> Tensor {
     var t = self
-    t.node = GradNode(inputs: [], shape: shape, rule: nil)
+    t.node = GradNode(inputs: [], rule: nil)
     return t
   }
 
@@ -44,7 +42,7 @@ extension Tensor {
   func recorded(from inputs: [Tensor], _ rule: @escaping (Tensor) throws -> [Tensor?]) -> Tensor {
     guard inputs.contains(where: { $0.node != nil }) else { return self }
     var t = self
-    t.node = GradNode(inputs: inputs.map(\.node), shape: shape, rule: rule)
+    t.node = GradNode(inputs: inputs.map(\.node), rule: rule)
     return t
   }
 }

@@ -6,6 +6,8 @@ struct AdjointBackward {
   let states: [Tensor]
   /// The parameter values the forward solve used, in `trainableParameters()` order.
   let parameterValues: [Tensor]
+  /// Their names, looked up once rather than at every function evaluation.
+  let parameterNames: [String]
   let options: ODEOptions
   let adjoint: AdjointOptions
   let statistics: ODEStatistics
@@ -29,9 +31,11 @@ struct AdjointBackward {
     let (fy, gy, gp) = try vjp(field.parameters, at: [y], cotangents: [a]) { ys in
       [try field(t, ys[0])]
     }
-    let names = parameterEntries.map(\.name)
     return (
-      fy[0], gy[0], try names.indices.map { try gp[names[$0]] ?? parameterValues[$0].zerosLike() }
+      fy[0], gy[0],
+      try parameterNames.indices.map {
+        try gp[parameterNames[$0]] ?? parameterValues[$0].zerosLike()
+      }
     )
   }
 
@@ -77,7 +81,6 @@ struct AdjointBackward {
           stats.backwardEvaluations += 1
           return [try field(t, y[0])]
         }, options: options, normComponents: 1, onEvaluation: {}, onStep: { _ in })
-      let names = parameterEntries.map(\.name)
       // The adjoint of the state after the current step; outputs seed their own cotangents.
       var a = try states[0].zerosLike()
       var aPrevious: Tensor? = nil  // NAG: the adjoint of y_{n−1} from the step after
@@ -109,7 +112,9 @@ struct AdjointBackward {
         // y_n also enters the next step as NAG's y_{n−1}.
         a = try aPrevious.map { try gx[0] + $0 } ?? gx[0]
         aPrevious = gx.count > 1 ? gx[1] : nil
-        for k in names.indices { if let g = gp[names[k]] { aTheta[k] = try aTheta[k] + g } }
+        for k in parameterNames.indices {
+          if let g = gp[parameterNames[k]] { aTheta[k] = try aTheta[k] + g }
+        }
       }
       if let aPrevious { a = try a + aPrevious }
       return (try a + cotangents[0], aTheta)

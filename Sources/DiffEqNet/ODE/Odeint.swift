@@ -87,7 +87,8 @@ public func odeint(
   let states = [y0.detached] + outs
   let stacked = try Tensor.concat(states.map { try $0.reshaped([1] + y0.shape) }, axis: 0)
   let backward = AdjointBackward(
-    field: field, times: times, states: states, parameterValues: paramValues, options: options,
+    field: field, times: times, states: states, parameterValues: paramValues,
+    parameterNames: params.map(\.name), options: options,
     adjoint: adjoint, statistics: stats)
   let recorded = stacked.recorded(from: [y0] + paramValues) { g in
     let cotangents = try times.indices.map {
