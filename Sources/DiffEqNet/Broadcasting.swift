@@ -8,6 +8,7 @@
 enum Broadcast {
   /// The broadcast result shape, or a shape-mismatch error naming `op`.
   static func shape(_ a: [Int], _ b: [Int], op: String) throws -> [Int] {
+    if a == b { return a }
     let r = max(a.count, b.count)
     let pa = Array(repeating: 1, count: r - a.count) + a
     let pb = Array(repeating: 1, count: r - b.count) + b
@@ -20,6 +21,11 @@ enum Broadcast {
 
   /// The layout reading `a` and `b` into a tensor of shape `out`.
   static func layout(_ a: [Int], _ b: [Int], out: [Int], op: String) throws -> BroadcastLayout {
+    // Equal shapes (the common case) are one contiguous run; skip the general alignment.
+    if a == out && b == out {
+      let n = out.reduce(1, *)
+      return BroadcastLayout(shape: [1, 1, 1, n], aStrides: [0, 0, 0, 1], bStrides: [0, 0, 0, 1])
+    }
     func strides(_ s: [Int]) -> [Int] {
       let p = Array(repeating: 1, count: out.count - s.count) + s
       var st = Array(repeating: 0, count: p.count)

@@ -39,15 +39,58 @@ extension Tensor {
   }
 
   /// x·Wᵀ + b for x [batch, in], W [out, in], b [out] (PyTorch's layout).
+  ///
+  /// One recorded op rather than a matmul and a broadcast add: small networks are made of
+  /// layers whose arithmetic costs less than an op's bookkeeping. The backward pass is
+  /// dx = G·W, dW = Gᵀ·x and db = Σ_rows G.
   public func linear(weight: Tensor, bias: Tensor?) throws -> Tensor {
     guard rank == 2, weight.rank == 2, shape[1] == weight.shape[1] else {
       throw TensorError.shapeMismatch(op: "linear", lhs: shape, rhs: weight.shape)
     }
-    let y = try matmul(weight, transposeOther: true)
-    guard let bias else { return y }
-    guard bias.shape == [weight.shape[0]] else {
-      throw TensorError.shapeMismatch(op: "linear bias", lhs: [weight.shape[0]], rhs: bias.shape)
+    try checkCompatible(weight, "linear")
+    let (batch, inputs, outputs) = (shape[0], shape[1], weight.shape[0])
+    if let bias {
+      try checkCompatible(bias, "linear bias")
+      guard bias.shape == [outputs] else {
+        throw TensorError.shapeMismatch(op: "linear bias", lhs: [outputs], rhs: bias.shape)
+      }
     }
-    return try y + bias
+    let out = try empty([batch, outputs])
+    if out.count > 0 {
+      try backend.gemm(
+        buffer, weight.buffer, out.buffer,
+        GEMMShape(m: batch, n: outputs, k: inputs, transB: true), dtype: dtype)
+      if let bias {
+        try backend.binary(
+          .add, out.buffer, bias.buffer, out.buffer,
+          layout: BroadcastLayout(
+            shape: [1, 1, batch, outputs], aStrides: [0, 0, outputs, 1], bStrides: [0, 0, 0, 1]),
+          dtype: dtype)
+      }
+    }
+    let (x, w) = (detached, weight.detached)
+    let tracked = bias.map { [self, weight, $0] } ?? [self, weight]
+    return out.recorded(from: tracked) { g in
+      let dx = try x.empty(x.shape)
+      let dw = try x.empty(w.shape)
+      if g.count > 0 {
+        try x.backend.gemm(
+          g.buffer, w.buffer, dx.buffer, GEMMShape(m: batch, n: inputs, k: outputs),
+          dtype: x.dtype)
+        try x.backend.gemm(
+          g.buffer, x.buffer, dw.buffer,
+          GEMMShape(m: outputs, n: inputs, k: batch, transA: true), dtype: x.dtype)
+      } else {
+        // An empty batch or layer: the products are empty sums.
+        try x.backend.fill(dx.buffer, value: 0, count: dx.count, dtype: x.dtype)
+        try x.backend.fill(dw.buffer, value: 0, count: dw.count, dtype: x.dtype)
+      }
+      guard bias != nil else { return [dx, dw] }
+      let db = try x.empty([outputs])
+      try x.backend.reduceSum(
+        g.buffer, db.buffer, shape: ReductionShape(outer: 1, n: batch, inner: outputs),
+        scale: 1, dtype: x.dtype)
+      return [dx, dw, db]
+    }
   }
 }

@@ -75,8 +75,8 @@ public final class BufferPool: @unchecked Sendable {
     let reused: Allocation? = lock.withLock {
       _current += size
       _peak = max(_peak, _current)
-      guard var list = freeLists[size], let a = list.popLast() else { return nil }
-      freeLists[size] = list
+      // Popped in place: copying the list out and back would duplicate its storage every call.
+      guard let a = freeLists[size]?.popLast() else { return nil }
       _cached -= size
       return a
     }

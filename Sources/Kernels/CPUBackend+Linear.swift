@@ -18,8 +18,14 @@ extension CPUBackend {
       let pb = b + p.offsetB + i * p.strideB
       let pc = c + p.offsetC + i * p.strideC
       if p.k == 0 {
-        // BLAS skips the product when k = 0 but the contract still scales C by beta.
-        for r in 0..<p.m { for j in 0..<p.n { pc[r * p.ldc + j] *= T(p.beta) } }
+        // The product is an empty sum: C = beta·C, and beta = 0 must not read C (NaN·0 is NaN).
+        for r in 0..<p.m {
+          for j in 0..<p.n { pc[r * p.ldc + j] = p.beta == 0 ? 0 : T(p.beta) * pc[r * p.ldc + j] }
+        }
+        continue
+      }
+      if p.m * p.n * p.k <= Self.smallGEMMVolume {
+        Self.smallGEMM(p, pa, pb, pc)
         continue
       }
       // OpenBLAS runs single-threaded (see `CPUBackend.init`); large products are split here
@@ -42,6 +48,80 @@ extension CPUBackend {
             T.gemm(
               p.transA, p.transB, p.m, len, p.k, T(p.alpha), pa, p.lda,
               pb + (p.transB ? lo * p.ldb : lo), p.ldb, T(p.beta), pc + lo, p.ldc)
+          }
+        }
+      }
+    }
+  }
+
+  /// Products up to this many multiply-adds skip OpenBLAS, whose argument checks, packing and
+  /// beta pass cost about a microsecond per call: more than the arithmetic of the tiny layers
+  /// (Linear(2→50) at batch 20 is 2,000) that small vector fields are made of.
+  static var smallGEMMVolume: Int { 16_384 }
+
+  /// C = alpha·op(A)·op(B) + beta·C by direct loops over operands packed contiguous first (a few
+  /// hundred elements at these sizes). With wide outputs or a short k each row of C accumulates k
+  /// scaled rows of op(B), vectorised across the row; otherwise each element is a dot product over
+  /// four independent partial sums, so narrow outputs (n = 2) are not serialised on one
+  /// accumulator's latency.
+  static func smallGEMM<T: CPUScalar>(
+    _ p: GEMMShape, _ a: UnsafeMutablePointer<T>, _ b: UnsafeMutablePointer<T>,
+    _ c: UnsafeMutablePointer<T>
+  ) {
+    let (alpha, beta) = (T(p.alpha), T(p.beta))
+    let (m, n, k) = (p.m, p.n, p.k)
+    // beta = 0 must not read C (it may hold NaN), as in BLAS.
+    @inline(__always) func store(_ ci: UnsafeMutablePointer<T>, _ v: T) {
+      ci.pointee = beta == 0 ? alpha * v : alpha * v + beta * ci.pointee
+    }
+    // op(A)[i, l] and op(B)[l, j] whatever the transposes.
+    let (sai, sal) = p.transA ? (1, p.lda) : (p.lda, 1)
+    let (sbl, sbj) = p.transB ? (1, p.ldb) : (p.ldb, 1)
+    withUnsafeTemporaryAllocation(of: T.self, capacity: k * n + n) { scratch in
+      let packed = scratch.baseAddress!
+      if n >= 8 || k < 8 {
+        // op(B) as k rows of n, then C's rows accumulate in `acc`.
+        for l in 0..<k { for j in 0..<n { packed[l * n + j] = b[l * sbl + j * sbj] } }
+        let acc = packed + k * n
+        for i in 0..<m {
+          acc.update(repeating: 0, count: n)
+          for l in 0..<k {
+            let ail = a[i * sai + l * sal]
+            let bl = packed + l * n
+            for j in 0..<n { acc[j] += ail * bl[j] }
+          }
+          for j in 0..<n { store(c + i * p.ldc + j, acc[j]) }
+        }
+        return
+      }
+      // op(B) as n columns of k; op(A)'s rows are read in place when contiguous.
+      for j in 0..<n { for l in 0..<k { packed[j * k + l] = b[l * sbl + j * sbj] } }
+      withUnsafeTemporaryAllocation(of: T.self, capacity: k) { rowBuffer in
+        let row = rowBuffer.baseAddress!
+        for i in 0..<m {
+          let ai: UnsafeMutablePointer<T>
+          if sal == 1 {
+            ai = a + i * sai
+          } else {
+            for l in 0..<k { row[l] = a[i * sai + l * sal] }
+            ai = row
+          }
+          for j in 0..<n {
+            let bj = packed + j * k
+            var (s0, s1, s2, s3): (T, T, T, T) = (0, 0, 0, 0)
+            var l = 0
+            while l + 4 <= k {
+              s0 += ai[l] * bj[l]
+              s1 += ai[l + 1] * bj[l + 1]
+              s2 += ai[l + 2] * bj[l + 2]
+              s3 += ai[l + 3] * bj[l + 3]
+              l += 4
+            }
+            while l < k {
+              s0 += ai[l] * bj[l]
+              l += 1
+            }
+            store(c + i * p.ldc + j, (s0 + s1) + (s2 + s3))
           }
         }
       }

@@ -16,6 +16,25 @@ struct BenchKernels: ParsableCommand {
 
   @OptionGroup var options: BenchOptions
 
+  @Option(
+    help: """
+      Which groups to measure: all, or a comma-separated list of gemm, conv, norm, axpy, \
+      dispatch. The reference lines are always printed.
+      """)
+  var only = "all"
+
+  static let groups = ["gemm", "conv", "norm", "axpy", "dispatch"]
+
+  func validate() throws {
+    for g in selectedGroups where !Self.groups.contains(g) {
+      throw ValidationError("unknown group '\(g)' in --only; choose from \(Self.groups)")
+    }
+  }
+
+  var selectedGroups: Set<String> {
+    only == "all" ? Set(Self.groups) : Set(only.split(separator: ",").map { String($0) })
+  }
+
   func run() throws {
     var all: [Measurement] = []
     let emit = { (m: Measurement) in
@@ -53,12 +72,17 @@ struct BenchKernels: ParsableCommand {
   }
 
   func measure(on backend: any Backend) throws -> [Measurement] {
+    let groups = selectedGroups
     var out: [Measurement] = []
-    for n in [256, 512, 1024, 2048] { out.append(try gemmMeasurement(backend, n: n)) }
-    for c in [64, 65] { out += try convMeasurements(backend, inChannels: c) }
-    out.append(try groupNormMeasurement(backend))
-    out.append(try axpyMeasurement(backend))
-    out += try dispatchMeasurements(backend)
+    if groups.contains("gemm") {
+      for n in [256, 512, 1024, 2048] { out.append(try gemmMeasurement(backend, n: n)) }
+    }
+    if groups.contains("conv") {
+      for c in [64, 65] { out += try convMeasurements(backend, inChannels: c) }
+    }
+    if groups.contains("norm") { out.append(try groupNormMeasurement(backend)) }
+    if groups.contains("axpy") { out.append(try axpyMeasurement(backend)) }
+    if groups.contains("dispatch") { out += try dispatchMeasurements(backend) }
     return out
   }
 

@@ -260,6 +260,7 @@ enum OpCases {
     // (batch, m, k, n); batch nil for rank 2.
     let sizes: [(Int?, Int, Int, Int)] = [
       (nil, 7, 13, 31), (nil, 1, 64, 1), (nil, 16, 1, 16), (3, 5, 7, 4), (1, 13, 7, 16),
+      (nil, 37, 41, 29),  // past CPUBackend.smallGEMMVolume: OpenBLAS
     ]
     for (batch, m, k, n) in sizes {
       for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {

@@ -64,7 +64,7 @@ final class OpenCLBackendTests: XCTestCase {
 
   func rounded(_ v: Double, _ t: DType) -> Double { t == .float32 ? Double(Float(v)) : v }
 
-  func upload(_ b: OpenCLBackend, _ v: [Double], _ t: DType) throws -> DeviceBuffer {
+  func upload(_ b: any Backend, _ v: [Double], _ t: DType) throws -> DeviceBuffer {
     let buf = try b.allocate(v.count, t)
     switch t {
     case .float32: try v.map { Float($0) }.withUnsafeBytes { try b.write($0, to: buf) }
@@ -73,7 +73,7 @@ final class OpenCLBackendTests: XCTestCase {
     return buf
   }
 
-  func download(_ b: OpenCLBackend, _ buf: DeviceBuffer, _ n: Int, _ t: DType) throws -> [Double] {
+  func download(_ b: any Backend, _ buf: DeviceBuffer, _ n: Int, _ t: DType) throws -> [Double] {
     switch t {
     case .float32:
       var f = [Float](repeating: 0, count: n)
@@ -531,7 +531,7 @@ final class OpenCLBackendTests: XCTestCase {
 
   /// Runs one GEMM case on `b` and checks all of C: the m×n blocks against the reference, every
   /// other element (ldc padding, gaps between batches) unchanged.
-  func checkGEMM(_ b: OpenCLBackend, _ p: GEMMShape, _ t: DType, _ label: String) throws {
+  func checkGEMM(_ b: any Backend, _ p: GEMMShape, _ t: DType, _ label: String) throws {
     let rowsA = p.transA ? p.k : p.m
     let rowsB = p.transB ? p.n : p.k
     let sizeA = p.offsetA + (p.batch - 1) * p.strideA + rowsA * p.lda
@@ -618,6 +618,26 @@ final class OpenCLBackendTests: XCTestCase {
     let b = try backend(blas: false)
     for t in dtypes(b) {
       for (p, label) in gemmCases() { try checkGEMM(b, p, t, "kernel " + label) }
+    }
+  }
+
+  /// The CPU backend's GEMM, which takes two routes: direct loops up to
+  /// `CPUBackend.smallGEMMVolume` multiply-adds (both of their loop orders) and OpenBLAS above,
+  /// split into panels across cores for large products. This test needs no OpenCL.
+  func testGEMMOnCPUBackend() throws {
+    let b = CPUBackend()
+    var cases = gemmCases()
+    for (m, n, k) in [(256, 9, 33), (3, 600, 40), (300, 300, 30)] {
+      for (transA, transB) in [(false, false), (true, true)] {
+        cases.append(
+          (
+            GEMMShape(m: m, n: n, k: k, transA: transA, transB: transB, alpha: 0.5, beta: 0.25),
+            "large gemm m=\(m) n=\(n) k=\(k) tA=\(transA) tB=\(transB)"
+          ))
+      }
+    }
+    for t in [DType.float32, .float64] {
+      for (p, label) in cases { try checkGEMM(b, p, t, "CPU " + label) }
     }
   }
 
