@@ -3,7 +3,9 @@
 /// Buffers are flat and contiguous; shapes arrive as small descriptor structs. Each operation
 /// writes every element of its output (outputs are never read first unless stated), so callers may
 /// pass freshly allocated, uninitialised buffers. Operations may run asynchronously: results are
-/// guaranteed visible only to later operations on the same backend and to `read`.
+/// guaranteed visible only to later operations on the same backend and to `read`. Element-wise
+/// operations (`unary`, `unaryGrad`, `affine`, `binary`) may run in place: an output may be an
+/// input that is read at the output's own index.
 public protocol Backend: AnyObject, Sendable {
   /// A human-readable description, e.g. `cpu (OpenBLAS, 2 threads)` or `opencl:0 NVIDIA H100`.
   var name: String { get }

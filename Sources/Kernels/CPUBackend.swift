@@ -54,6 +54,8 @@ private func alignedAllocate(_ bytes: Int) -> UnsafeMutableRawPointer? {
 protocol CPUScalar: Real, BinaryFloatingPoint {
   /// tanh, by a vectorisable formula where one is accurate enough.
   static func fastTanh(_ x: Self) -> Self
+  /// eˣ, likewise (the derivatives of tanh and sigmoid are made of it).
+  static func fastExp(_ x: Self) -> Self
   static func gemm(
     _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Self,
     _ a: UnsafePointer<Self>, _ lda: Int, _ b: UnsafePointer<Self>, _ ldb: Int, _ beta: Self,
@@ -83,6 +85,27 @@ extension Float: CPUScalar {
     return Swift.abs(v) < 0.0004 ? v : t
   }
 
+  /// Cephes' expf: eˣ = 2ⁿ·eʳ with n = round(x/ln 2) and a degree-6 polynomial for eʳ on
+  /// |r| ≤ ln 2 / 2, accurate to about 2 ulps. Rounding by the 1.5·2²³ trick and building 2ⁿ
+  /// from its bits keep the loop free of calls, so it vectorises. Inputs are clamped to the
+  /// normal range (eˣ underflows to about 1e-38 instead of a subnormal).
+  @inline(__always)
+  static func fastExp(_ v: Float) -> Float {
+    let x = Swift.min(Swift.max(v, -87.3), 88.3)
+    let magic: Float = 12_582_912  // 1.5·2²³: adding it rounds to an integer
+    let n = (x * 1.44269504088896341 + magic) - magic
+    let r = (x - n * 0.693359375) - n * -2.12194440e-4
+    var p: Float = 1.9875691500e-4
+    p = p * r + 1.3981999507e-3
+    p = p * r + 8.3334519073e-3
+    p = p * r + 4.1665795894e-2
+    p = p * r + 1.6666665459e-1
+    p = p * r + 5.0000001201e-1
+    let er = p * r * r + r + 1
+    let twoToN = Float(bitPattern: UInt32(bitPattern: (Int32(n) &+ 127) &<< 23))
+    return er * twoToN
+  }
+
   static func gemm(
     _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
@@ -96,6 +119,7 @@ extension Float: CPUScalar {
 
 extension Double: CPUScalar {
   @inline(__always) static func fastTanh(_ v: Double) -> Double { Double.tanh(v) }
+  @inline(__always) static func fastExp(_ v: Double) -> Double { Double.exp(v) }
 
   static func gemm(
     _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Double,

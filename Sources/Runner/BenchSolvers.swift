@@ -163,21 +163,24 @@ struct BenchSolvers: ParsableCommand {
   }
 }
 
-/// torchdiffeq's ode_demo model: f(y) = Linear(50→2)(tanh(Linear(2→50)(y³))).
+/// torchdiffeq's ode_demo model: f(y) = Linear(50→2)(tanh(Linear(2→50)(y³))), an `MLP` after
+/// the cube. Its adjoint uses the MLP's tape-free VJP and the chain rule through y³.
 final class SpiralField: Module {
-  let inner: Linear
-  let outer: Linear
+  let net: MLP
 
   init(rng: inout RandomState, on backend: any Backend) throws {
-    inner = try Linear(2, 50, rng: &rng, on: backend)
-    outer = try Linear(50, 2, rng: &rng, on: backend)
+    net = try MLP([2, 50, 2], activation: .tanh, rng: &rng, on: backend)
     super.init()
   }
 
   var field: VectorField {
-    VectorField(parameters: self) { [unowned self] _, y in
-      try outer(inner(y.square() * y).tanh())
-    }
+    VectorField(
+      parameters: self, { [unowned self] _, y in try net(y.square() * y) },
+      vectorJacobian: { [unowned self] _, y, a in
+        let square = try y.square()
+        let (value, du, dtheta) = try net.vectorJacobian(at: square * y, cotangent: a)
+        return (value, try du * square.affine(scale: 3), dtheta)
+      })
   }
 }
 

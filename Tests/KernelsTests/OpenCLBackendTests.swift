@@ -87,7 +87,7 @@ final class OpenCLBackendTests: XCTestCase {
   }
 
   /// A buffer of `n` NaNs.
-  func poisoned(_ b: OpenCLBackend, _ n: Int, _ t: DType) throws -> DeviceBuffer {
+  func poisoned(_ b: any Backend, _ n: Int, _ t: DType) throws -> DeviceBuffer {
     try upload(b, [Double](repeating: .nan, count: n), t)
   }
 
@@ -288,7 +288,17 @@ final class OpenCLBackendTests: XCTestCase {
 
   func testUnaryAndGradients() throws {
     let b = try backend()
-    for t in dtypes(b) {
+    try checkUnaryAndGradients(b, dtypes(b))
+  }
+
+  /// The CPU backend's element-wise functions (their Float32 tanh, exp and derivatives are
+  /// polynomial approximations) against the same float64 references. Needs no OpenCL.
+  func testUnaryAndGradientsOnCPUBackend() throws {
+    try checkUnaryAndGradients(CPUBackend(), [.float32, .float64])
+  }
+
+  func checkUnaryAndGradients(_ b: any Backend, _ types: [DType]) throws {
+    for t in types {
       for op in UnaryOp.allCases {
         for n in Self.sizes {
           let x = unaryInputs(op, n, t)

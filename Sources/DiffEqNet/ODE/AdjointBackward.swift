@@ -28,6 +28,20 @@ struct AdjointBackward {
   /// f(t, y) and the vector-Jacobian products aᵀ∂f/∂y and aᵀ∂f/∂θ (θ in parameter order).
   func vectorJacobian(_ t: Double, _ y: Tensor, _ a: Tensor) throws -> (Tensor, Tensor, [Tensor]) {
     statistics.backwardEvaluations += 1
+    if let custom = field.vectorJacobian {
+      let (fy, gy, gp) = try custom(t, y, a)
+      guard gp.count == parameterValues.count else {
+        throw TensorError.invalidArgument(
+          op: "odeint adjoint",
+          reason: "the vector field's VJP returned \(gp.count) parameter gradients for "
+            + "\(parameterValues.count) parameters")
+      }
+      for (g, p) in zip(gp, parameterValues) where g.shape != p.shape {
+        throw TensorError.shapeMismatch(
+          op: "odeint adjoint parameter VJP", lhs: p.shape, rhs: g.shape)
+      }
+      return (fy, gy, gp)
+    }
     let (fy, gy, gp) = try vjp(field.parameters, at: [y], cotangents: [a]) { ys in
       [try field(t, ys[0])]
     }

@@ -1,12 +1,22 @@
 /// dy/dt = f(t, y; θ): a differentiable closure and the module that owns its parameters θ (nil
 /// when it has none). The adjoint methods differentiate with respect to exactly these parameters.
 public struct VectorField {
+  /// (t, y, a) ↦ (f(t, y), aᵀ·∂f/∂y, aᵀ·∂f/∂θ), the last in `trainableParameters()` order.
+  public typealias VectorJacobian = (Double, Tensor, Tensor) throws -> (Tensor, Tensor, [Tensor])
+
   public let parameters: Module?
   let f: (Double, Tensor) throws -> Tensor
+  /// A hand-derived VJP for the backsolve adjoint; nil takes VJPs on the tape. It must agree
+  /// with differentiating `f` (what `MLP.vectorField` and the tests of any other provider check).
+  let vectorJacobian: VectorJacobian?
 
-  public init(parameters: Module? = nil, _ f: @escaping (Double, Tensor) throws -> Tensor) {
+  public init(
+    parameters: Module? = nil, _ f: @escaping (Double, Tensor) throws -> Tensor,
+    vectorJacobian: VectorJacobian? = nil
+  ) {
     self.parameters = parameters
     self.f = f
+    self.vectorJacobian = vectorJacobian
   }
 
   public func callAsFunction(_ t: Double, _ y: Tensor) throws -> Tensor { try f(t, y) }
