@@ -110,13 +110,14 @@ public final class MLP: Module, UnaryLayer {
       try backend.gemm(
         g.buffer, w.buffer, below.buffer, GEMMShape(m: batch, n: fanIn, k: outputs),
         dtype: x.dtype)
+      g = below
       if i > 0 {
-        // In place: unaryGrad reads each element before writing it.
+        // Not in place: the CPU loop vectorises only when dx and dy do not overlap.
+        g = try x.empty(input.shape)
         try backend.unaryGrad(
-          activation.op, x: preactivations[i - 1].buffer, dy: below.buffer, dx: below.buffer,
+          activation.op, x: preactivations[i - 1].buffer, dy: below.buffer, dx: g.buffer,
           count: below.count, dtype: x.dtype)
       }
-      g = below
     }
     // Collected output layer first, bias before weight: reverse to weight, bias, layer by layer.
     return (h, g, grads.reversed())

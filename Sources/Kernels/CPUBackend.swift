@@ -93,7 +93,8 @@ extension Float: CPUScalar {
   static func fastExp(_ v: Float) -> Float {
     let x = Swift.min(Swift.max(v, -87.3), 88.3)
     let magic: Float = 12_582_912  // 1.5·2²³: adding it rounds to an integer
-    let n = (x * 1.44269504088896341 + magic) - magic
+    let shifted = x * 1.44269504088896341 + magic
+    let n = shifted - magic
     let r = (x - n * 0.693359375) - n * -2.12194440e-4
     var p: Float = 1.9875691500e-4
     p = p * r + 1.3981999507e-3
@@ -102,7 +103,9 @@ extension Float: CPUScalar {
     p = p * r + 1.6666665459e-1
     p = p * r + 5.0000001201e-1
     let er = p * r * r + r + 1
-    let twoToN = Float(bitPattern: UInt32(bitPattern: (Int32(n) &+ 127) &<< 23))
+    // n sits in the low mantissa bits of `shifted`; integer arithmetic (unlike a checked
+    // Float-to-Int conversion) keeps the loop vectorisable.
+    let twoToN = Float(bitPattern: (shifted.bitPattern &- magic.bitPattern &+ 127) &<< 23)
     return er * twoToN
   }
 
