@@ -66,15 +66,22 @@ struct AdjointBackward {
       let stats = statistics
       var a = cotangents[times.count - 1]
       var aTheta = try parameterValues.map { try $0.detached.zerosLike() }
-      let integrator = ODEIntegrator(
-        f: { s, z in
-          let (fy, ay, ap) = try vectorJacobian(-s, z[0], z[1])
-          return [try -fy, ay] + ap
-        },
-        options: backwardOptions, normComponents: adjoint.seminorm ? 2 : Int.max,
-        onEvaluation: {},
-        onStep: { stats.countStep(accepted: $0, backward: true) })
+      // Each interval after the first starts with the step the previous one ended on, rather
+      // than probing for one (two evaluations per interval; the dynamics change only by the
+      // cotangent's jump).
+      var carriedStep: Double? = nil
       for i in stride(from: times.count - 1, to: 0, by: -1) {
+        var intervalOptions = backwardOptions
+        if backwardOptions.firstStep == nil { intervalOptions.firstStep = carriedStep }
+        var integrator = ODEIntegrator(
+          f: { s, z in
+            let (fy, ay, ap) = try vectorJacobian(-s, z[0], z[1])
+            return [try -fy, ay] + ap
+          },
+          options: intervalOptions, normComponents: adjoint.seminorm ? 2 : Int.max,
+          onEvaluation: {},
+          onStep: { stats.countStep(accepted: $0, backward: true) })
+        integrator.onFinalStepProposal = { carriedStep = $0 }
         let z = try integrator.solve(
           [states[i], a] + aTheta, from: -times[i], to: [-times[i - 1]])[0]
         a = try z[1] + cotangents[i - 1]

@@ -34,6 +34,9 @@ struct ODEIntegrator {
   let onStep: (Bool) -> Void
   /// When set, receives every accepted step (checkpointing).
   var recorder: ((ODEStepRecord) -> Void)? = nil
+  /// Adaptive solvers: receives, at the end of a solve, the step size the controller proposes
+  /// next, so a following solve of a similar system can start there instead of probing.
+  var onFinalStepProposal: ((Double) -> Void)? = nil
 
   func evaluate(_ t: Double, _ y: [Tensor]) throws -> [Tensor] {
     onEvaluation()
@@ -173,9 +176,13 @@ struct ODEIntegrator {
     var rejectedLast = false
     var steps = 0
     var next = 0
+    var cutProposal: Double? = nil
     while next < times.count {
       if steps >= options.maxSteps { throw ODEError.maxStepsReached(steps: steps, t: t) }
       steps += 1
+      // The last step is cut to end at tEnd; the controller's own proposal is kept for the
+      // next solve, which the cut step would understate.
+      if tEnd - t < h { cutProposal = h }
       h = min(h, tEnd - t)
       if h < options.minStepSize * max(1, Swift.abs(t)) {
         throw ODEError.stepSizeUnderflow(t: t, h: h)
@@ -215,6 +222,7 @@ struct ODEIntegrator {
         rejectedLast = true
       }
     }
+    onFinalStepProposal?(cutProposal ?? h)
     return outputs
   }
 
