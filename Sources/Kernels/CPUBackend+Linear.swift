@@ -108,24 +108,39 @@ extension CPUBackend {
           }
           for j in 0..<n {
             let bj = packed + j * k
-            var (s0, s1, s2, s3): (T, T, T, T) = (0, 0, 0, 0)
-            var l = 0
-            while l + 4 <= k {
-              s0 += ai[l] * bj[l]
-              s1 += ai[l + 1] * bj[l + 1]
-              s2 += ai[l + 2] * bj[l + 2]
-              s3 += ai[l + 3] * bj[l + 3]
-              l += 4
-            }
-            while l < k {
-              s0 += ai[l] * bj[l]
-              l += 1
-            }
-            store(c + i * p.ldc + j, (s0 + s1) + (s2 + s3))
+            store(c + i * p.ldc + j, dot(ai, bj, k))
           }
         }
       }
     }
+  }
+
+  /// Σ a[l]·b[l] over l < k, in two 4-lane partial sums (explicit vectors: the compiler may not
+  /// reorder a floating-point sum itself).
+  @inline(__always)
+  static func dot<T: CPUScalar>(_ a: UnsafeMutablePointer<T>, _ b: UnsafeMutablePointer<T>, _ k: Int)
+    -> T
+  {
+    var s0 = SIMD4<T>()
+    var s1 = SIMD4<T>()
+    var l = 0
+    let (ra, rb) = (UnsafeRawPointer(a), UnsafeRawPointer(b))
+    let stride = MemoryLayout<T>.stride
+    while l + 8 <= k {
+      s0 +=
+        ra.loadUnaligned(fromByteOffset: l * stride, as: SIMD4<T>.self)
+        * rb.loadUnaligned(fromByteOffset: l * stride, as: SIMD4<T>.self)
+      s1 +=
+        ra.loadUnaligned(fromByteOffset: (l + 4) * stride, as: SIMD4<T>.self)
+        * rb.loadUnaligned(fromByteOffset: (l + 4) * stride, as: SIMD4<T>.self)
+      l += 8
+    }
+    var sum = (s0 + s1).sum()
+    while l < k {
+      sum += a[l] * b[l]
+      l += 1
+    }
+    return sum
   }
 
   public func reduceSum(

@@ -51,7 +51,7 @@ private func alignedAllocate(_ bytes: Int) -> UnsafeMutableRawPointer? {
 }
 
 /// The element types the CPU backend computes in, with their BLAS entry points.
-protocol CPUScalar: Real, BinaryFloatingPoint {
+protocol CPUScalar: Real, BinaryFloatingPoint, SIMDScalar {
   /// tanh, by a vectorisable formula where one is accurate enough.
   static func fastTanh(_ x: Self) -> Self
   /// eˣ, likewise (the derivatives of tanh and sigmoid are made of it).
