@@ -93,6 +93,55 @@ final class AdjointTests: XCTestCase {
     ) { XCTAssertTrue("\($0)".contains("parameter gradients"), "\($0)") }
   }
 
+  /// Gradients with respect to the output times and t0 (a non-autonomous field, so ∂f/∂t
+  /// matters) against central differences of re-solved losses, for both adjoint methods.
+  func testTimeGradientsMatchFiniteDifferences() throws {
+    let model = try MLPField(dim: 2, hidden: 6, dtype: .float64, seed: 7, on: cpu)
+    var rng = RandomState(seed: 8)
+    let y0 = try Tensor.normal([3, 2], dtype: .float64, rng: &rng, on: cpu)
+    let hostTimes = [0.1, 0.6, 0.9, 1.5]
+    let w = try weights([3, 2], hostTimes.count)
+    let options = ODEOptions(solver: .dopri5, rtol: 1e-11, atol: 1e-11)
+    func loss(_ t: [Double]) throws -> Double {
+      let sol = try odeint(model.field, y0, times: t, options: options)
+      return try zip(sol.states, w).reduce(0) { $0 + (try ($1.0 * $1.1).sum().item()) }
+    }
+    let eps = 1e-6
+    let numeric = try hostTimes.indices.map { i in
+      var plus = hostTimes
+      var minus = hostTimes
+      plus[i] += eps
+      minus[i] -= eps
+      return (try loss(plus) - loss(minus)) / (2 * eps)
+    }
+    for method in [GradientMethod.backsolveAdjoint, .checkpointedAdjoint] {
+      let times = try Tensor(hostTimes, shape: [hostTimes.count], dtype: .float64, on: cpu)
+      let (_, grads) = try valueAndGrad(at: [y0, times]) { xs in
+        let sol = try odeint(model.field, xs[0], times: xs[1], options: options, gradient: method)
+        var total = try (sol.states[0] * w[0]).sum()
+        for i in 1..<hostTimes.count { total = try total + (sol.states[i] * w[i]).sum() }
+        return total
+      }
+      let analytic = try grads[1].toDoubles()
+      let e = relativeError(analytic, numeric)
+      XCTAssertLessThan(
+        e, 1e-5, "\(method): time gradients \(analytic) vs central differences \(numeric)")
+    }
+  }
+
+  func testTimeGradientsNeedAnAdjointMethod() throws {
+    let model = try MLPField(dim: 2, hidden: 3, dtype: .float64, seed: 9, on: cpu)
+    let y0 = try Tensor.zeros([1, 2], dtype: .float64, on: cpu)
+    let times = try Tensor([0, 1], shape: [2], dtype: .float64, on: cpu).trackingGradients()
+    XCTAssertThrowsError(try odeint(model.field, y0, times: times, gradient: .direct)) {
+      XCTAssertTrue("\($0)".contains("gradients with respect to times"), "\($0)")
+    }
+    let matrix = try Tensor([0, 1], shape: [1, 2], dtype: .float64, on: cpu)
+    XCTAssertThrowsError(try odeint(model.field, y0, times: matrix)) {
+      XCTAssertTrue("\($0)".contains("1-D"), "\($0)")
+    }
+  }
+
   func testGradientsMatchFiniteDifferences() throws {
     let model = try MLPField(dim: 2, hidden: 5, dtype: .float64, seed: 3, on: cpu)
     var rng = RandomState(seed: 4)

@@ -53,6 +53,20 @@ struct AdjointBackward {
     )
   }
 
+  /// ∂L/∂tᵢ for every output time: cᵢ·f(tᵢ, yᵢ) for i ≥ 1 and −(a₀ − c₀)·f(t₀, y₀), where cᵢ
+  /// are the cotangents of the outputs and a₀ = ∂L/∂y0 (see `odeint(_:_:times:)` with a tensor).
+  /// One evaluation of f per output time, counted as backward evaluations.
+  func timeGradients(cotangents: [Tensor], initialAdjoint: Tensor) throws -> [Double] {
+    try withForwardParameters {
+      try times.indices.map { i in
+        statistics.backwardEvaluations += 1
+        let f = try field(times[i], states[i])
+        let weight = i == 0 ? try cotangents[0] - initialAdjoint : cotangents[i]
+        return try (weight.detached * f.detached).sum().item()
+      }
+    }
+  }
+
   /// The backsolve adjoint. In reversed time s = −t the augmented state [y, a, a_θ] obeys
   ///   dy/ds = −f(t, y),   da/ds = aᵀ ∂f/∂y,   da_θ/ds = aᵀ ∂f/∂θ,
   /// from y(t_N), a = ∂L/∂y(t_N), a_θ = 0. At each earlier output time y is reset to the saved

@@ -66,6 +66,39 @@ public func odeint(
   _ field: VectorField, _ y0: Tensor, times: [Double], options: ODEOptions = ODEOptions(),
   gradient: GradientMethod = .direct, adjoint: AdjointOptions = AdjointOptions()
 ) throws -> ODESolution {
+  try odeint(
+    field, y0, times: times, timesTensor: nil, options: options, gradient: gradient,
+    adjoint: adjoint)
+}
+
+/// `odeint` with the times as a 1-D tensor, through which gradients can flow: differentiate
+/// with respect to `times` (e.g. `valueAndGrad(at: [y0, times])`) to learn output or start
+/// times. The gradient is the continuous solution's,
+///   ∂L/∂tᵢ = ∂L/∂y(tᵢ) · f(tᵢ, y(tᵢ)) for i ≥ 1,   ∂L/∂t₀ = −(a(t₀) − ∂L/∂y(t₀)) · f(t₀, y₀),
+/// with a(t₀) = ∂L/∂y0 the adjoint at t₀ (perturbing t₀ shifts the start of the trajectory but
+/// not y0). It needs an adjoint gradient method: `.direct` differentiates the solver's
+/// operations, whose step sizes are host values, and is rejected when `times` is tracked.
+public func odeint(
+  _ field: VectorField, _ y0: Tensor, times: Tensor, options: ODEOptions = ODEOptions(),
+  gradient: GradientMethod = .direct, adjoint: AdjointOptions = AdjointOptions()
+) throws -> ODESolution {
+  guard times.rank == 1 else {
+    throw ODEError.invalidTimes("times must be a 1-D tensor, not of shape \(times.shape)")
+  }
+  if times.isTracked && gradient == .direct {
+    throw TensorError.invalidArgument(
+      op: "odeint",
+      reason: "gradients with respect to times need .backsolveAdjoint or .checkpointedAdjoint")
+  }
+  return try odeint(
+    field, y0, times: try times.toDoubles(), timesTensor: times.isTracked ? times : nil,
+    options: options, gradient: gradient, adjoint: adjoint)
+}
+
+func odeint(
+  _ field: VectorField, _ y0: Tensor, times: [Double], timesTensor: Tensor?,
+  options: ODEOptions, gradient: GradientMethod, adjoint: AdjointOptions
+) throws -> ODESolution {
   try options.validate()
   guard times.count >= 1, let t0 = times.first else {
     throw ODEError.invalidTimes("at least one time (t0) is needed")
@@ -100,7 +133,8 @@ public func odeint(
     field: field, times: times, states: states, parameterValues: paramValues,
     parameterNames: params.map(\.name), options: options,
     adjoint: adjoint, statistics: stats)
-  let recorded = stacked.recorded(from: [y0] + paramValues) { g in
+  let timeInputs = timesTensor.map { [$0] } ?? []
+  let recorded = stacked.recorded(from: [y0] + timeInputs + paramValues) { g in
     let cotangents = try times.indices.map {
       try g.slice(axis: 0, $0..<($0 + 1)).reshaped(y0.shape)
     }
@@ -108,7 +142,13 @@ public func odeint(
       gradient == .checkpointedAdjoint
       ? try backward.checkpointed(records, cotangents: cotangents)
       : try backward.backsolve(cotangents: cotangents)
-    return [dy0] + dtheta
+    guard let timesTensor else { return [dy0] + dtheta }
+    let dtimes = try backward.timeGradients(cotangents: cotangents, initialAdjoint: dy0)
+    return [
+      dy0,
+      try Tensor(dtimes, shape: [times.count], dtype: timesTensor.dtype, on: timesTensor.backend),
+    ]
+      + dtheta
   }
   let sliced = try times.indices.map {
     try recorded.slice(axis: 0, $0..<($0 + 1)).reshaped(y0.shape)
