@@ -117,7 +117,13 @@ extension CPUBackend {
   ) {
     parallelFor(count, grain: 1 << 13) { r in
       switch op {
-      case .relu: for i in r { dx[i] = x[i] > 0 ? dy[i] : 0 }
+      case .relu:
+        // dy is loaded unconditionally so the select vectorises (a load behind the condition
+        // cannot be speculated and compiles to a branch).
+        for i in r {
+          let g = dy[i]
+          dx[i] = x[i] > 0 ? g : 0
+        }
       // Their own loops, so the switch is outside and the loop vectorises.
       case .tanh: for i in r { dx[i] = dy[i] * derivative(.tanh, x[i]) }
       case .sigmoid: for i in r { dx[i] = dy[i] * derivative(.sigmoid, x[i]) }

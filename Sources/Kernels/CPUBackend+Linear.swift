@@ -115,34 +115,6 @@ extension CPUBackend {
     }
   }
 
-  /// Σ a[l]·b[l] over l < k, in two 4-lane partial sums (explicit vectors: the compiler may not
-  /// reorder a floating-point sum itself).
-  @inline(__always)
-  static func dot<T: CPUScalar>(_ a: UnsafeMutablePointer<T>, _ b: UnsafeMutablePointer<T>, _ k: Int)
-    -> T
-  {
-    var s0 = SIMD4<T>()
-    var s1 = SIMD4<T>()
-    var l = 0
-    let (ra, rb) = (UnsafeRawPointer(a), UnsafeRawPointer(b))
-    let stride = MemoryLayout<T>.stride
-    while l + 8 <= k {
-      s0 +=
-        ra.loadUnaligned(fromByteOffset: l * stride, as: SIMD4<T>.self)
-        * rb.loadUnaligned(fromByteOffset: l * stride, as: SIMD4<T>.self)
-      s1 +=
-        ra.loadUnaligned(fromByteOffset: (l + 4) * stride, as: SIMD4<T>.self)
-        * rb.loadUnaligned(fromByteOffset: (l + 4) * stride, as: SIMD4<T>.self)
-      l += 8
-    }
-    var sum = (s0 + s1).sum()
-    while l < k {
-      sum += a[l] * b[l]
-      l += 1
-    }
-    return sum
-  }
-
   public func reduceSum(
     _ x: DeviceBuffer, _ y: DeviceBuffer, shape: ReductionShape, scale: Double, dtype: DType
   ) throws {

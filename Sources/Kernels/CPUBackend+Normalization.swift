@@ -35,14 +35,8 @@ extension CPUBackend {
       for ng in r {
         let base = x + ng * m
         // Two passes in T: the mean first, so the variance does not cancel catastrophically.
-        var sum: T = 0
-        for i in 0..<m { sum += base[i] }
-        let mu = sum / T(m)
-        var sq: T = 0
-        for i in 0..<m {
-          let d = base[i] - mu
-          sq += d * d
-        }
+        let mu = sum(base, m) / T(m)
+        let sq = squaredDeviations(base, m, from: mu)
         let rs = 1 / (sq / T(m) + T(s.eps)).squareRoot()
         mean[ng] = mu
         rstd[ng] = rs
@@ -78,13 +72,8 @@ extension CPUBackend {
         var sumGX: T = 0
         for cc in 0..<cpg {
           let g = gamma[c0 + cc]
-          var a: T = 0
-          var b: T = 0
-          for i in 0..<s.hw {
-            let k = cc * s.hw + i
-            a += gb[k]
-            b += gb[k] * (xb[k] - mu)
-          }
+          let a = sum(gb + cc * s.hw, s.hw)
+          let b = dotDeviations(gb + cc * s.hw, xb + cc * s.hw, s.hw, from: mu)
           sumG += g * a
           sumGX += g * b * rs
         }
@@ -111,10 +100,8 @@ extension CPUBackend {
           let off = (n * s.c + c) * s.hw
           let mu = mean[n * s.groups + g]
           let rs = rstd[n * s.groups + g]
-          for i in 0..<s.hw {
-            dg += dy[off + i] * (x[off + i] - mu) * rs
-            db += dy[off + i]
-          }
+          dg += dotDeviations(dy + off, x + off, s.hw, from: mu) * rs
+          db += sum(dy + off, s.hw)
         }
         dgamma[c] = dg
         dbeta[c] = db

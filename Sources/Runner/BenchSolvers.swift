@@ -28,9 +28,25 @@ struct BenchSolvers: ParsableCommand {
   @Option(help: "Training iterations of the spiral workload.")
   var iterations = 200
 
+  @Option(
+    help: """
+      Which odeblock measurements to run: all, or a comma-separated list of rk4_forward, \
+      rk4_adjoint, dopri5_adjoint, memory (the 10/40/160-step peak-memory runs, the slowest).
+      """)
+  var only = "all"
+
+  static let odeblockGroups = ["rk4_forward", "rk4_adjoint", "dopri5_adjoint", "memory"]
+
+  var selectedGroups: Set<String> {
+    only == "all" ? Set(Self.odeblockGroups) : Set(only.split(separator: ",").map { String($0) })
+  }
+
   func validate() throws {
     guard ["odeblock", "spiral", "all"].contains(workload) else {
       throw ValidationError("--workload must be odeblock, spiral or all")
+    }
+    for g in selectedGroups where !Self.odeblockGroups.contains(g) {
+      throw ValidationError("unknown group '\(g)' in --only; choose from \(Self.odeblockGroups)")
     }
     guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
   }
@@ -94,13 +110,20 @@ struct BenchSolvers: ParsableCommand {
         ("nfe_backward", r.1.backwardEvaluations), ("peak_bytes", r.2),
       ])
     }
+    let groups = selectedGroups
     let rk4 = ODEOptions.fixed(.rk4, steps: 10)
-    emit("rk4_forward", steps: 10, try run(rk4, gradient: nil))
-    emit("rk4_adjoint", steps: 10, try run(rk4, gradient: .backsolveAdjoint))
-    let dopri = ODEOptions(solver: .dopri5, rtol: 1e-3, atol: 1e-3)
-    let d = try run(dopri, gradient: .backsolveAdjoint)
-    emit("dopri5_adjoint", steps: d.1.acceptedSteps + d.1.rejectedSteps, d)
-    for steps in [10, 40, 160] {
+    if groups.contains("rk4_forward") {
+      emit("rk4_forward", steps: 10, try run(rk4, gradient: nil))
+    }
+    if groups.contains("rk4_adjoint") {
+      emit("rk4_adjoint", steps: 10, try run(rk4, gradient: .backsolveAdjoint))
+    }
+    if groups.contains("dopri5_adjoint") {
+      let dopri = ODEOptions(solver: .dopri5, rtol: 1e-3, atol: 1e-3)
+      let d = try run(dopri, gradient: .backsolveAdjoint)
+      emit("dopri5_adjoint", steps: d.1.acceptedSteps + d.1.rejectedSteps, d)
+    }
+    for steps in [10, 40, 160] where groups.contains("memory") {
       for (config, method) in [
         ("rk4_direct_memory", GradientMethod.direct), ("rk4_adjoint_memory", .backsolveAdjoint),
       ] {
