@@ -24,6 +24,31 @@ void reduce_rows(__global const T* x, __global T* y, const int n, const T scale)
   if (lid == 0) y[row] = partial[0] * scale;
 }
 
+// The first pass of a long-row reduction (few rows, n large): work-group g = row·parts + part sums
+// the part-th of `parts` contiguous chunks of its row into partial[g], unscaled, so that the
+// whole device works on a single row; a second launch of reduce_rows sums the parts.
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void reduce_row_parts(__global const T* x, __global T* partial, const int n, const int parts) {
+  __local T local_sums[WG];
+  const int lid = get_local_id(0);
+  const int g = get_group_id(0);
+  const int row = g / parts;
+  const int part = g - row * parts;
+  const int chunk = (n + parts - 1) / parts;
+  const int begin = part * chunk;
+  const int end = min(n, begin + chunk);
+  __global const T* xr = x + (long)row * n;
+  T acc = (T)0;
+  for (int j = begin + lid; j < end; j += WG) acc += xr[j];
+  local_sums[lid] = acc;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int s = WG / 2; s > 0; s >>= 1) {
+    if (lid < s) local_sums[lid] += local_sums[lid + s];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (lid == 0) partial[g] = local_sums[0];
+}
+
 // inner > 1 (or a short reduced axis): one work-item per output element (o, i); neighbouring
 // work-items take neighbouring i, so each step of the loop over j is a coalesced row read.
 __kernel void reduce_cols(

@@ -5,14 +5,30 @@ import Foundation
 extension OpenCLBackend {
   /// A contiguous reduced axis (inner == 1) longer than a few elements gets a work-group per row
   /// with a local-memory tree; otherwise one work-item per output element loops over the axis.
+  /// When there are fewer rows than the device has compute units to fill and the rows are long
+  /// (a loss's mean over a whole batch), each row is first split into parts summed by separate
+  /// work-groups, then the parts are summed.
   ///
-  /// Limitation: a single very long reduction (outer·inner small, n in the millions) uses few
-  /// work-groups; a two-pass reduction would occupy the whole device.
+  /// Limitation: a long reduction with a short non-contiguous output (inner > 1, outer·inner
+  /// small) still has only outer·inner work-items.
   public func reduceSum(
     _ x: DeviceBuffer, _ y: DeviceBuffer, shape: ReductionShape, scale: Double, dtype: DType
   ) throws {
     if shape.inner == 1 && shape.n > 32 {
       let wg = try configuration(.reduce, dtype).workGroup
+      let parts = Self.rowParts(
+        rows: shape.outer, n: shape.n, workGroup: wg, computeUnits: device.computeUnits)
+      if parts > 1 {
+        let partial = try allocate(shape.outer * parts, dtype)
+        try launch(
+          .reduce, "reduce_row_parts", dtype,
+          [.mem(x), .mem(partial), .int(shape.n), .int(parts)],
+          global: [shape.outer * parts * wg], local: [wg])
+        try reduceSum(
+          partial, y, shape: ReductionShape(outer: shape.outer, n: parts, inner: 1), scale: scale,
+          dtype: dtype)
+        return
+      }
       try launch(
         .reduce, "reduce_rows", dtype, [.mem(x), .mem(y), .int(shape.n), .real(scale)],
         global: [shape.outer * wg], local: [wg])
@@ -23,6 +39,14 @@ extension OpenCLBackend {
         [.mem(x), .mem(y), .int(shape.n), .int(shape.inner), .real(scale), .int(count)],
         global: [count])
     }
+  }
+
+  /// How many parts to split each of `rows` rows of length n into: enough work-groups for about
+  /// four per compute unit, each summing at least 8 elements per work-item; 1 when the rows
+  /// already fill the device or are too short to repay a second launch.
+  static func rowParts(rows: Int, n: Int, workGroup wg: Int, computeUnits: Int) -> Int {
+    let wanted = (4 * max(1, computeUnits) + rows - 1) / max(1, rows)
+    return max(1, min(wanted, n / (8 * max(1, wg)), 1024))
   }
 
   /// Biased variance over each group; rstd = 1/√(var + eps).

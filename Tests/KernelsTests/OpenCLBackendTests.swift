@@ -460,10 +460,11 @@ final class OpenCLBackendTests: XCTestCase {
   }
 
   func checkReduceSum(_ b: OpenCLBackend, _ types: [DType]) throws {
-    // Both paths: a work-group per row (inner == 1, n > 32) and a work-item per column.
+    // Every path: a work-group per row (inner == 1, n > 32), rows split into parts (few long
+    // rows: see OpenCLBackend.rowParts) and a work-item per column.
     let shapes = [
       (1, 1, 1), (7, 13, 1), (3, 97, 1), (2, 256, 1), (1, 1031, 1), (5, 7, 13), (1, 131, 64),
-      (13, 1, 7), (2, 64, 3), (131, 33, 1),
+      (13, 1, 7), (2, 64, 3), (131, 33, 1), (1, 100_003, 1), (3, 65_537, 1),
     ]
     for t in types {
       for (outer, n, inner) in shapes {
