@@ -27,7 +27,11 @@ public enum Allocation {
 /// is what makes the class safe to share between threads.
 public final class BufferPool: @unchecked Sendable {
   private let lock = NSLock()
-  private var freeLists: [Int: [Allocation]] = [:]
+  /// Free lists of sizes below `smallLimit`, indexed by size / 256 (no hashing on the path every
+  /// small op takes), and of larger sizes by size.
+  private var smallLists = [[Allocation]](repeating: [], count: smallLimit / 256 + 1)
+  private var largeLists: [Int: [Allocation]] = [:]
+  private static let smallLimit = 1 << 20
   private var _current = 0
   private var _peak = 0
   private var _cached = 0
@@ -45,7 +49,7 @@ public final class BufferPool: @unchecked Sendable {
 
   /// Sizes are rounded to 256 bytes (small) or 64 KiB (large) so that nearby sizes share lists.
   static func roundedSize(_ bytes: Int) -> Int {
-    let granule = bytes < (1 << 20) ? 256 : (1 << 16)
+    let granule = bytes < smallLimit ? 256 : (1 << 16)
     return max(granule, (bytes + granule - 1) / granule * granule)
   }
 
@@ -61,13 +65,14 @@ public final class BufferPool: @unchecked Sendable {
 
   /// Returns all cached buffers to the system.
   public func trim() {
-    let lists = lock.withLock { () -> [Int: [Allocation]] in
-      let l = freeLists
-      freeLists = [:]
+    let lists = lock.withLock { () -> [[Allocation]] in
+      let l = smallLists + Array(largeLists.values)
+      smallLists = smallLists.map { _ in [] }
+      largeLists = [:]
       _cached = 0
       return l
     }
-    for list in lists.values { for a in list { systemFree(a) } }
+    for list in lists { for a in list { systemFree(a) } }
   }
 
   func take(_ bytes: Int) throws -> (Allocation, Int) {
@@ -76,7 +81,9 @@ public final class BufferPool: @unchecked Sendable {
       _current += size
       _peak = max(_peak, _current)
       // Popped in place: copying the list out and back would duplicate its storage every call.
-      guard let a = freeLists[size]?.popLast() else { return nil }
+      let popped =
+        size <= Self.smallLimit ? smallLists[size >> 8].popLast() : largeLists[size]?.popLast()
+      guard let a = popped else { return nil }
       _cached -= size
       return a
     }
@@ -97,7 +104,11 @@ public final class BufferPool: @unchecked Sendable {
     lock.withLock {
       _current -= size
       _cached += size
-      freeLists[size, default: []].append(allocation)
+      if size <= Self.smallLimit {
+        smallLists[size >> 8].append(allocation)
+      } else {
+        largeLists[size, default: []].append(allocation)
+      }
     }
   }
 }
