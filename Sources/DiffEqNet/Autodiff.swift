@@ -1,3 +1,5 @@
+import Synchronization
+
 /// One recorded operation: the nodes of its differentiable inputs and the rule that maps the
 /// cotangent of its output to cotangents of those inputs (the vector-Jacobian product).
 ///
@@ -8,6 +10,12 @@
 final class GradNode {
   private(set) var inputs: [GradNode?]
   var rule: ((Tensor) throws -> [Tensor?])?
+  /// Scratch of the `backpropagate` call under way: the cotangent accumulated so far, and marks
+  /// (that call's traversal id) for visited nodes and requested leaves. Kept on the node rather
+  /// than in hashed side tables because small graphs are dominated by that bookkeeping.
+  fileprivate var cotangent: Tensor?
+  fileprivate var visitedIn: UInt64 = 0
+  fileprivate var requestedIn: UInt64 = 0
 
   init(inputs: [GradNode?], rule: ((Tensor) throws -> [Tensor?])?) {
     self.inputs = inputs
@@ -47,62 +55,68 @@ extension Tensor {
   }
 }
 
+/// Ids of `backpropagate` calls, so marks left on nodes by earlier calls never match.
+private let traversals = Atomic<UInt64>(0)
+
 /// Reverse-mode accumulation: the cotangents of `leaves` given the cotangents `seeds` of
 /// `outputs` (Σ_k seedsₖᵀ·∂outputsₖ/∂leaves).
 ///
 /// Leaves the outputs do not depend on get zero gradients. Rules are consumed: a graph is
-/// differentiated once.
+/// differentiated once, by one thread at a time.
 func backpropagate(_ outputs: [Tensor], seeds: [Tensor], to leaves: [Tensor]) throws -> [Tensor] {
-  var grads: [ObjectIdentifier: Tensor] = [:]
+  let traversal = traversals.add(1, ordering: .relaxed).newValue
   var roots: [GradNode] = []
+  var touched: [GradNode] = []
+  defer { for node in touched { node.cotangent = nil } }
   for (output, seed) in zip(outputs, seeds) {
     guard output.shape == seed.shape else {
       throw TensorError.shapeMismatch(op: "backward seed", lhs: output.shape, rhs: seed.shape)
     }
     try output.checkCompatible(seed, "backward seed")
     guard let root = output.node else { continue }
-    let id = ObjectIdentifier(root)
-    grads[id] = try grads[id].map { try $0 + seed.detached } ?? seed.detached
+    root.cotangent = try root.cotangent.map { try $0 + seed.detached } ?? seed.detached
     roots.append(root)
+    touched.append(root)
   }
-  // Gradients of interior nodes are dropped as soon as they are propagated; leaves keep theirs.
-  let leafIDs = Set(leaves.compactMap { $0.node.map(ObjectIdentifier.init) })
-  for node in topologicalOrder(from: roots).reversed() {
-    let id = ObjectIdentifier(node)
-    guard let g = grads[id], let rule = node.rule else { continue }
-    if !leafIDs.contains(id) { grads[id] = nil }
+  for leaf in leaves { leaf.node?.requestedIn = traversal }
+  // Cotangents of interior nodes are dropped as soon as they are propagated; leaves keep theirs.
+  for node in topologicalOrder(from: roots, traversal: traversal).reversed() {
+    guard let g = node.cotangent, let rule = node.rule else { continue }
+    if node.requestedIn != traversal { node.cotangent = nil }
     let inputGrads = try rule(g)
     node.rule = nil
     for (parent, pg) in zip(node.inputs, inputGrads) {
       guard let parent, let pg else { continue }
-      let pid = ObjectIdentifier(parent)
-      if let existing = grads[pid] { grads[pid] = try existing + pg } else { grads[pid] = pg }
+      if let existing = parent.cotangent {
+        parent.cotangent = try existing + pg
+      } else {
+        parent.cotangent = pg
+        touched.append(parent)
+      }
     }
   }
   return try leaves.map { leaf in
     guard let node = leaf.node else {
       throw TensorError.noGradient("a requested input is not tracked (call trackingGradients())")
     }
-    return try grads[ObjectIdentifier(node)] ?? leaf.detached.zerosLike()
+    return try node.cotangent ?? leaf.detached.zerosLike()
   }
 }
 
 /// Nodes reachable from `roots`, each after all of its inputs (iterative: graphs of long ODE
 /// solves are deeper than the call stack).
-private func topologicalOrder(from roots: [GradNode]) -> [GradNode] {
+private func topologicalOrder(from roots: [GradNode], traversal: UInt64) -> [GradNode] {
   var order: [GradNode] = []
-  var visited = Set<ObjectIdentifier>()
   var stack: [(GradNode, Bool)] = roots.reversed().map { ($0, false) }
   while let (node, expanded) = stack.popLast() {
     if expanded {
       order.append(node)
       continue
     }
-    let id = ObjectIdentifier(node)
-    if visited.contains(id) { continue }
-    visited.insert(id)
+    if node.visitedIn == traversal { continue }
+    node.visitedIn = traversal
     stack.append((node, true))
-    for case let input? in node.inputs where !visited.contains(ObjectIdentifier(input)) {
+    for case let input? in node.inputs where input.visitedIn != traversal {
       stack.append((input, false))
     }
   }
