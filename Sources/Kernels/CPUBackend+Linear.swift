@@ -59,59 +59,74 @@ extension CPUBackend {
   /// (Linear(2→50) at batch 20 is 2,000) that small vector fields are made of.
   static var smallGEMMVolume: Int { 16_384 }
 
-  /// C = alpha·op(A)·op(B) + beta·C by direct loops over operands packed contiguous first (a few
-  /// hundred elements at these sizes). With wide outputs or a short k each row of C accumulates k
-  /// scaled rows of op(B), vectorised across the row; otherwise each element is a dot product over
-  /// four independent partial sums, so narrow outputs (n = 2) are not serialised on one
-  /// accumulator's latency.
+  /// C = alpha·op(A)·op(B) + beta·C by direct loops, in one of three orders so that the inner
+  /// loop is contiguous and independent across its iterations (vectorised), or a dot product in
+  /// vector lanes:
+  /// - wide outputs or a short k: each row of C accumulates k scaled rows of op(B), packed first;
+  /// - A stored transposed (a layer's weight gradient Gᵀ·X): each column of C accumulates k scaled
+  ///   rows of the stored A;
+  /// - otherwise each element is a dot product of a row of op(A) and a packed column of op(B).
   static func smallGEMM<T: CPUScalar>(
     _ p: GEMMShape, _ a: UnsafeMutablePointer<T>, _ b: UnsafeMutablePointer<T>,
     _ c: UnsafeMutablePointer<T>
   ) {
-    let (alpha, beta) = (T(p.alpha), T(p.beta))
     let (m, n, k) = (p.m, p.n, p.k)
-    // beta = 0 must not read C (it may hold NaN), as in BLAS.
-    @inline(__always) func store(_ ci: UnsafeMutablePointer<T>, _ v: T) {
-      ci.pointee = beta == 0 ? alpha * v : alpha * v + beta * ci.pointee
-    }
     // op(A)[i, l] and op(B)[l, j] whatever the transposes.
     let (sai, sal) = p.transA ? (1, p.lda) : (p.lda, 1)
     let (sbl, sbj) = p.transB ? (1, p.ldb) : (p.ldb, 1)
-    withUnsafeTemporaryAllocation(of: T.self, capacity: k * n + n) { scratch in
-      let packed = scratch.baseAddress!
-      if n >= 8 || k < 8 {
-        // op(B) as k rows of n, then C's rows accumulate in `acc`.
-        for l in 0..<k { for j in 0..<n { packed[l * n + j] = b[l * sbl + j * sbj] } }
-        let acc = packed + k * n
+    let rowForm = n >= 8 || k < 8
+    let columnForm = !rowForm && p.transA
+    let scratchCount = rowForm ? k * n + n : columnForm ? m : k * n + n
+    withUnsafeTemporaryAllocation(of: T.self, capacity: scratchCount) { scratch in
+      let s = scratch.baseAddress!
+      if rowForm {
+        // op(B) as k rows of n, then each row of C accumulates in `acc`.
+        for l in 0..<k { for j in 0..<n { s[l * n + j] = b[l * sbl + j * sbj] } }
+        let acc = s + k * n
         for i in 0..<m {
           acc.update(repeating: 0, count: n)
           for l in 0..<k {
             let ail = a[i * sai + l * sal]
-            let bl = packed + l * n
+            let bl = s + l * n
             for j in 0..<n { acc[j] += ail * bl[j] }
           }
-          for j in 0..<n { store(c + i * p.ldc + j, acc[j]) }
+          store(acc, count: n, into: c + i * p.ldc, stride: 1, p)
         }
-        return
-      }
-      // op(B) as n columns of k; op(A)'s rows are read in place when contiguous.
-      for j in 0..<n { for l in 0..<k { packed[j * k + l] = b[l * sbl + j * sbj] } }
-      withUnsafeTemporaryAllocation(of: T.self, capacity: k) { rowBuffer in
-        let row = rowBuffer.baseAddress!
+      } else if columnForm {
+        // op(A)[i, l] = a[l·lda + i]: column j of C accumulates k scaled rows of the stored A.
+        for j in 0..<n {
+          s.update(repeating: 0, count: m)
+          for l in 0..<k {
+            let blj = b[l * sbl + j * sbj]
+            let al = a + l * p.lda
+            for i in 0..<m { s[i] += blj * al[i] }
+          }
+          store(s, count: m, into: c + j, stride: p.ldc, p)
+        }
+      } else {
+        // op(B) as n columns of k; op(A)'s rows are contiguous here (A is not transposed).
+        for j in 0..<n { for l in 0..<k { s[j * k + l] = b[l * sbl + j * sbj] } }
+        let dots = s + k * n
         for i in 0..<m {
-          let ai: UnsafeMutablePointer<T>
-          if sal == 1 {
-            ai = a + i * sai
-          } else {
-            for l in 0..<k { row[l] = a[i * sai + l * sal] }
-            ai = row
-          }
-          for j in 0..<n {
-            let bj = packed + j * k
-            store(c + i * p.ldc + j, dot(ai, bj, k))
-          }
+          for j in 0..<n { dots[j] = dot(a + i * sai, s + j * k, k) }
+          store(dots, count: n, into: c + i * p.ldc, stride: 1, p)
         }
       }
+    }
+  }
+
+  /// c[i·stride] = alpha·v[i] + beta·c[i·stride], not reading C when beta = 0 (it may hold NaN,
+  /// as BLAS allows); the two cases are separate loops so that each vectorises.
+  @inline(__always)
+  static func store<T: CPUScalar>(
+    _ v: UnsafeMutablePointer<T>, count: Int, into c: UnsafeMutablePointer<T>, stride: Int,
+    _ p: GEMMShape
+  ) {
+    let (alpha, beta) = (T(p.alpha), T(p.beta))
+    if beta == 0 {
+      for i in 0..<count { c[i * stride] = alpha * v[i] }
+    } else {
+      for i in 0..<count { c[i * stride] = alpha * v[i] + beta * c[i * stride] }
     }
   }
 
@@ -133,10 +148,7 @@ extension CPUBackend {
     if inner == 1 {
       parallelFor(s.outer, grain: max(1, (1 << 15) / max(1, n))) { r in
         for o in r {
-          let p = x + o * n
-          var acc: T = 0
-          for j in 0..<n { acc += p[j] }
-          y[o] = acc * k
+          y[o] = sum(x + o * n, n) * k
         }
       }
       return
