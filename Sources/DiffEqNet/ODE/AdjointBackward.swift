@@ -96,6 +96,7 @@ struct AdjointBackward {
           onEvaluation: {},
           onStep: { stats.countStep(accepted: $0, backward: true) })
         integrator.onFinalStepProposal = { carriedStep = $0 }
+        integrator.readComponents = 2  // the VJP reads y and a, never a_θ
         let z = try integrator.solve(
           [states[i], a] + aTheta, from: -times[i], to: [-times[i - 1]])[0]
         a = try z[1] + cotangents[i - 1]

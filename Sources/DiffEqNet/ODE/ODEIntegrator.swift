@@ -28,6 +28,10 @@ struct ODEIntegrator {
   let options: ODEOptions
   /// Components counted in the error norm (the adjoint's seminorm leaves out a_θ).
   let normComponents: Int
+  /// The leading components `f` reads; the others are only integrated (the adjoint's a_θ, which
+  /// no right-hand side depends on), so their stage inputs are never formed: `f` receives y's
+  /// own values in their place.
+  var readComponents = Int.max
   /// Called once per evaluation of f, for statistics.
   let onEvaluation: () -> Void
   /// Called per accepted step (accepted: true) or rejected step (false).
@@ -81,15 +85,16 @@ struct ODEIntegrator {
     _ tableau: ButcherTableau, t: Double, h: Double, y: [Tensor], firstStage: [Tensor]?
   ) throws -> (y1: [Tensor], stages: [[Tensor]], errorSquares: Double, errorCount: Int) {
     var k = [try firstStage ?? evaluate(t, y)]
+    var solution: [Tensor]? = nil
     for i in 1..<tableau.stages {
-      let yi = try combine(y, k, weights: tableau.a[i], h: h)
+      // For FSAL tableaus the last stage input is the solution itself: formed in full, once.
+      let isSolution = tableau.fsal && i == tableau.stages - 1
+      let yi = try combine(
+        y, k, weights: tableau.a[i], h: h, components: isSolution ? y.count : readComponents)
+      if isSolution { solution = yi }
       k.append(try evaluate(t + tableau.c[i] * h, yi))
     }
-    // For FSAL tableaus the last stage input is the solution itself.
-    let y1 =
-      tableau.fsal
-      ? try combine(y, Array(k.dropLast()), weights: tableau.a[tableau.stages - 1], h: h)
-      : try combine(y, k, weights: tableau.b, h: h)
+    let y1 = try solution ?? combine(y, k, weights: tableau.b, h: h)
     var squares = 0.0
     var count = 0
     if let e = tableau.errorWeights {
@@ -105,9 +110,13 @@ struct ODEIntegrator {
     return (y1, k, squares, count)
   }
 
-  /// y + h Σ_j weights[j]·k[j], component by component, skipping zero weights.
-  func combine(_ y: [Tensor], _ k: [[Tensor]], weights: [Double], h: Double) throws -> [Tensor] {
+  /// y + h Σ_j weights[j]·k[j], component by component, skipping zero weights; components from
+  /// `components` on are y's own (placeholders the right-hand side does not read).
+  func combine(
+    _ y: [Tensor], _ k: [[Tensor]], weights: [Double], h: Double, components: Int = .max
+  ) throws -> [Tensor] {
     try y.indices.map { c in
+      if c >= components { return y[c] }
       var terms = [y[c]]
       var coefficients = [1.0]
       for (w, kj) in zip(weights, k) where w != 0 {
@@ -243,7 +252,7 @@ struct ODEIntegrator {
     let d0 = try norm(y0)
     let d1 = try norm(f0)
     let h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : 0.01 * d0 / d1
-    let y1 = try combine(y0, [f0], weights: [1], h: h0)
+    let y1 = try combine(y0, [f0], weights: [1], h: h0, components: readComponents)
     let f1 = try evaluate(t0 + h0, y1)
     let diff = try zip(f1, f0).map { try $0 - $1 }
     let d2 = try norm(diff) / h0
