@@ -129,6 +129,33 @@ final class AdjointTests: XCTestCase {
     }
   }
 
+  /// `trajectory` is `states` stacked, and a loss on it has the same gradients, for every method.
+  func testTrajectoryIsTheStackedStates() throws {
+    let model = try MLPField(dim: 2, hidden: 4, dtype: .float64, seed: 10, on: cpu)
+    var rng = RandomState(seed: 11)
+    let y0 = try Tensor.normal([3, 2], dtype: .float64, rng: &rng, on: cpu)
+    let times = [0, 0.5, 1.25]
+    let w = try weights([3, 2], times.count)
+    let stackedWeights = try Tensor.concat(w.map { try $0.reshaped([1, 3, 2]) }, axis: 0)
+    let options = ODEOptions.fixed(.rk4, steps: 6)
+    for method in GradientMethod.allCases {
+      let (_, viaStates, _) = try lossAndGradients(
+        model, model.field, y0, times: times, options: options, method: method, weights: w)
+      var trajectory: [Double] = []
+      var states: [Double] = []
+      let (_, gx, gp) = try vjp(model, at: [y0], cotangent: nil) { xs in
+        let sol = try odeint(model.field, xs[0], times: times, options: options, gradient: method)
+        XCTAssertEqual(sol.trajectory.shape, [3, 3, 2])
+        trajectory = try sol.trajectory.toDoubles()
+        states = try sol.states.flatMap { try $0.toDoubles() }
+        return try (sol.trajectory * stackedWeights).sum()
+      }
+      XCTAssertEqual(trajectory, states, "\(method)")
+      let viaTrajectory = try flatGradients(model, gx[0], gp)
+      XCTAssertLessThan(relativeError(viaTrajectory, viaStates), 1e-12, "\(method)")
+    }
+  }
+
   func testTimeGradientsNeedAnAdjointMethod() throws {
     let model = try MLPField(dim: 2, hidden: 3, dtype: .float64, seed: 9, on: cpu)
     let y0 = try Tensor.zeros([1, 2], dtype: .float64, on: cpu)

@@ -56,6 +56,10 @@ public struct AdjointOptions: Sendable {
 /// The states at the requested times (the first is y0) and the work it took. The states are
 /// differentiable with respect to y0 and the field's parameters by the chosen `GradientMethod`.
 public struct ODESolution {
+  /// y at every requested time, stacked along a new leading axis: [times.count] + y0's shape
+  /// (torchdiffeq's layout). A loss over the whole trajectory is cheapest taken on this.
+  public let trajectory: Tensor
+  /// y at each requested time (slices of `trajectory`).
   public let states: [Tensor]
   public let statistics: ODEStatistics
 }
@@ -114,8 +118,9 @@ func odeint(
     return i
   }
   if gradient == .direct {
-    let outs = try integrator().solve([y0], from: t0, to: later)
-    return ODESolution(states: [y0] + outs.map { $0[0] }, statistics: stats)
+    let states = [y0] + (try integrator().solve([y0], from: t0, to: later).map { $0[0] })
+    let trajectory = try Tensor.concat(states.map { try $0.reshaped([1] + y0.shape) }, axis: 0)
+    return ODESolution(trajectory: trajectory, states: states, statistics: stats)
   }
 
   // Adjoint methods: a forward solve that records nothing, and one recorded node whose rule runs
@@ -153,7 +158,7 @@ func odeint(
   let sliced = try times.indices.map {
     try recorded.slice(axis: 0, $0..<($0 + 1)).reshaped(y0.shape)
   }
-  return ODESolution(states: sliced, statistics: stats)
+  return ODESolution(trajectory: recorded, states: sliced, statistics: stats)
 }
 
 /// Runs `body` with `module`'s trainable parameters detached, so nothing it computes is recorded.
