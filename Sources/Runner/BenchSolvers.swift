@@ -154,6 +154,7 @@ struct BenchSolvers: ParsableCommand {
     var rng = RandomState(seed: 0)
     let model = try SpiralField(rng: &rng, on: backend)
     let optimizer = RMSprop(learningRate: 1e-3)
+    backend.pool.resetPeak()  // this workload's peak, not the odeblock's before it
     let options = ODEOptions(solver: .dopri5, rtol: 1e-7, atol: 1e-9)
     var times: [Double] = []
     var loss = 0.0
