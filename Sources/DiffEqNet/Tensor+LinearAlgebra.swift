@@ -57,16 +57,18 @@ extension Tensor {
     }
     let out = try empty([batch, outputs])
     if out.count > 0 {
+      // The bias is copied into every row and the product accumulated onto it (beta = 1).
+      if let bias {
+        try backend.copyBlocks(
+          bias.buffer, out.buffer,
+          BlockCopy(
+            blocks: batch, length: outputs, srcOffset: 0, srcStride: 0, dstOffset: 0,
+            dstStride: outputs), dtype: dtype)
+      }
       try backend.gemm(
         buffer, weight.buffer, out.buffer,
-        GEMMShape(m: batch, n: outputs, k: inputs, transB: true), dtype: dtype)
-      if let bias {
-        try backend.binary(
-          .add, out.buffer, bias.buffer, out.buffer,
-          layout: BroadcastLayout(
-            shape: [1, 1, batch, outputs], aStrides: [0, 0, outputs, 1], bStrides: [0, 0, 0, 1]),
-          dtype: dtype)
-      }
+        GEMMShape(m: batch, n: outputs, k: inputs, transB: true, beta: bias == nil ? 0 : 1),
+        dtype: dtype)
     }
     let (x, w) = (detached, weight.detached)
     let tracked = bias.map { [self, weight, $0] } ?? [self, weight]
