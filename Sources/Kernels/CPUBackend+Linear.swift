@@ -76,21 +76,27 @@ extension CPUBackend {
     let (sbl, sbj) = p.transB ? (1, p.ldb) : (p.ldb, 1)
     let rowForm = n >= 8 || k < 8
     let columnForm = !rowForm && p.transA
-    let scratchCount = rowForm ? k * n + n : columnForm ? m : k * n + n
+    let scratchCount = rowForm ? k * n : columnForm ? m : k * n + n
     withUnsafeTemporaryAllocation(of: T.self, capacity: scratchCount) { scratch in
       let s = scratch.baseAddress!
       if rowForm {
-        // op(B) as k rows of n, then each row of C accumulates in `acc`.
+        // op(B) as k rows of n; each row of C (contiguous) accumulates k scaled rows of it, the
+        // first pass also applying beta (k ≥ 1 here: k = 0 is handled by `gemm`).
         for l in 0..<k { for j in 0..<n { s[l * n + j] = b[l * sbl + j * sbj] } }
-        let acc = s + k * n
+        let (alpha, beta) = (T(p.alpha), T(p.beta))
         for i in 0..<m {
-          acc.update(repeating: 0, count: n)
-          for l in 0..<k {
-            let ail = a[i * sai + l * sal]
-            let bl = s + l * n
-            for j in 0..<n { acc[j] += ail * bl[j] }
+          let ci = c + i * p.ldc
+          let a0 = alpha * a[i * sai]
+          if beta == 0 {
+            for j in 0..<n { ci[j] = a0 * s[j] }
+          } else {
+            for j in 0..<n { ci[j] = beta * ci[j] + a0 * s[j] }
           }
-          store(acc, count: n, into: c + i * p.ldc, stride: 1, p)
+          for l in 1..<k {
+            let ail = alpha * a[i * sai + l * sal]
+            let bl = s + l * n
+            for j in 0..<n { ci[j] += ail * bl[j] }
+          }
         }
       } else if columnForm {
         // op(A)[i, l] = a[l·lda + i]: column j of C accumulates k scaled rows of the stored A.
