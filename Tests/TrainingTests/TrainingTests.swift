@@ -30,7 +30,10 @@ final class TrainingTests: XCTestCase {
 
   func testTrainingReducesLossAndBeatsChance() throws {
     for backend in try backends() {
-      for (model, epochs) in [("resnet", 12), ("odenet", 8)] {
+      // 12 epochs each: with 8 the ODE-Net was still at the edge of its initial plateau, and
+      // whether it had left it depended on rounding (float32 summation order), not on the code.
+      for model in ["resnet", "odenet"] {
+        let epochs = 12
         var c = configuration(model)
         c.epochs = epochs
         let (train, test) = try c.loadData()
