@@ -10,20 +10,7 @@ import XCTest
 // The device is OpenCL device 0, or the one DIFFEQNET_TEST_OPENCL_DEVICE names; the tests skip
 // when there is no OpenCL device at all.
 
-/// SplitMix64: small, seedable and the same on every platform.
-struct SplitMix64: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
-
-final class OpenCLBackendTests: XCTestCase {
+final class OpenCLBackendTests: XCTestCase, KernelTestCase {
   static let deviceIndex =
     Int(ProcessInfo.processInfo.environment["DIFFEQNET_TEST_OPENCL_DEVICE"] ?? "") ?? 0
   /// GEMM through the OpenCL kernel even on CPU devices.
@@ -39,9 +26,7 @@ final class OpenCLBackendTests: XCTestCase {
 
   override func setUp() {
     super.setUp()
-    // A different but fixed stream per test.
-    rng = SplitMix64(
-      seed: UInt64(truncatingIfNeeded: name.utf8.reduce(5381) { $0 &* 33 &+ Int($1) }))
+    rng = seedForTestName()
   }
 
   func backend(blas: Bool = false) throws -> OpenCLBackend {
@@ -55,67 +40,6 @@ final class OpenCLBackendTests: XCTestCase {
   }
 
   static let sizes = [1, 7, 13, 97, 131, 64, 256, 1031]
-
-  // MARK: Helpers
-
-  func random(_ n: Int, _ range: ClosedRange<Double>, _ t: DType) -> [Double] {
-    (0..<n).map { _ in rounded(Double.random(in: range, using: &rng), t) }
-  }
-
-  func rounded(_ v: Double, _ t: DType) -> Double { t == .float32 ? Double(Float(v)) : v }
-
-  func upload(_ b: any Backend, _ v: [Double], _ t: DType) throws -> DeviceBuffer {
-    let buf = try b.allocate(v.count, t)
-    switch t {
-    case .float32: try v.map { Float($0) }.withUnsafeBytes { try b.write($0, to: buf) }
-    case .float64: try v.withUnsafeBytes { try b.write($0, to: buf) }
-    }
-    return buf
-  }
-
-  func download(_ b: any Backend, _ buf: DeviceBuffer, _ n: Int, _ t: DType) throws -> [Double] {
-    switch t {
-    case .float32:
-      var f = [Float](repeating: 0, count: n)
-      try f.withUnsafeMutableBytes { try b.read(buf, into: $0) }
-      return f.map(Double.init)
-    case .float64:
-      var d = [Double](repeating: 0, count: n)
-      try d.withUnsafeMutableBytes { try b.read(buf, into: $0) }
-      return d
-    }
-  }
-
-  /// A buffer of `n` NaNs.
-  func poisoned(_ b: any Backend, _ n: Int, _ t: DType) throws -> DeviceBuffer {
-    try upload(b, [Double](repeating: .nan, count: n), t)
-  }
-
-  func tolerance(_ t: DType) -> Double { t == .float32 ? 1e-5 : 1e-12 }
-
-  func relativeError(_ out: [Double], _ ref: [Double]) -> Double {
-    var num = 0.0
-    var den = 0.0
-    for (o, r) in zip(out, ref) {
-      num += (o - r) * (o - r)
-      den += r * r
-    }
-    // An all-zero reference: compare absolutely.
-    return den == 0 ? num.squareRoot() : (num / den).squareRoot()
-  }
-
-  func assertClose(
-    _ out: [Double], _ ref: [Double], _ t: DType, _ what: @autoclosure () -> String,
-    file: StaticString = #filePath, line: UInt = #line
-  ) {
-    XCTAssertEqual(out.count, ref.count, what(), file: file, line: line)
-    let err = relativeError(out, ref)
-    let tol = tolerance(t)
-    // NaN (an unwritten element) compares false and fails.
-    XCTAssertTrue(
-      err <= tol, "\(what()) [\(t)]: relative error \(err) exceeds \(tol) (‖out − ref‖/‖ref‖)",
-      file: file, line: line)
-  }
 
   // MARK: Devices, selection, builds
 

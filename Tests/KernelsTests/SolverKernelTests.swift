@@ -6,10 +6,10 @@ import XCTest
 // of `BinaryOp.maximum`, on the CPU backend and on the OpenCL backend (device 0, or the one
 // DIFFEQNET_TEST_OPENCL_DEVICE names; skipped when there is no OpenCL device), against float64
 // loops written here. Inputs are seeded random values rounded to the element type, so the
-// reference sees exactly what the backend sees; outputs are poisoned with NaN (through
-// `Backend.fill`) so an element that is not written fails the comparison, and a poisoned tail past
-// `count` must survive, so an element written out of range fails too.
-final class SolverKernelTests: XCTestCase {
+// reference sees exactly what the backend sees; outputs are poisoned with NaN so an element
+// that is not written fails the comparison, and a poisoned tail past `count` must survive, so an
+// element written out of range fails too.
+final class SolverKernelTests: XCTestCase, KernelTestCase {
   static let deviceIndex =
     Int(ProcessInfo.processInfo.environment["DIFFEQNET_TEST_OPENCL_DEVICE"] ?? "") ?? 0
   static let openCL = Result { try OpenCLBackend(deviceIndex: deviceIndex) }
@@ -25,8 +25,7 @@ final class SolverKernelTests: XCTestCase {
 
   override func setUp() {
     super.setUp()
-    rng = SplitMix64(
-      seed: UInt64(truncatingIfNeeded: name.utf8.reduce(5381) { $0 &* 33 &+ Int($1) }))
+    rng = seedForTestName()
   }
 
   /// The CPU backend, and the OpenCL backend when a device exists; each with the types it supports.
@@ -37,56 +36,6 @@ final class SolverKernelTests: XCTestCase {
       all.append((b, b.supports(.float64) ? [.float32, .float64] : [.float32]))
     }
     return all
-  }
-
-  // MARK: Helpers
-
-  func random(_ n: Int, _ range: ClosedRange<Double>, _ t: DType) -> [Double] {
-    (0..<n).map { _ in rounded(Double.random(in: range, using: &rng), t) }
-  }
-
-  func rounded(_ v: Double, _ t: DType) -> Double { t == .float32 ? Double(Float(v)) : v }
-
-  func upload(_ b: any Backend, _ v: [Double], _ t: DType) throws -> DeviceBuffer {
-    let buf = try b.allocate(v.count, t)
-    switch t {
-    case .float32: try v.map { Float($0) }.withUnsafeBytes { try b.write($0, to: buf) }
-    case .float64: try v.withUnsafeBytes { try b.write($0, to: buf) }
-    }
-    return buf
-  }
-
-  func download(_ b: any Backend, _ buf: DeviceBuffer, _ n: Int, _ t: DType) throws -> [Double] {
-    switch t {
-    case .float32:
-      var f = [Float](repeating: 0, count: n)
-      try f.withUnsafeMutableBytes { try b.read(buf, into: $0) }
-      return f.map(Double.init)
-    case .float64:
-      var d = [Double](repeating: 0, count: n)
-      try d.withUnsafeMutableBytes { try b.read(buf, into: $0) }
-      return d
-    }
-  }
-
-  /// A buffer of `n` NaNs, written by the backend itself.
-  func poisoned(_ b: any Backend, _ n: Int, _ t: DType) throws -> DeviceBuffer {
-    let buf = try b.allocate(n, t)
-    try b.fill(buf, value: .nan, count: n, dtype: t)
-    return buf
-  }
-
-  func tolerance(_ t: DType) -> Double { t == .float32 ? 1e-5 : 1e-12 }
-
-  /// ‖out − ref‖ / ‖ref‖ (absolute for an all-zero reference); NaN anywhere gives NaN.
-  func relativeError(_ out: [Double], _ ref: [Double]) -> Double {
-    var num = 0.0
-    var den = 0.0
-    for (o, r) in zip(out, ref) {
-      num += (o - r) * (o - r)
-      den += r * r
-    }
-    return den == 0 ? num.squareRoot() : (num / den).squareRoot()
   }
 
   // MARK: linearCombination
