@@ -229,6 +229,7 @@ struct ODEIntegrator {
         onStep(false)
         h *= max(options.minFactor, options.safety * Foundation.pow(error, -1 / q))
         rejectedLast = true
+        cutProposal = nil  // that proposal was too large after all
       }
     }
     onFinalStepProposal?(cutProposal ?? h)
