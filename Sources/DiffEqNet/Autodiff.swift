@@ -46,11 +46,15 @@ extension Tensor {
     return t
   }
 
-  /// Attaches a backward rule to `self` when any of `inputs` is tracked.
-  func recorded(from inputs: [Tensor], _ rule: @escaping (Tensor) throws -> [Tensor?]) -> Tensor {
+  /// Attaches a backward rule to `self` when any of `inputs` is tracked. The rule is an
+  /// autoclosure so that an untracked op (inference, a forward solve, a hand-derived VJP) never
+  /// allocates the closure's captured state.
+  func recorded(
+    from inputs: [Tensor], _ rule: @autoclosure () -> (Tensor) throws -> [Tensor?]
+  ) -> Tensor {
     guard inputs.contains(where: { $0.node != nil }) else { return self }
     var t = self
-    t.node = GradNode(inputs: inputs.map(\.node), rule: rule)
+    t.node = GradNode(inputs: inputs.map(\.node), rule: rule())
     return t
   }
 }

@@ -129,16 +129,22 @@ public enum BinaryOp: Int32, Sendable, CaseIterable {
 /// (i0, i1, i2, i3) of the output reads a at Σ ik·aStrides[k] and b at Σ ik·bStrides[k]; a
 /// broadcast dimension has stride 0.
 public struct BroadcastLayout: Sendable, Equatable {
-  public var shape: [Int]
-  public var aStrides: [Int]
-  public var bStrides: [Int]
-  public init(shape: [Int], aStrides: [Int], bStrides: [Int]) {
-    precondition(shape.count == 4 && aStrides.count == 4 && bStrides.count == 4)
+  // Four lanes rather than arrays: every binary op builds one, and arrays cost three heap
+  // allocations per op.
+  public var shape: SIMD4<Int>
+  public var aStrides: SIMD4<Int>
+  public var bStrides: SIMD4<Int>
+  public init(shape: SIMD4<Int>, aStrides: SIMD4<Int>, bStrides: SIMD4<Int>) {
     self.shape = shape
     self.aStrides = aStrides
     self.bStrides = bStrides
   }
-  public var count: Int { shape.reduce(1, *) }
+  /// The same from four-element arrays.
+  public init(shape: [Int], aStrides: [Int], bStrides: [Int]) {
+    precondition(shape.count == 4 && aStrides.count == 4 && bStrides.count == 4)
+    self.init(shape: SIMD4(shape), aStrides: SIMD4(aStrides), bStrides: SIMD4(bStrides))
+  }
+  public var count: Int { shape[0] * shape[1] * shape[2] * shape[3] }
 }
 
 /// x viewed as [outer, n, inner], reduced over the middle axis.

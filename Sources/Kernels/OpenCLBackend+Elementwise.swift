@@ -38,9 +38,10 @@ extension OpenCLBackend {
     layout: BroadcastLayout, dtype: DType
   ) throws {
     let count = layout.count
-    let dense = contiguousStrides(layout.shape)
-    if sameLayout(layout.aStrides, dense, layout.shape)
-      && sameLayout(layout.bStrides, dense, layout.shape)
+    let shape = (0..<4).map { layout.shape[$0] }
+    let dense = contiguousStrides(shape)
+    if sameLayout((0..<4).map { layout.aStrides[$0] }, dense, shape)
+      && sameLayout((0..<4).map { layout.bStrides[$0] }, dense, shape)
     {
       try launch(
         .elementwise, "binary_flat", dtype,
