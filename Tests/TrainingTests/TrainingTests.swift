@@ -182,6 +182,8 @@ final class TrainingTests: XCTestCase {
       (["train", "--device", "gpu7"], "gpu7"),
       (["train", "--solver", "rk9"], "unknown solver"),
       (["eval", "--checkpoint", "/nonexistent.safetensors"], "nonexistent.safetensors"),
+      (["bench", "kernels", "--only", "gemm,fft"], "unknown group 'fft'"),
+      (["bench", "solvers", "--only", "rk5_adjoint"], "unknown group 'rk5_adjoint'"),
     ]
     for (arguments, message) in cases {
       let (status, output) = try runner(arguments)
