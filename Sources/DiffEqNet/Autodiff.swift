@@ -57,6 +57,20 @@ extension Tensor {
     t.node = GradNode(inputs: inputs.map(\.node), rule: rule())
     return t
   }
+
+  /// `recorded(from:_:)` for one input, without building an array when it is untracked.
+  func recorded(from a: Tensor, _ rule: @autoclosure () -> (Tensor) throws -> [Tensor?])
+    -> Tensor
+  {
+    a.node == nil ? self : recorded(from: [a], rule())
+  }
+
+  /// `recorded(from:_:)` for two inputs, without building an array when both are untracked.
+  func recorded(
+    from a: Tensor, _ b: Tensor, _ rule: @autoclosure () -> (Tensor) throws -> [Tensor?]
+  ) -> Tensor {
+    a.node == nil && b.node == nil ? self : recorded(from: [a, b], rule())
+  }
 }
 
 /// Ids of `backpropagate` calls, so marks left on nodes by earlier calls never match.

@@ -9,7 +9,7 @@ extension Tensor {
       try a.backend.binary(op, a.buffer, b.buffer, out.buffer, layout: layout, dtype: a.dtype)
     }
     let (sa, sb) = (a.detached, b.detached)
-    return out.recorded(from: [a, b]) { g in
+    return out.recorded(from: a, b) { g in
       switch op {
       case .add: return [try g.sum(to: sa.shape), try g.sum(to: sb.shape)]
       case .sub: return [try g.sum(to: sa.shape), try (-g).sum(to: sb.shape)]
@@ -48,7 +48,7 @@ extension Tensor {
   public func affine(scale: Double, shift: Double = 0) throws -> Tensor {
     let out = try empty(shape)
     try backend.affine(buffer, out.buffer, scale: scale, shift: shift, count: count, dtype: dtype)
-    return out.recorded(from: [self]) { g in [try g.affine(scale: scale)] }
+    return out.recorded(from: self) { g in [try g.affine(scale: scale)] }
   }
 
   public static func * (a: Tensor, s: Double) throws -> Tensor { try a.affine(scale: s) }

@@ -78,7 +78,7 @@ extension Tensor {
     let out = try empty([g.n, g.c, g.outH, g.outW])
     try backend.avgPool(buffer, out.buffer, g, dtype: dtype)
     let x = detached
-    return out.recorded(from: [self]) { gy in
+    return out.recorded(from: self) { gy in
       let dx = try x.empty(x.shape)
       try x.backend.avgPoolGrad(gy.buffer, dx.buffer, g, dtype: x.dtype)
       return [dx]

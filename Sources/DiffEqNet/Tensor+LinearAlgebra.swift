@@ -24,7 +24,7 @@ extension Tensor {
         dtype: dtype)
     }
     let (a, b) = (detached, other.detached)
-    return out.recorded(from: [self, other]) { g in
+    return out.recorded(from: self, other) { g in
       // C = A·B: dA = G·Bᵀ, dB = Aᵀ·G, with the transposes folded into the GEMM flags.
       let da =
         transposeSelf
@@ -70,6 +70,7 @@ extension Tensor {
         GEMMShape(m: batch, n: outputs, k: inputs, transB: true, beta: bias == nil ? 0 : 1),
         dtype: dtype)
     }
+    guard isTracked || weight.isTracked || bias?.isTracked == true else { return out }
     let (x, w) = (detached, weight.detached)
     let tracked = bias.map { [self, weight, $0] } ?? [self, weight]
     return out.recorded(from: tracked) { g in

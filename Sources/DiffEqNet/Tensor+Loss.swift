@@ -14,7 +14,7 @@ extension Tensor {
       rows: rows, classes: classes, dtype: dtype)
     let loss = try losses.mean()
     let lab = labels.detached
-    return loss.detached.recorded(from: [self]) { g in
+    return loss.detached.recorded(from: self) { g in
       // d/dlogits = (softmax − onehot) / N, scaled by the scalar cotangent.
       let onehot = try Tensor.oneHot(lab, classes: classes)
       return [try (probs - onehot) * (g / Double(rows))]

@@ -4,7 +4,7 @@ extension Tensor {
     let out = try empty(shape)
     try backend.unary(op, buffer, out.buffer, count: count, dtype: dtype)
     let x = detached
-    return out.recorded(from: [self]) { g in
+    return out.recorded(from: self) { g in
       let dx = try x.empty(x.shape)
       try x.backend.unaryGrad(
         op, x: x.buffer, dy: g.buffer, dx: dx.buffer, count: x.count, dtype: x.dtype)

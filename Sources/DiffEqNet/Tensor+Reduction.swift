@@ -67,7 +67,7 @@ extension Tensor {
     }
     let result = Tensor(shape: outShape, dtype: dtype, backend: backend, buffer: current.buffer)
     let inShape = shape
-    return result.recorded(from: [self]) { g in
+    return result.recorded(from: self) { g in
       // Broadcast the cotangent back over the reduced axes.
       let ones = try Tensor.ones(inShape, dtype: g.dtype, on: g.backend)
       return [try (ones * g.reshaped(keptShape)).affine(scale: scale)]

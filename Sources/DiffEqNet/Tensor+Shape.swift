@@ -14,7 +14,7 @@ extension Tensor {
     }
     let old = shape
     let out = Tensor(shape: s, dtype: dtype, backend: backend, buffer: buffer)
-    return out.recorded(from: [self]) { g in [try g.reshaped(old)] }
+    return out.recorded(from: self) { g in [try g.reshaped(old)] }
   }
 
   /// Dimensions reordered: result dimension d is input dimension `perm[d]` (rank ≤ 4).
@@ -34,7 +34,7 @@ extension Tensor {
       dtype: dtype)
     var inverse = perm
     for (i, p) in perm.enumerated() { inverse[p] = i }
-    return out.recorded(from: [self]) { g in [try g.permuted(inverse)] }
+    return out.recorded(from: self) { g in [try g.permuted(inverse)] }
   }
 
   /// The matrix transpose of a rank-2 tensor.
@@ -67,7 +67,7 @@ extension Tensor {
           dstStride: range.count * inner), dtype: dtype)
     }
     let full = shape
-    return out.recorded(from: [self]) { g in
+    return out.recorded(from: self) { g in
       // The adjoint pads the cotangent with zeros around the slice.
       let before = range.lowerBound
       let after = full[ax] - range.upperBound
