@@ -41,12 +41,27 @@ public final class MLP: Module, UnaryLayer {
   }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    try forward(x, weights: layers.map { $0.weight.value }, biases: layers.map { $0.bias?.value })
+      .output
+  }
+
+  /// The forward pass with the given parameter values, keeping every layer's input and the hidden
+  /// layers' pre-activations (what the VJP needs).
+  private func forward(_ x: Tensor, weights: [Tensor], biases: [Tensor?]) throws -> (
+    output: Tensor, inputs: [Tensor], preactivations: [Tensor]
+  ) {
+    var inputs: [Tensor] = []
+    var preactivations: [Tensor] = []
     var h = x
-    for (i, layer) in layers.enumerated() {
-      h = try layer(h)
-      if i < layers.count - 1 { h = try h.pointwise(activation.op) }
+    for (i, (w, b)) in zip(weights, biases).enumerated() {
+      inputs.append(h)
+      h = try h.linear(weight: w, bias: b)
+      if i < layers.count - 1 {
+        preactivations.append(h)
+        h = try h.pointwise(activation.op)
+      }
     }
-    return h
+    return (h, inputs, preactivations)
   }
 
   /// The MLP as an autonomous vector field dy/dt = MLP(y), whose adjoint uses `vectorJacobian`.
@@ -70,54 +85,20 @@ public final class MLP: Module, UnaryLayer {
     }
     let weights = layers.map { $0.weight.value.detached }
     let biases = layers.map { $0.bias?.value.detached }
-    // Forward, keeping every layer's input and the hidden pre-activations.
-    var inputs: [Tensor] = []
-    var preactivations: [Tensor] = []
-    var h = x
-    for (i, (w, b)) in zip(weights, biases).enumerated() {
-      inputs.append(h)
-      h = try h.linear(weight: w, bias: b)
-      if i < layers.count - 1 {
-        preactivations.append(h)
-        h = try h.pointwise(activation.op)
-      }
-    }
+    let (h, inputs, preactivations) = try forward(x, weights: weights, biases: biases)
     guard a.shape == h.shape else {
       throw TensorError.shapeMismatch(
         op: "MLP.vectorJacobian cotangent", lhs: h.shape, rhs: a.shape)
     }
     try x.checkCompatible(a, "MLP.vectorJacobian")
-    let backend = x.backend
-    let batch = x.shape[0]
     var g = a
     var grads: [Tensor] = []
     for i in stride(from: layers.count - 1, through: 0, by: -1) {
-      let (w, input) = (weights[i], inputs[i])
-      let (outputs, fanIn) = (w.shape[0], w.shape[1])
-      let dw = try x.empty(w.shape)
-      try backend.gemm(
-        g.buffer, input.buffer, dw.buffer,
-        GEMMShape(m: outputs, n: fanIn, k: batch, transA: true), dtype: x.dtype)
-      if biases[i] != nil {
-        let db = try x.empty([outputs])
-        try backend.reduceSum(
-          g.buffer, db.buffer, shape: ReductionShape(outer: 1, n: batch, inner: outputs), scale: 1,
-          dtype: x.dtype)
-        grads.append(db)
-      }
+      let (below, dw, db) = try Tensor.linearBackward(
+        g, input: inputs[i], weight: weights[i], bias: biases[i] != nil)
+      if let db { grads.append(db) }
       grads.append(dw)
-      let below = try x.empty(input.shape)
-      try backend.gemm(
-        g.buffer, w.buffer, below.buffer, GEMMShape(m: batch, n: fanIn, k: outputs),
-        dtype: x.dtype)
-      g = below
-      if i > 0 {
-        // Not in place: the CPU loop vectorises only when dx and dy do not overlap.
-        g = try x.empty(input.shape)
-        try backend.unaryGrad(
-          activation.op, x: preactivations[i - 1].buffer, dy: below.buffer, dx: g.buffer,
-          count: below.count, dtype: x.dtype)
-      }
+      g = i > 0 ? try preactivations[i - 1].pointwiseBackward(activation.op, below) : below
     }
     // Collected output layer first, bias before weight: reverse to weight, bias, layer by layer.
     return (h, g, grads.reversed())

@@ -74,26 +74,35 @@ extension Tensor {
     let (x, w) = (detached, weight.detached)
     let tracked = bias.map { [self, weight, $0] } ?? [self, weight]
     return out.recorded(from: tracked) { g in
-      let dx = try x.empty(x.shape)
-      let dw = try x.empty(w.shape)
-      if g.count > 0 {
-        try x.backend.gemm(
-          g.buffer, w.buffer, dx.buffer, GEMMShape(m: batch, n: inputs, k: outputs),
-          dtype: x.dtype)
-        try x.backend.gemm(
-          g.buffer, x.buffer, dw.buffer,
-          GEMMShape(m: outputs, n: inputs, k: batch, transA: true), dtype: x.dtype)
-      } else {
-        // An empty batch or layer: the products are empty sums.
-        try x.backend.fill(dx.buffer, value: 0, count: dx.count, dtype: x.dtype)
-        try x.backend.fill(dw.buffer, value: 0, count: dw.count, dtype: x.dtype)
-      }
-      guard bias != nil else { return [dx, dw] }
-      let db = try x.empty([outputs])
-      try x.backend.reduceSum(
-        g.buffer, db.buffer, shape: ReductionShape(outer: 1, n: batch, inner: outputs),
-        scale: 1, dtype: x.dtype)
-      return [dx, dw, db]
+      let (dx, dw, db) = try Tensor.linearBackward(g, input: x, weight: w, bias: bias != nil)
+      return db.map { [dx, dw, $0] } ?? [dx, dw]
     }
+  }
+
+  /// The backward pass of `linear` for the output cotangent g [batch, out]: dx = G·W,
+  /// dW = Gᵀ·x and (with a bias) db = Σ_rows G. Shared by the recorded op and `MLP`'s VJP.
+  static func linearBackward(_ g: Tensor, input x: Tensor, weight w: Tensor, bias: Bool) throws
+    -> (dx: Tensor, dw: Tensor, db: Tensor?)
+  {
+    let (batch, inputs, outputs) = (x.shape[0], x.shape[1], w.shape[0])
+    let dx = try x.empty(x.shape)
+    let dw = try x.empty(w.shape)
+    if g.count > 0 {
+      try x.backend.gemm(
+        g.buffer, w.buffer, dx.buffer, GEMMShape(m: batch, n: inputs, k: outputs), dtype: x.dtype)
+      try x.backend.gemm(
+        g.buffer, x.buffer, dw.buffer, GEMMShape(m: outputs, n: inputs, k: batch, transA: true),
+        dtype: x.dtype)
+    } else {
+      // An empty batch or layer: the products are empty sums.
+      try x.backend.fill(dx.buffer, value: 0, count: dx.count, dtype: x.dtype)
+      try x.backend.fill(dw.buffer, value: 0, count: dw.count, dtype: x.dtype)
+    }
+    guard bias else { return (dx, dw, nil) }
+    let db = try x.empty([outputs])
+    try x.backend.reduceSum(
+      g.buffer, db.buffer, shape: ReductionShape(outer: 1, n: batch, inner: outputs), scale: 1,
+      dtype: x.dtype)
+    return (dx, dw, db)
   }
 }

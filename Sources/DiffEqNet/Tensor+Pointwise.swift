@@ -4,12 +4,15 @@ extension Tensor {
     let out = try empty(shape)
     try backend.unary(op, buffer, out.buffer, count: count, dtype: dtype)
     let x = detached
-    return out.recorded(from: self) { g in
-      let dx = try x.empty(x.shape)
-      try x.backend.unaryGrad(
-        op, x: x.buffer, dy: g.buffer, dx: dx.buffer, count: x.count, dtype: x.dtype)
-      return [dx]
-    }
+    return out.recorded(from: self) { g in [try x.pointwiseBackward(op, g)] }
+  }
+
+  /// g ⊙ f′(self): the backward pass of `pointwise(op)` (also `MLP`'s VJP). Out of place: the
+  /// CPU loop vectorises only when its output overlaps neither input.
+  func pointwiseBackward(_ op: UnaryOp, _ g: Tensor) throws -> Tensor {
+    let dx = try empty(shape)
+    try backend.unaryGrad(op, x: buffer, dy: g.buffer, dx: dx.buffer, count: count, dtype: dtype)
+    return dx
   }
 
   public func relu() throws -> Tensor { try pointwise(.relu) }

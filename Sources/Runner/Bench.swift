@@ -50,3 +50,14 @@ struct BenchOptions: ParsableArguments {
     }
   }
 }
+
+/// The measurement groups an `--only` value selects: every one of `all` for "all", else the
+/// comma-separated names, each of which must be one of `all`.
+func selectedGroups(_ only: String, of all: [String]) throws -> Set<String> {
+  if only == "all" { return Set(all) }
+  let names = Set(only.split(separator: ",").map(String.init))
+  if let unknown = names.subtracting(all).sorted().first {
+    throw ValidationError("unknown group '\(unknown)' in --only; choose from \(all)")
+  }
+  return names
+}

@@ -25,15 +25,7 @@ struct BenchKernels: ParsableCommand {
 
   static let groups = ["gemm", "conv", "norm", "axpy", "dispatch"]
 
-  func validate() throws {
-    for g in selectedGroups where !Self.groups.contains(g) {
-      throw ValidationError("unknown group '\(g)' in --only; choose from \(Self.groups)")
-    }
-  }
-
-  var selectedGroups: Set<String> {
-    only == "all" ? Set(Self.groups) : Set(only.split(separator: ",").map { String($0) })
-  }
+  func validate() throws { _ = try selectedGroups(only, of: Self.groups) }
 
   func run() throws {
     var all: [Measurement] = []
@@ -72,7 +64,7 @@ struct BenchKernels: ParsableCommand {
   }
 
   func measure(on backend: any Backend) throws -> [Measurement] {
-    let groups = selectedGroups
+    let groups = try selectedGroups(only, of: Self.groups)
     var out: [Measurement] = []
     if groups.contains("gemm") {
       for n in [256, 512, 1024, 2048] { out.append(try gemmMeasurement(backend, n: n)) }

@@ -37,17 +37,11 @@ struct BenchSolvers: ParsableCommand {
 
   static let odeblockGroups = ["rk4_forward", "rk4_adjoint", "dopri5_adjoint", "memory"]
 
-  var selectedGroups: Set<String> {
-    only == "all" ? Set(Self.odeblockGroups) : Set(only.split(separator: ",").map { String($0) })
-  }
-
   func validate() throws {
     guard ["odeblock", "spiral", "all"].contains(workload) else {
       throw ValidationError("--workload must be odeblock, spiral or all")
     }
-    for g in selectedGroups where !Self.odeblockGroups.contains(g) {
-      throw ValidationError("unknown group '\(g)' in --only; choose from \(Self.odeblockGroups)")
-    }
+    _ = try selectedGroups(only, of: Self.odeblockGroups)
     guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
   }
 
@@ -110,7 +104,7 @@ struct BenchSolvers: ParsableCommand {
         ("nfe_backward", r.1.backwardEvaluations), ("peak_bytes", r.2),
       ])
     }
-    let groups = selectedGroups
+    let groups = try selectedGroups(only, of: Self.odeblockGroups)
     let rk4 = ODEOptions.fixed(.rk4, steps: 10)
     if groups.contains("rk4_forward") {
       emit("rk4_forward", steps: 10, try run(rk4, gradient: nil))
