@@ -18,9 +18,13 @@ let package = Package(
     .systemLibrary(
       name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+    // AVX2 + FMA code behind a run-time check: Swift cannot target one function at them.
+    .target(name: "CWinograd", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
     .target(
       name: "Kernels",
-      dependencies: ["COpenCL", "CBLAS", .product(name: "Numerics", package: "swift-numerics")],
+      dependencies: [
+        "COpenCL", "CBLAS", "CWinograd", .product(name: "Numerics", package: "swift-numerics"),
+      ],
       swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
     .target(name: "DiffEqNet", dependencies: ["Kernels", "CZlib"]),
     .executableTarget(

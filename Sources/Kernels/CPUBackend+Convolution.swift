@@ -1,6 +1,7 @@
 import Foundation
 
-/// Convolution on the host, a chunk of images at a time: each worker expands its chunk into a
+/// Convolution on the host. 3×3 stride-1 float32 convolutions with enough channels run by
+/// Winograd (`CPUBackend+Winograd.swift`); the rest a chunk of images at a time: each worker expands its chunk into a
 /// scratch matrix small enough to stay in its core's L2 cache and multiplies it at once with
 /// single-threaded OpenBLAS (no batch-wide patch matrix, no batch-wide permute). Two lowerings:
 ///
@@ -28,7 +29,11 @@ extension CPUBackend {
         py.update(repeating: 0, count: g.n * o * g.outH * g.outW)
         return
       }
-      if Self.rowTapsFit(g) {
+      if winogradFits(g, outChannels: o, dtype: dtype) {
+        Self.winogradConvolution(
+          x.pointer(Float.self), w.pointer(Float.self), y.pointer(Float.self), outChannels: o, g,
+          backwardData: false)
+      } else if Self.rowTapsFit(g) {
         let t = RowTaps(g, outChannels: o)
         let wr = Self.tapKernel(g, o, pw)
         defer { wr.deallocate() }
@@ -57,7 +62,11 @@ extension CPUBackend {
       // have only C rows, too few below about 24 channels, where the adjoint's C·kw rows (or
       // im2col's C·kh·kw) measure faster. A 1×1 kernel needs no expansion either way.
       let pointwise = g.kh == 1 && g.kw == 1
-      if g.stride == 1 && g.pad < g.kh && g.pad < g.kw
+      if winogradFits(g, outChannels: o, dtype: dtype) {
+        Self.winogradConvolution(
+          dy.pointer(Float.self), w.pointer(Float.self), dx.pointer(Float.self), outChannels: o, g,
+          backwardData: true)
+      } else if g.stride == 1 && g.pad < g.kh && g.pad < g.kw
         && (pointwise || (g.c >= 24 && o * g.kw >= 32))
       {
         let t = RowTaps(
@@ -330,15 +339,23 @@ struct ImageChunks {
   /// per chunk, so that each GEMM is about 256 columns wide, in a whole number of chunks per core
   /// so that the cores finish together.
   init(n: Int, plane: Int) {
-    self.n = n
     if plane >= 128 || n <= 1 {
-      count = n
+      self.init(n: n, count: n)
       return
     }
-    let workers = min(hostCores, n)
-    let target = max(1, 256 / max(1, plane))
+    self.init(n: n, imagesPerChunk: max(1, 256 / max(1, plane)))
+  }
+
+  /// About `target` images per chunk, in a whole number of chunks per core.
+  init(n: Int, imagesPerChunk target: Int) {
+    let workers = max(1, min(hostCores, n))
     let perWorker = max(1, Int((Double(n) / Double(workers * target)).rounded()))
-    count = min(n, workers * perWorker)
+    self.init(n: n, count: min(n, workers * perWorker))
+  }
+
+  private init(n: Int, count: Int) {
+    self.n = n
+    self.count = count
   }
 
   subscript(k: Int) -> Range<Int> { (k * n / count)..<((k + 1) * n / count) }

@@ -10,8 +10,13 @@ import RealModule
 public final class CPUBackend: Backend {
   public let pool: BufferPool
   public let name: String
+  /// Whether 3×3 stride-1 float32 convolutions run by Winograd F(2×2, 3×3) (needs AVX2 and FMA).
+  public let usesWinograd: Bool
 
-  public init() {
+  /// - Parameter winograd: run 3×3 stride-1 float32 convolutions by Winograd where the CPU can;
+  ///   false keeps every convolution on the direct lowerings (to compare the two).
+  public init(winograd: Bool = true) {
+    usesWinograd = winograd && Self.winogradAvailable
     pool = BufferPool(
       allocate: { bytes in
         guard let p = alignedAllocate(bytes) else {
@@ -20,7 +25,7 @@ public final class CPUBackend: Backend {
         return .host(p)
       },
       free: { free($0.host) })
-    name = "cpu (OpenBLAS, \(hostCores) threads)"
+    name = "cpu (OpenBLAS, \(hostCores) threads\(winograd ? "" : ", direct conv"))"
     // This backend parallelises itself (panels of large GEMMs, images of a convolution); OpenBLAS's
     // own threads would oversubscribe the cores when called from those workers.
     openblas_set_num_threads(1)

@@ -12,6 +12,11 @@ struct BenchKernels: ParsableCommand {
       Each figure is the median of --repetitions timed runs after a warm-up. The reference lines \
       (OpenBLAS sgemm at 1024 and a host memcpy) are this machine's ceilings: read every GFLOP/s \
       against the first and every GB/s against the second.
+
+      On the CPU backend, 3x3 stride-1 convolutions run by Winograd F(2x2, 3x3) where the CPU \
+      has AVX2 and FMA; their GFLOP/s count the direct convolution's 2·N·O·C·9·H·W operations \
+      (the usual "effective" rate), and the direct lowering ("direct conv") is measured beside \
+      them.
       """)
 
   @OptionGroup var options: BenchOptions
@@ -70,7 +75,14 @@ struct BenchKernels: ParsableCommand {
       for n in [256, 512, 1024, 2048] { out.append(try gemmMeasurement(backend, n: n)) }
     }
     if groups.contains("conv") {
-      for c in [64, 65] { out += try convMeasurements(backend, inChannels: c) }
+      // Where the CPU backend runs these by Winograd, the direct lowering is measured beside it,
+      // in the same minutes, so that the ratio between the two is meaningful on a noisy machine.
+      let direct =
+        (backend as? CPUBackend)?.usesWinograd == true ? CPUBackend(winograd: false) : nil
+      for c in [64, 65] {
+        out += try convMeasurements(backend, inChannels: c)
+        if let direct { out += try convMeasurements(direct, inChannels: c) }
+      }
     }
     if groups.contains("norm") { out.append(try groupNormMeasurement(backend)) }
     if groups.contains("axpy") { out.append(try axpyMeasurement(backend)) }
@@ -180,7 +192,7 @@ struct BenchKernels: ParsableCommand {
 }
 
 private let tableHeader =
-  "op                        device                              shape                     median        rate          vs ref"
+  "op                        device                                          shape                     median        rate          vs ref"
 
 private func tableLine(_ m: Measurement, references: [Measurement]) -> String {
   let sgemm = references.first { $0.op == "reference_sgemm" }?.gflops
@@ -203,6 +215,6 @@ private func tableLine(_ m: Measurement, references: [Measurement]) -> String {
   } else if let us = m.extra["us"] {
     rate = "\(us) us/op"
   }
-  return pad(m.op, 26) + pad(m.device, 36) + pad(m.shape, 26) + pad(time, 14) + pad(rate, 14)
+  return pad(m.op, 26) + pad(m.device, 48) + pad(m.shape, 26) + pad(time, 14) + pad(rate, 14)
     + ratio
 }

@@ -1,0 +1,295 @@
+// Winograd F(2×2, 3×3): each 2×2 output tile Y of a 3×3 convolution is
+//
+//   Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A
+//
+// where d_c is the 4×4 input patch of channel c under the tile and
+//
+//   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1],  G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1],
+//   Aᵀ = [1 1 1 0; 0 1 −1 −1].
+//
+// The sum over channels at each of the 16 positions ξ of the 4×4 transformed tile is a matrix
+// product M_ξ [O, tiles] = U_ξ [O, C] · V_ξ [C, tiles]: 16 products with 16·O·C·tiles
+// multiply-adds in all, against 36·O·C·tiles for the direct convolution.
+//
+// Layout, for a chunk of images whose tiles are numbered t = image·T + ty·TX + tx:
+//   packed kernel  U[ξ][O/6][C][6]   six output channels side by side (the micro-kernel's rows)
+//   V              V[C][ξ][ldt]      transformed input tiles, tiles contiguous
+//   M              M[O][ξ][ldt]      products before the output transform
+// ldt is the tile count rounded up to whole 16-tile panels plus slack, so that 8-lane stores
+// and loads past the last tile stay inside the buffer. A channel's 16 rows are adjacent, so the
+// transforms, which touch all 16 ξ of a tile at once, stay within a few kilobytes; channels are
+// `block` = 16·ldt + 16 floats apart, an odd number of cache lines, so that the GEMM's column
+// of 65 or so rows at that stride spreads over all L1 sets instead of a few.
+
+#include "CWinograd.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+enum { MR = 6, NR = 16, LANES = 8 };
+
+static int roundUp(int v, int m) { return (v + m - 1) / m * m; }
+
+int diffeqnet_winograd_available(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels) {
+  return (size_t)16 * (size_t)roundUp(outChannels, MR) * (size_t)inChannels;
+}
+
+void diffeqnet_winograd_pack_kernel(
+    const float *w, int outChannels, int inChannels, int transposeFlip, float *packed) {
+  const int panels = roundUp(outChannels, MR) / MR;
+  memset(packed, 0, diffeqnet_winograd_packed_kernel_count(outChannels, inChannels) * 4);
+  for (int o = 0; o < outChannels; o++) {
+    for (int c = 0; c < inChannels; c++) {
+      float g[3][3];
+      for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 3; j++) {
+          g[i][j] = transposeFlip ? w[((size_t)c * outChannels + o) * 9 + (2 - i) * 3 + (2 - j)]
+                                  : w[((size_t)o * inChannels + c) * 9 + i * 3 + j];
+        }
+      }
+      float t[4][3];  // G g
+      for (int j = 0; j < 3; j++) {
+        t[0][j] = g[0][j];
+        t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+        t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+        t[3][j] = g[2][j];
+      }
+      for (int i = 0; i < 4; i++) {  // (G g) Gᵀ
+        const float u[4] = {
+            t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]),
+            t[i][2]};
+        for (int j = 0; j < 4; j++) {
+          const size_t xi = (size_t)(i * 4 + j);
+          packed[((xi * panels + o / MR) * inChannels + c) * MR + o % MR] = u[j];
+        }
+      }
+    }
+  }
+}
+
+/// The sizes of one chunk's work.
+typedef struct {
+  int channels, height, width, outChannels, pad;
+  int outHeight, outWidth;
+  int tileRows, tileColumns;  // TY, TX
+  int tilesPerImage;          // T
+  int ldt;                    // row length of V and M
+  size_t block;               // distance between channels in V and M: 16·ldt + 16
+  int padRows, padColumns;    // the zero-bordered copy of one channel
+} Plan;
+
+static Plan makePlan(int images, int channels, int height, int width, int outChannels, int pad) {
+  Plan p;
+  p.channels = channels;
+  p.height = height;
+  p.width = width;
+  p.outChannels = outChannels;
+  p.pad = pad;
+  p.outHeight = height + 2 * pad - 2;
+  p.outWidth = width + 2 * pad - 2;
+  p.tileRows = (p.outHeight + 1) / 2;
+  p.tileColumns = (p.outWidth + 1) / 2;
+  p.tilesPerImage = p.tileRows * p.tileColumns;
+  // Slack of a panel: the last 8-lane store or load may start at the last tile.
+  p.ldt = roundUp(images * p.tilesPerImage, NR) + NR;
+  // A row stride that is a multiple of 4 KiB would put every row of a panel in one L1 set.
+  p.block = (size_t)16 * p.ldt + NR;
+  p.padRows = 2 * p.tileRows + 2;
+  // Tile columns are transformed 8 at a time: the last group reads up to 2·TXr + 3.
+  p.padColumns = 2 * roundUp(p.tileColumns, LANES) + 4;
+  return p;
+}
+
+size_t diffeqnet_winograd_scratch_count(
+    int images, int channels, int height, int width, int outChannels, int pad) {
+  const Plan p = makePlan(images, channels, height, width, outChannels, pad);
+  return p.block * (size_t)(channels + outChannels) + (size_t)p.padRows * (size_t)p.padColumns;
+}
+
+/// Lanes l = 0..7 of v[2l] and of v[2l + 1].
+__attribute__((target("avx2,fma"))) static inline void deinterleave(
+    const float *v, __m256 *even, __m256 *odd) {
+  const __m256 a = _mm256_loadu_ps(v), b = _mm256_loadu_ps(v + 8);
+  // Within each 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6]; then the 64-bit pairs reordered.
+  *even = _mm256_castpd_ps(
+      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+  *odd = _mm256_castpd_ps(
+      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+}
+
+/// V[c][ξ][image·T + tile] = (Bᵀ d B)[ξ] for every tile of one image, 8 tiles of a tile row
+/// at a time. `padded` holds a zeroed padRows × padColumns area. A group of 8 that runs past the row's end spills into the next row's (or image's)
+/// first slots, which are written later; the loops go in increasing tile order so that the
+/// correct value lands last.
+__attribute__((target("avx2,fma"))) static void transformInput(
+    const Plan *p, const float *x, int image, float *v, float *padded) {
+  const size_t plane = (size_t)p->ldt;  // from one ξ's row to the next
+  for (int c = 0; c < p->channels; c++) {
+    // Only the interior changes from channel to channel; the zero border stays.
+    const float *xc = x + (size_t)c * p->height * p->width;
+    for (int r = 0; r < p->height; r++) {
+      float *dst = padded + (size_t)(r + p->pad) * p->padColumns + p->pad;
+      const float *src = xc + (size_t)r * p->width;
+      for (int col = 0; col < p->width; col++) dst[col] = src[col];  // rows too short for memcpy
+    }
+    float *vc = v + (size_t)c * p->block + (size_t)image * p->tilesPerImage;
+    for (int ty = 0; ty < p->tileRows; ty++) {
+      for (int tx = 0; tx < p->tileColumns; tx += LANES) {
+        __m256 d[4][4];
+        for (int i = 0; i < 4; i++) {
+          const float *row = padded + (size_t)(2 * ty + i) * p->padColumns + 2 * tx;
+          deinterleave(row, &d[i][0], &d[i][1]);
+          deinterleave(row + 2, &d[i][2], &d[i][3]);
+        }
+        __m256 t[4][4];  // Bᵀ d
+        for (int j = 0; j < 4; j++) {
+          t[0][j] = _mm256_sub_ps(d[0][j], d[2][j]);
+          t[1][j] = _mm256_add_ps(d[1][j], d[2][j]);
+          t[2][j] = _mm256_sub_ps(d[2][j], d[1][j]);
+          t[3][j] = _mm256_sub_ps(d[1][j], d[3][j]);
+        }
+        float *out = vc + ty * p->tileColumns + tx;
+        for (int i = 0; i < 4; i++) {  // (Bᵀ d) B
+          _mm256_storeu_ps(out + (size_t)(4 * i + 0) * plane, _mm256_sub_ps(t[i][0], t[i][2]));
+          _mm256_storeu_ps(out + (size_t)(4 * i + 1) * plane, _mm256_add_ps(t[i][1], t[i][2]));
+          _mm256_storeu_ps(out + (size_t)(4 * i + 2) * plane, _mm256_sub_ps(t[i][2], t[i][1]));
+          _mm256_storeu_ps(out + (size_t)(4 * i + 3) * plane, _mm256_sub_ps(t[i][1], t[i][3]));
+        }
+      }
+    }
+  }
+}
+
+/// The first `count` (0...8) lanes of v to dst.
+__attribute__((target("avx2,fma"))) static inline void storePrefix(
+    float *dst, __m256 v, int count) {
+  if (count == LANES) {
+    _mm256_storeu_ps(dst, v);
+  } else if (count > 0) {
+    const __m256i mask =
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(dst, mask, v);
+  }
+}
+
+/// y[o] = Aᵀ M A for every tile of one image, 8 tiles of a tile row at a time.
+__attribute__((target("avx2,fma"))) static void transformOutput(
+    const Plan *p, const float *m, int image, float *y) {
+  const size_t plane = (size_t)p->ldt;  // from one ξ's row to the next
+  for (int o = 0; o < p->outChannels; o++) {
+    const float *mo = m + (size_t)o * p->block + (size_t)image * p->tilesPerImage;
+    float *yo = y + (size_t)o * p->outHeight * p->outWidth;
+    for (int ty = 0; ty < p->tileRows; ty++) {
+      for (int tx = 0; tx < p->tileColumns; tx += LANES) {
+        const float *in = mo + ty * p->tileColumns + tx;
+        __m256 t[2][4];  // Aᵀ M
+        for (int j = 0; j < 4; j++) {
+          const __m256 m0 = _mm256_loadu_ps(in + (size_t)(0 + j) * plane);
+          const __m256 m1 = _mm256_loadu_ps(in + (size_t)(4 + j) * plane);
+          const __m256 m2 = _mm256_loadu_ps(in + (size_t)(8 + j) * plane);
+          const __m256 m3 = _mm256_loadu_ps(in + (size_t)(12 + j) * plane);
+          t[0][j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+          t[1][j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+        }
+        const int columns = p->outWidth - 2 * tx < 2 * LANES ? p->outWidth - 2 * tx : 2 * LANES;
+        for (int a = 0; a < 2 && 2 * ty + a < p->outHeight; a++) {  // (Aᵀ M) A
+          const __m256 left = _mm256_add_ps(_mm256_add_ps(t[a][0], t[a][1]), t[a][2]);
+          const __m256 right = _mm256_sub_ps(_mm256_sub_ps(t[a][1], t[a][2]), t[a][3]);
+          // Interleave the tiles' two columns: [l0 r0 l1 r1 …].
+          const __m256 lo = _mm256_unpacklo_ps(left, right), hi = _mm256_unpackhi_ps(left, right);
+          const __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20);
+          const __m256 second = _mm256_permute2f128_ps(lo, hi, 0x31);
+          float *dst = yo + (size_t)(2 * ty + a) * p->outWidth + 2 * tx;
+          if (columns >= LANES) {
+            _mm256_storeu_ps(dst, first);
+            storePrefix(dst + LANES, second, columns - LANES);
+          } else {
+            storePrefix(dst, first, columns);
+          }
+        }
+      }
+    }
+  }
+}
+
+/// C[rows × 16] = Σ_k A[k][0..<6] ⊗ B[k][0..<16] for a 6-row panel of packed A and a 16-tile
+/// panel of B (row stride ldb): twelve 8-lane accumulators, two loads and six broadcasts per k.
+__attribute__((target("avx2,fma"))) static void microKernel(
+    int depth, const float *restrict a, const float *restrict b, size_t ldb, float *restrict c,
+    size_t ldc, int rows) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (int k = 0; k < depth; k++) {
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    __m256 s = _mm256_broadcast_ss(a + 0);
+    c00 = _mm256_fmadd_ps(s, b0, c00);
+    c01 = _mm256_fmadd_ps(s, b1, c01);
+    s = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(s, b0, c10);
+    c11 = _mm256_fmadd_ps(s, b1, c11);
+    s = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(s, b0, c20);
+    c21 = _mm256_fmadd_ps(s, b1, c21);
+    s = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(s, b0, c30);
+    c31 = _mm256_fmadd_ps(s, b1, c31);
+    s = _mm256_broadcast_ss(a + 4);
+    c40 = _mm256_fmadd_ps(s, b0, c40);
+    c41 = _mm256_fmadd_ps(s, b1, c41);
+    s = _mm256_broadcast_ss(a + 5);
+    c50 = _mm256_fmadd_ps(s, b0, c50);
+    c51 = _mm256_fmadd_ps(s, b1, c51);
+    a += MR;
+    b += ldb;
+  }
+  const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                             {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int r = 0; r < rows; r++) {
+    _mm256_storeu_ps(c + r * ldc, acc[r][0]);
+    _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
+  }
+}
+
+__attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
+    const float *packed, const float *x, float *y, int images, int channels, int height,
+    int width, int outChannels, int pad, float *scratch) {
+  const Plan p = makePlan(images, channels, height, width, outChannels, pad);
+  float *v = scratch;
+  float *m = v + p.block * channels;
+  float *padded = m + p.block * outChannels;
+  const int tiles = images * p.tilesPerImage;
+  const int tilePanels = (tiles + NR - 1) / NR;
+  const int rowPanels = roundUp(outChannels, MR) / MR;
+
+  memset(padded, 0, (size_t)p.padRows * p.padColumns * sizeof(float));
+  for (int n = 0; n < images; n++) {
+    transformInput(&p, x + (size_t)n * channels * height * width, n, v, padded);
+  }
+  // The last panel's columns past the last tile must be finite (they are computed, then
+  // dropped); the 8-lane spill wrote some of them, the rest may hold anything.
+  for (int row = 0; row < 16 * channels; row++) {
+    float *tail = v + (size_t)(row / 16) * p.block + (size_t)(row % 16) * p.ldt + tiles;
+    memset(tail, 0, (size_t)(tilePanels * NR - tiles) * sizeof(float));
+  }
+  for (int xi = 0; xi < 16; xi++) {
+    const float *u = packed + (size_t)xi * rowPanels * MR * channels;
+    const float *vx = v + (size_t)xi * p.ldt;
+    float *mx = m + (size_t)xi * p.ldt;
+    for (int tp = 0; tp < tilePanels; tp++) {
+      for (int rp = 0; rp < rowPanels; rp++) {
+        const int rows = outChannels - rp * MR < MR ? outChannels - rp * MR : MR;
+        microKernel(
+            channels, u + (size_t)rp * MR * channels, vx + (size_t)tp * NR, p.block,
+            mx + (size_t)rp * MR * p.block + (size_t)tp * NR, p.block, rows);
+      }
+    }
+  }
+  for (int n = 0; n < images; n++) {
+    transformOutput(&p, m, n, y + (size_t)n * outChannels * p.outHeight * p.outWidth);
+  }
+}

@@ -1,0 +1,44 @@
+#ifndef DIFFEQNET_CWINOGRAD_H
+#define DIFFEQNET_CWINOGRAD_H
+
+#include <stddef.h>
+
+/// Winograd F(2×2, 3×3) convolution in float32 for x86-64 CPUs with AVX2 and FMA: the
+/// 3×3 stride-1 convolutions of ODE-Net-sized networks in 2.25× fewer multiplications than a
+/// direct (im2col + GEMM) convolution, with a register-blocked GEMM micro-kernel that reads the
+/// transformed tiles where the transform wrote them (no packing per call).
+///
+/// This is C, not Swift, because Swift cannot compile one function for AVX2 and FMA while the
+/// rest of the module stays baseline x86-64; the functions here carry the target attribute and
+/// callers check `diffeqnet_winograd_available()` first.
+///
+/// All arrays are dense row-major float32. The geometry: input [images, channels, height,
+/// width], zero padding `pad` (0, 1 or 2) on every side, stride 1, output [images,
+/// outChannels, height + 2·pad − 2, width + 2·pad − 2].
+
+/// 1 when this CPU runs the AVX2 + FMA code, else 0.
+int diffeqnet_winograd_available(void);
+
+/// Floats of a kernel packed by `diffeqnet_winograd_pack_kernel`.
+size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels);
+
+/// Packs U = G g Gᵀ of every 3×3 kernel g for the micro-kernel.
+///
+/// With `transposeFlip` = 0, `w` is a forward kernel [outChannels, inChannels, 3, 3] and
+/// g[o][c] = w[o][c]. With 1, `w` is [inChannels, outChannels, 3, 3] and g[o][c] is
+/// w[c][o] rotated by 180°: the kernel whose stride-1 convolution of dy with padding 2 − p is
+/// the data gradient of a forward convolution with padding p.
+void diffeqnet_winograd_pack_kernel(
+    const float *w, int outChannels, int inChannels, int transposeFlip, float *packed);
+
+/// Floats of scratch memory `diffeqnet_winograd_forward` needs for up to `images` images.
+size_t diffeqnet_winograd_scratch_count(
+    int images, int channels, int height, int width, int outChannels, int pad);
+
+/// y = conv(x, g) for `images` images, g packed by `diffeqnet_winograd_pack_kernel`.
+/// `scratch` holds `diffeqnet_winograd_scratch_count(...)` floats, private to the caller.
+void diffeqnet_winograd_forward(
+    const float *packed, const float *x, float *y, int images, int channels, int height,
+    int width, int outChannels, int pad, float *scratch);
+
+#endif
