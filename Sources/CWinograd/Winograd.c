@@ -293,3 +293,165 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
     transformOutput(&p, m, n, y + (size_t)n * outChannels * p.outHeight * p.outWidth);
   }
 }
+
+// MARK: Weight gradient
+//
+// With Z = A dY Aᵀ the 4×4 transform of a 2×2 tile of the output gradient, the forward formula
+// gives dU_ξ[o][c] = Σ_tiles Z_ξ[o][t] V_ξ[c][t] and dg = Gᵀ dU G. Z is laid out like M in the
+// forward pass (Z[O][ξ][ldt]), so both factors have the tiles contiguous and the product is a
+// block of dot products over the tiles.
+
+size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels) {
+  return (size_t)16 * (size_t)outChannels * (size_t)inChannels;
+}
+
+size_t diffeqnet_winograd_weight_scratch_count(
+    int images, int channels, int height, int width, int outChannels, int pad) {
+  // The forward pass's V, M (here Z) and padded plane.
+  return diffeqnet_winograd_scratch_count(images, channels, height, width, outChannels, pad);
+}
+
+/// Z[o][ξ][image·T + tile] = (A dY Aᵀ)[ξ] for every tile of one image, 8 tiles at a time; output
+/// positions past the map's edge count as zero. `padded` holds a zeroed area of at least
+/// 2·TY × 2·TXr floats (TXr: TX rounded up to 8).
+__attribute__((target("avx2,fma"))) static void transformGradient(
+    const Plan *p, const float *dy, int image, float *z, float *padded) {
+  const size_t plane = (size_t)p->ldt;
+  const int stride = 2 * roundUp(p->tileColumns, LANES);
+  const __m256 zero = _mm256_setzero_ps();
+  for (int o = 0; o < p->outChannels; o++) {
+    const float *dyo = dy + (size_t)o * p->outHeight * p->outWidth;
+    for (int r = 0; r < p->outHeight; r++) {
+      for (int col = 0; col < p->outWidth; col++) {
+        padded[(size_t)r * stride + col] = dyo[(size_t)r * p->outWidth + col];
+      }
+    }
+    float *zo = z + (size_t)o * p->block + (size_t)image * p->tilesPerImage;
+    for (int ty = 0; ty < p->tileRows; ty++) {
+      for (int tx = 0; tx < p->tileColumns; tx += LANES) {
+        __m256 d[2][2];
+        const float *row = padded + (size_t)(2 * ty) * stride + 2 * tx;
+        deinterleave(row, &d[0][0], &d[0][1]);
+        deinterleave(row + stride, &d[1][0], &d[1][1]);
+        __m256 s[4][2];  // A dY
+        for (int b = 0; b < 2; b++) {
+          s[0][b] = d[0][b];
+          s[1][b] = _mm256_add_ps(d[0][b], d[1][b]);
+          s[2][b] = _mm256_sub_ps(d[0][b], d[1][b]);
+          s[3][b] = _mm256_sub_ps(zero, d[1][b]);
+        }
+        float *out = zo + ty * p->tileColumns + tx;
+        for (int i = 0; i < 4; i++) {  // (A dY) Aᵀ
+          _mm256_storeu_ps(out + (size_t)(4 * i + 0) * plane, s[i][0]);
+          _mm256_storeu_ps(out + (size_t)(4 * i + 1) * plane, _mm256_add_ps(s[i][0], s[i][1]));
+          _mm256_storeu_ps(out + (size_t)(4 * i + 2) * plane, _mm256_sub_ps(s[i][0], s[i][1]));
+          _mm256_storeu_ps(out + (size_t)(4 * i + 3) * plane, _mm256_sub_ps(zero, s[i][1]));
+        }
+      }
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) static inline float horizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+/// c[r][q] (+)= Σ_k a_r[k] · b_q[k] for 4 rows a_r (stride lda) and 3 rows b_q (stride ldb) of
+/// `depth` floats, a multiple of 8: twelve 8-lane accumulators, seven loads per twelve FMAs.
+/// Rows past `rows` or `columns` repeat the last real one and are not stored.
+__attribute__((target("avx2,fma"))) static void dotKernel(
+    int depth, const float *a, size_t lda, int rows, const float *b, size_t ldb, int columns,
+    float *c, size_t ldc, int accumulate) {
+  const float *a0 = a, *a1 = a + (rows > 1 ? 1 : 0) * lda, *a2 = a + (rows > 2 ? 2 : rows - 1) * lda,
+              *a3 = a + (rows > 3 ? 3 : rows - 1) * lda;
+  const float *b0 = b, *b1 = b + (columns > 1 ? 1 : 0) * ldb,
+              *b2 = b + (columns > 2 ? 2 : columns - 1) * ldb;
+  __m256 acc[4][3];
+  for (int r = 0; r < 4; r++) {
+    for (int q = 0; q < 3; q++) acc[r][q] = _mm256_setzero_ps();
+  }
+  for (int k = 0; k < depth; k += LANES) {
+    const __m256 x0 = _mm256_loadu_ps(b0 + k), x1 = _mm256_loadu_ps(b1 + k),
+                 x2 = _mm256_loadu_ps(b2 + k);
+    const __m256 y[4] = {_mm256_loadu_ps(a0 + k), _mm256_loadu_ps(a1 + k),
+                         _mm256_loadu_ps(a2 + k), _mm256_loadu_ps(a3 + k)};
+    for (int r = 0; r < 4; r++) {
+      acc[r][0] = _mm256_fmadd_ps(y[r], x0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(y[r], x1, acc[r][1]);
+      acc[r][2] = _mm256_fmadd_ps(y[r], x2, acc[r][2]);
+    }
+  }
+  for (int r = 0; r < rows; r++) {
+    for (int q = 0; q < columns; q++) {
+      const float s = horizontalSum(acc[r][q]);
+      c[r * ldc + q] = accumulate ? c[r * ldc + q] + s : s;
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
+    const float *x, const float *dy, int images, int channels, int height, int width,
+    int outChannels, int pad, float *transformedGradient, int accumulate, float *scratch) {
+  const Plan p = makePlan(images, channels, height, width, outChannels, pad);
+  float *v = scratch;
+  float *z = v + p.block * channels;
+  float *padded = z + p.block * outChannels;
+  const int tiles = images * p.tilesPerImage;
+  const int depth = roundUp(tiles, LANES);
+
+  memset(padded, 0, (size_t)p.padRows * p.padColumns * sizeof(float));
+  for (int n = 0; n < images; n++) {
+    transformInput(&p, x + (size_t)n * channels * height * width, n, v, padded);
+  }
+  memset(padded, 0, (size_t)p.padRows * p.padColumns * sizeof(float));
+  for (int n = 0; n < images; n++) {
+    transformGradient(&p, dy + (size_t)n * outChannels * p.outHeight * p.outWidth, n, z, padded);
+  }
+  // Both factors' columns past the last tile are zero, so they add nothing to the dot products.
+  for (int row = 0; row < 16 * (channels + outChannels); row++) {
+    float *tail = v + (size_t)(row / 16) * p.block + (size_t)(row % 16) * p.ldt + tiles;
+    memset(tail, 0, (size_t)(depth - tiles) * sizeof(float));
+  }
+  for (int xi = 0; xi < 16; xi++) {
+    float *du = transformedGradient + (size_t)xi * outChannels * channels;
+    for (int o = 0; o < outChannels; o += 4) {
+      const int rows = outChannels - o < 4 ? outChannels - o : 4;
+      for (int c = 0; c < channels; c += 3) {
+        const int columns = channels - c < 3 ? channels - c : 3;
+        dotKernel(
+            depth, z + (size_t)o * p.block + (size_t)xi * p.ldt, p.block, rows,
+            v + (size_t)c * p.block + (size_t)xi * p.ldt, p.block, columns,
+            du + (size_t)o * channels + c, (size_t)channels, accumulate);
+      }
+    }
+  }
+}
+
+void diffeqnet_winograd_finish_weight_gradient(
+    const float *transformedGradients, int count, int outChannels, int inChannels, float *dw) {
+  const size_t size = diffeqnet_winograd_weight_gradient_count(outChannels, inChannels);
+  const size_t pairs = (size_t)outChannels * inChannels;
+  for (size_t oc = 0; oc < pairs; oc++) {
+    float u[4][4];
+    for (int xi = 0; xi < 16; xi++) {
+      float s = 0;
+      for (int k = 0; k < count; k++) s += transformedGradients[k * size + xi * pairs + oc];
+      u[xi / 4][xi % 4] = s;
+    }
+    float t[3][4];  // Gᵀ dU
+    for (int q = 0; q < 4; q++) {
+      t[0][q] = u[0][q] + 0.5f * (u[1][q] + u[2][q]);
+      t[1][q] = 0.5f * (u[1][q] - u[2][q]);
+      t[2][q] = 0.5f * (u[1][q] + u[2][q]) + u[3][q];
+    }
+    float *g = dw + oc * 9;
+    for (int i = 0; i < 3; i++) {  // (Gᵀ dU) G
+      g[i * 3 + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+      g[i * 3 + 1] = 0.5f * (t[i][1] - t[i][2]);
+      g[i * 3 + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+    }
+  }
+}

@@ -102,7 +102,10 @@ extension CPUBackend {
         pdw.update(repeating: 0, count: o * g.patch)
         return
       }
-      if Self.rowTapsFit(g) {
+      if winogradFits(g, outChannels: o, dtype: dtype) {
+        Self.winogradBackwardWeights(
+          dy.pointer(Float.self), x.pointer(Float.self), dw.pointer(Float.self), outChannels: o, g)
+      } else if Self.rowTapsFit(g) {
         let t = RowTaps(g, outChannels: o)
         Self.rowTapsWeights(t, n: g.n, pdy, px, pdw)
       } else {

@@ -4,7 +4,8 @@ import CWinograd
 /// multiplications than the direct lowerings, which ODE-Net's vector field, made of such
 /// convolutions, spends most of its time in. Backward data with stride 1 is itself such a
 /// convolution (of dy with the kernel rotated by 180° and its channel axes swapped, padding
-/// 2 − p), so it runs the same way.
+/// 2 − p), so it runs the same way; the weight gradient is the forward formula's gradient with
+/// respect to the transformed kernel, taken back through the kernel transform.
 ///
 /// The error stays at float32 rounding (the transforms multiply by 0, ±½ and ±1 only): the
 /// kernel tests hold it to the same 1e-5 relative tolerance against a float64 reference as the
@@ -53,5 +54,33 @@ extension CPUBackend {
         Int32(channels), Int32(height), Int32(width), Int32(outChannels), Int32(pad),
         scratch + worker * scratchCount)
     }
+  }
+
+  /// dw [o, c, 3, 3] = Σₙ the weight gradient of image n, from dy [n, o, Ho, Wo] and
+  /// x [n, c, h, w]. Each worker sums its fixed run of chunks in its own transformed gradient,
+  /// so the rounding, like the direct path's, does not depend on timing.
+  static func winogradBackwardWeights(
+    _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
+    outChannels o: Int, _ g: ConvGeometry
+  ) {
+    let tilesPerImage = (g.outH + 1) / 2 * ((g.outW + 1) / 2)
+    let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, 384 / tilesPerImage))
+    let size = diffeqnet_winograd_weight_gradient_count(Int32(o), Int32(g.c))
+    let scratchCount = diffeqnet_winograd_weight_scratch_count(
+      Int32(chunks.largest), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad))
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: chunks.workers * scratchCount)
+    defer { scratch.deallocate() }
+    let partials = UnsafeMutablePointer<Float>.allocate(capacity: chunks.workers * size)
+    defer { partials.deallocate() }
+    // Every worker has at least one chunk (workers ≤ chunks), whose call overwrites its partial.
+    forEachChunk(chunks, deterministic: true) { images, worker in
+      let first = images.lowerBound == chunks[worker * chunks.count / chunks.workers].lowerBound
+      diffeqnet_winograd_weight_gradient(
+        x + images.lowerBound * g.c * g.h * g.w, dy + images.lowerBound * o * g.outH * g.outW,
+        Int32(images.count), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad),
+        partials + worker * size, first ? 0 : 1, scratch + worker * scratchCount)
+    }
+    diffeqnet_winograd_finish_weight_gradient(
+      partials, Int32(chunks.workers), Int32(o), Int32(g.c), dw)
   }
 }

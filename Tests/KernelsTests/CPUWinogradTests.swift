@@ -1,8 +1,8 @@
 import Kernels
 import XCTest
 
-/// The CPU backend's Winograd F(2×2, 3×3) convolutions (forward, and backward data as the
-/// rotated-kernel convolution) against float64 direct loops, on fresh random inputs, NaN-poisoned
+/// The CPU backend's Winograd F(2×2, 3×3) convolutions (forward, backward data as the
+/// rotated-kernel convolution, backward weights) against float64 direct loops, on fresh random inputs, NaN-poisoned
 /// outputs, within the float32 tolerance of `KernelTestCase` (1e-5 relative).
 final class CPUWinogradTests: XCTestCase, KernelTestCase {
   var rng = SplitMix64(seed: 0)
@@ -107,6 +107,41 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
       assertClose(
         try download(b, dx, count, .float32), referenceBackwardData(dy, w, g, o), .float32,
         "Winograd conv2d backward data \(g) → \(o)")
+    }
+  }
+
+  func testBackwardWeightsMatchesDirectFloat64() throws {
+    let b = try backend()
+    for (g, o) in Self.cases {
+      let dy = random(g.n * o * g.outH * g.outW, -1...1, .float32)
+      let x = random(g.n * g.c * g.h * g.w, -1...1, .float32)
+      var ref = [Double](repeating: 0, count: o * g.patch)
+      for n in 0..<g.n {
+        for oc in 0..<o {
+          for oh in 0..<g.outH {
+            for ow in 0..<g.outW {
+              let d = dy[((n * o + oc) * g.outH + oh) * g.outW + ow]
+              for c in 0..<g.c {
+                for i in 0..<3 {
+                  for j in 0..<3 {
+                    let (r, q) = (oh - g.pad + i, ow - g.pad + j)
+                    guard r >= 0, r < g.h, q >= 0, q < g.w else { continue }
+                    ref[((oc * g.c + c) * 3 + i) * 3 + j] +=
+                      d * x[((n * g.c + c) * g.h + r) * g.w + q]
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+      let dw = try poisoned(b, o * g.patch, .float32)
+      try b.conv2dBackwardWeights(
+        try upload(b, dy, .float32), try upload(b, x, .float32), dw, outChannels: o, g,
+        dtype: .float32)
+      assertClose(
+        try download(b, dw, o * g.patch, .float32), ref, .float32,
+        "Winograd conv2d backward weights \(g) → \(o)")
     }
   }
 

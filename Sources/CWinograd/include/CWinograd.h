@@ -41,4 +41,25 @@ void diffeqnet_winograd_forward(
     const float *packed, const float *x, float *y, int images, int channels, int height,
     int width, int outChannels, int pad, float *scratch);
 
+/// Floats of the transformed kernel gradient dU [16][outChannels][inChannels] that
+/// `diffeqnet_winograd_weight_gradient` accumulates.
+size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels);
+
+/// Floats of scratch memory `diffeqnet_winograd_weight_gradient` needs for up to `images` images
+/// (more than the forward pass: the transformed gradient tiles as well).
+size_t diffeqnet_winograd_weight_scratch_count(
+    int images, int channels, int height, int width, int outChannels, int pad);
+
+/// dU_ξ[o][c] (+)= Σ_tiles (A dy Aᵀ)_ξ · (Bᵀ x B)_ξ over the tiles of `images` images: the
+/// gradient of the forward convolution's loss with respect to its transformed kernel U. It
+/// overwrites `transformedGradient` when `accumulate` is 0 and adds to it otherwise.
+void diffeqnet_winograd_weight_gradient(
+    const float *x, const float *dy, int images, int channels, int height, int width,
+    int outChannels, int pad, float *transformedGradient, int accumulate, float *scratch);
+
+/// dw [outChannels, inChannels, 3, 3] = Gᵀ (Σ_k dU_k) G, the sum over `count` arrays dU laid
+/// out consecutively, each as filled by `diffeqnet_winograd_weight_gradient`.
+void diffeqnet_winograd_finish_weight_gradient(
+    const float *transformedGradients, int count, int outChannels, int inChannels, float *dw);
+
 #endif
