@@ -217,11 +217,12 @@ __attribute__((target("avx2,fma"))) static void transformOutput(
   }
 }
 
-/// C[rows × 16] = Σ_k A[k][0..<6] ⊗ B[k][0..<16] for a 6-row panel of packed A and a 16-tile
-/// panel of B (row stride ldb): twelve 8-lane accumulators, two loads and six broadcasts per k.
+/// C[rows × columns] (+)= Σ_k A[k][0..<6] ⊗ B[k][0..<16] for a 6-row panel of packed A and a
+/// 16-column panel of B (row stride ldb): twelve 8-lane accumulators, two loads and six
+/// broadcasts per k. Adds to C when `accumulate` is nonzero, else overwrites it.
 __attribute__((target("avx2,fma"))) static void microKernel(
     int depth, const float *restrict a, const float *restrict b, size_t ldb, float *restrict c,
-    size_t ldc, int rows) {
+    size_t ldc, int rows, int columns, int accumulate) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int k = 0; k < depth; k++) {
@@ -249,9 +250,25 @@ __attribute__((target("avx2,fma"))) static void microKernel(
   }
   const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
                              {c30, c31}, {c40, c41}, {c50, c51}};
+  if (columns == NR) {
+    for (int r = 0; r < rows; r++) {
+      __m256 lo = acc[r][0], hi = acc[r][1];
+      if (accumulate) {
+        lo = _mm256_add_ps(lo, _mm256_loadu_ps(c + r * ldc));
+        hi = _mm256_add_ps(hi, _mm256_loadu_ps(c + r * ldc + 8));
+      }
+      _mm256_storeu_ps(c + r * ldc, lo);
+      _mm256_storeu_ps(c + r * ldc + 8, hi);
+    }
+    return;
+  }
+  float tile[MR][NR];
   for (int r = 0; r < rows; r++) {
-    _mm256_storeu_ps(c + r * ldc, acc[r][0]);
-    _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
+    _mm256_storeu_ps(tile[r], acc[r][0]);
+    _mm256_storeu_ps(tile[r] + 8, acc[r][1]);
+    for (int q = 0; q < columns; q++) {
+      c[r * ldc + q] = accumulate ? c[r * ldc + q] + tile[r][q] : tile[r][q];
+    }
   }
 }
 
@@ -285,7 +302,7 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
         const int rows = outChannels - rp * MR < MR ? outChannels - rp * MR : MR;
         microKernel(
             channels, u + (size_t)rp * MR * channels, vx + (size_t)tp * NR, p.block,
-            mx + (size_t)rp * MR * p.block + (size_t)tp * NR, p.block, rows);
+            mx + (size_t)rp * MR * p.block + (size_t)tp * NR, p.block, rows, NR, 0);
       }
     }
   }
@@ -298,8 +315,14 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
 //
 // With Z = A dY Aᵀ the 4×4 transform of a 2×2 tile of the output gradient, the forward formula
 // gives dU_ξ[o][c] = Σ_tiles Z_ξ[o][t] V_ξ[c][t] and dg = Gᵀ dU G. Z is laid out like M in the
-// forward pass (Z[O][ξ][ldt]), so both factors have the tiles contiguous and the product is a
-// block of dot products over the tiles.
+// forward pass (Z[O][ξ][ldt]). For each ξ both factors are copied into the micro-kernel's panels
+// with the tiles as the depth (V in 6-channel panels, Z in 16-channel ones) and multiplied into
+// dUᵀ_ξ [C][O], so that the forward pass's micro-kernel does the work.
+
+/// Floats of the two panel copies for one ξ.
+static size_t panelCount(const Plan *p, int depth) {
+  return (size_t)depth * (size_t)(roundUp(p->channels, MR) + roundUp(p->outChannels, NR)) + LANES;
+}
 
 size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels) {
   return (size_t)16 * (size_t)outChannels * (size_t)inChannels;
@@ -307,8 +330,10 @@ size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels)
 
 size_t diffeqnet_winograd_weight_scratch_count(
     int images, int channels, int height, int width, int outChannels, int pad) {
-  // The forward pass's V, M (here Z) and padded plane.
-  return diffeqnet_winograd_scratch_count(images, channels, height, width, outChannels, pad);
+  const Plan p = makePlan(images, channels, height, width, outChannels, pad);
+  // The forward pass's V, M (here Z) and padded plane, and the panels.
+  return diffeqnet_winograd_scratch_count(images, channels, height, width, outChannels, pad)
+         + panelCount(&p, roundUp(images * p.tilesPerImage, LANES));
 }
 
 /// Z[o][ξ][image·T + tile] = (A dY Aᵀ)[ξ] for every tile of one image, 8 tiles at a time; output
@@ -352,42 +377,47 @@ __attribute__((target("avx2,fma"))) static void transformGradient(
   }
 }
 
-__attribute__((target("avx2,fma"))) static inline float horizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
+/// Transposes the 8×8 block r[i][j] in place (r[i] becomes the former column i).
+__attribute__((target("avx2,fma"))) static inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
 }
 
-/// c[r][q] (+)= Σ_k a_r[k] · b_q[k] for 4 rows a_r (stride lda) and 3 rows b_q (stride ldb) of
-/// `depth` floats, a multiple of 8: twelve 8-lane accumulators, seven loads per twelve FMAs.
-/// Rows past `rows` or `columns` repeat the last real one and are not stored.
-__attribute__((target("avx2,fma"))) static void dotKernel(
-    int depth, const float *a, size_t lda, int rows, const float *b, size_t ldb, int columns,
-    float *c, size_t ldc, int accumulate) {
-  const float *a0 = a, *a1 = a + (rows > 1 ? 1 : 0) * lda, *a2 = a + (rows > 2 ? 2 : rows - 1) * lda,
-              *a3 = a + (rows > 3 ? 3 : rows - 1) * lda;
-  const float *b0 = b, *b1 = b + (columns > 1 ? 1 : 0) * ldb,
-              *b2 = b + (columns > 2 ? 2 : columns - 1) * ldb;
-  __m256 acc[4][3];
-  for (int r = 0; r < 4; r++) {
-    for (int q = 0; q < 3; q++) acc[r][q] = _mm256_setzero_ps();
-  }
-  for (int k = 0; k < depth; k += LANES) {
-    const __m256 x0 = _mm256_loadu_ps(b0 + k), x1 = _mm256_loadu_ps(b1 + k),
-                 x2 = _mm256_loadu_ps(b2 + k);
-    const __m256 y[4] = {_mm256_loadu_ps(a0 + k), _mm256_loadu_ps(a1 + k),
-                         _mm256_loadu_ps(a2 + k), _mm256_loadu_ps(a3 + k)};
-    for (int r = 0; r < 4; r++) {
-      acc[r][0] = _mm256_fmadd_ps(y[r], x0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(y[r], x1, acc[r][1]);
-      acc[r][2] = _mm256_fmadd_ps(y[r], x2, acc[r][2]);
-    }
-  }
-  for (int r = 0; r < rows; r++) {
-    for (int q = 0; q < columns; q++) {
-      const float s = horizontalSum(acc[r][q]);
-      c[r * ldc + q] = accumulate ? c[r * ldc + q] + s : s;
+/// panel[r / width][k][r % width] = rows[r][k] for `count` rows (stride `block`) of `depth`
+/// floats (a multiple of 8), rows past `count` zero: the tiles become the micro-kernel's depth.
+/// `width` is 6 or 16; 8×8 blocks are transposed in registers, and with width 6 each 8-float
+/// store runs 2 floats into the next k (or, at the very end, into 2 floats of slack), which
+/// the next store overwrites.
+__attribute__((target("avx2,fma"))) static void packPanels(
+    const float *rows, size_t block, int count, int width, int depth, float *panel) {
+  const int panels = roundUp(count, width) / width;
+  for (int pnl = 0; pnl < panels; pnl++) {
+    float *out = panel + (size_t)pnl * depth * width;
+    for (int half = 0; half < width; half += LANES) {
+      const float *in[LANES];
+      for (int r = 0; r < LANES; r++) {
+        const int row = pnl * width + half + r;
+        in[r] = half + r < width && row < count ? rows + (size_t)row * block : NULL;
+      }
+      for (int k = 0; k < depth; k += LANES) {
+        __m256 b[LANES];
+        for (int r = 0; r < LANES; r++) b[r] = in[r] ? _mm256_loadu_ps(in[r] + k) : _mm256_setzero_ps();
+        transpose8(b);
+        for (int q = 0; q < LANES; q++) _mm256_storeu_ps(out + (size_t)(k + q) * width + half, b[q]);
+      }
     }
   }
 }
@@ -401,6 +431,8 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
   float *padded = z + p.block * outChannels;
   const int tiles = images * p.tilesPerImage;
   const int depth = roundUp(tiles, LANES);
+  float *vPanels = padded + (size_t)p.padRows * p.padColumns;
+  float *zPanels = vPanels + (size_t)depth * roundUp(channels, MR);
 
   memset(padded, 0, (size_t)p.padRows * p.padColumns * sizeof(float));
   for (int n = 0; n < images; n++) {
@@ -410,21 +442,22 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
   for (int n = 0; n < images; n++) {
     transformGradient(&p, dy + (size_t)n * outChannels * p.outHeight * p.outWidth, n, z, padded);
   }
-  // Both factors' columns past the last tile are zero, so they add nothing to the dot products.
+  // Both factors' columns past the last tile are zero, so they add nothing to the products.
   for (int row = 0; row < 16 * (channels + outChannels); row++) {
     float *tail = v + (size_t)(row / 16) * p.block + (size_t)(row % 16) * p.ldt + tiles;
     memset(tail, 0, (size_t)(depth - tiles) * sizeof(float));
   }
   for (int xi = 0; xi < 16; xi++) {
-    float *du = transformedGradient + (size_t)xi * outChannels * channels;
-    for (int o = 0; o < outChannels; o += 4) {
-      const int rows = outChannels - o < 4 ? outChannels - o : 4;
-      for (int c = 0; c < channels; c += 3) {
-        const int columns = channels - c < 3 ? channels - c : 3;
-        dotKernel(
-            depth, z + (size_t)o * p.block + (size_t)xi * p.ldt, p.block, rows,
-            v + (size_t)c * p.block + (size_t)xi * p.ldt, p.block, columns,
-            du + (size_t)o * channels + c, (size_t)channels, accumulate);
+    packPanels(v + (size_t)xi * p.ldt, p.block, channels, MR, depth, vPanels);
+    packPanels(z + (size_t)xi * p.ldt, p.block, outChannels, NR, depth, zPanels);
+    float *du = transformedGradient + (size_t)xi * channels * outChannels;  // dUᵀ_ξ [C][O]
+    for (int op = 0; op < outChannels; op += NR) {
+      const int columns = outChannels - op < NR ? outChannels - op : NR;
+      for (int cp = 0; cp < channels; cp += MR) {
+        const int rows = channels - cp < MR ? channels - cp : MR;
+        microKernel(
+            depth, vPanels + (size_t)cp * depth, zPanels + (size_t)op * depth, NR,
+            du + (size_t)cp * outChannels + op, (size_t)outChannels, rows, columns, accumulate);
       }
     }
   }
@@ -434,24 +467,28 @@ void diffeqnet_winograd_finish_weight_gradient(
     const float *transformedGradients, int count, int outChannels, int inChannels, float *dw) {
   const size_t size = diffeqnet_winograd_weight_gradient_count(outChannels, inChannels);
   const size_t pairs = (size_t)outChannels * inChannels;
-  for (size_t oc = 0; oc < pairs; oc++) {
-    float u[4][4];
-    for (int xi = 0; xi < 16; xi++) {
-      float s = 0;
-      for (int k = 0; k < count; k++) s += transformedGradients[k * size + xi * pairs + oc];
-      u[xi / 4][xi % 4] = s;
-    }
-    float t[3][4];  // Gᵀ dU
-    for (int q = 0; q < 4; q++) {
-      t[0][q] = u[0][q] + 0.5f * (u[1][q] + u[2][q]);
-      t[1][q] = 0.5f * (u[1][q] - u[2][q]);
-      t[2][q] = 0.5f * (u[1][q] + u[2][q]) + u[3][q];
-    }
-    float *g = dw + oc * 9;
-    for (int i = 0; i < 3; i++) {  // (Gᵀ dU) G
-      g[i * 3 + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
-      g[i * 3 + 1] = 0.5f * (t[i][1] - t[i][2]);
-      g[i * 3 + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+  for (int o = 0; o < outChannels; o++) {
+    for (int c = 0; c < inChannels; c++) {
+      float u[4][4];
+      for (int xi = 0; xi < 16; xi++) {
+        float s = 0;
+        for (int k = 0; k < count; k++) {
+          s += transformedGradients[k * size + xi * pairs + (size_t)c * outChannels + o];
+        }
+        u[xi / 4][xi % 4] = s;
+      }
+      float t[3][4];  // Gᵀ dU
+      for (int q = 0; q < 4; q++) {
+        t[0][q] = u[0][q] + 0.5f * (u[1][q] + u[2][q]);
+        t[1][q] = 0.5f * (u[1][q] - u[2][q]);
+        t[2][q] = 0.5f * (u[1][q] + u[2][q]) + u[3][q];
+      }
+      float *g = dw + ((size_t)o * inChannels + c) * 9;
+      for (int i = 0; i < 3; i++) {  // (Gᵀ dU) G
+        g[i * 3 + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+        g[i * 3 + 1] = 0.5f * (t[i][1] - t[i][2]);
+        g[i * 3 + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+      }
     }
   }
 }

@@ -41,7 +41,7 @@ void diffeqnet_winograd_forward(
     const float *packed, const float *x, float *y, int images, int channels, int height,
     int width, int outChannels, int pad, float *scratch);
 
-/// Floats of the transformed kernel gradient dU [16][outChannels][inChannels] that
+/// Floats of the transformed kernel gradient dUᵀ [16][inChannels][outChannels] that
 /// `diffeqnet_winograd_weight_gradient` accumulates.
 size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels);
 
@@ -50,7 +50,8 @@ size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels)
 size_t diffeqnet_winograd_weight_scratch_count(
     int images, int channels, int height, int width, int outChannels, int pad);
 
-/// dU_ξ[o][c] (+)= Σ_tiles (A dy Aᵀ)_ξ · (Bᵀ x B)_ξ over the tiles of `images` images: the
+/// dU_ξ[o][c] (+)= Σ_tiles (A dy Aᵀ)_ξ · (Bᵀ x B)_ξ over the tiles of `images` images, stored
+/// transposed (dUᵀ_ξ[c][o]): the
 /// gradient of the forward convolution's loss with respect to its transformed kernel U. It
 /// overwrites `transformedGradient` when `accumulate` is 0 and adds to it otherwise.
 void diffeqnet_winograd_weight_gradient(
