@@ -81,6 +81,8 @@ typedef struct {
   int ldt;                    // row length of V and M
   size_t block;               // distance between channels in V and M: 16·ldt + 16
   int padRows, padColumns;    // the zero-bordered copy of one channel
+  size_t padPlane;            // padRows · padColumns
+  size_t padCount;            // room for every channel's copy: padPlane · max(C, O)
 } Plan;
 
 static Plan makePlan(int images, int channels, int height, int width, int outChannels, int pad) {
@@ -102,13 +104,15 @@ static Plan makePlan(int images, int channels, int height, int width, int outCha
   p.padRows = 2 * p.tileRows + 2;
   // Tile columns are transformed 8 at a time: the last group reads up to 2·TXr + 3.
   p.padColumns = 2 * roundUp(p.tileColumns, LANES) + 4;
+  p.padPlane = (size_t)p.padRows * p.padColumns;
+  p.padCount = p.padPlane * (size_t)(channels > outChannels ? channels : outChannels);
   return p;
 }
 
 size_t diffeqnet_winograd_scratch_count(
     int images, int channels, int height, int width, int outChannels, int pad) {
   const Plan p = makePlan(images, channels, height, width, outChannels, pad);
-  return p.block * (size_t)(channels + outChannels) + (size_t)p.padRows * (size_t)p.padColumns;
+  return p.block * (size_t)(channels + outChannels) + p.padCount;
 }
 
 /// Lanes l = 0..7 of v[2l] and of v[2l + 1].
@@ -123,26 +127,32 @@ __attribute__((target("avx2,fma"))) static inline void deinterleave(
 }
 
 /// V[c][ξ][image·T + tile] = (Bᵀ d B)[ξ] for every tile of one image, 8 tiles of a tile row
-/// at a time. `padded` holds a zeroed padRows × padColumns area. A group of 8 that runs past the row's end spills into the next row's (or image's)
-/// first slots, which are written later; the loops go in increasing tile order so that the
-/// correct value lands last.
+/// at a time. `padded` holds padCount floats, zero outside the interiors this function writes.
+/// A group of 8 that runs past the row's end spills into the next row's (or image's) first
+/// slots, which are written later; the loops go in increasing tile order so that the correct
+/// value lands last.
 __attribute__((target("avx2,fma"))) static void transformInput(
     const Plan *p, const float *x, int image, float *v, float *padded) {
   const size_t plane = (size_t)p->ldt;  // from one ξ's row to the next
+  // Every channel is copied before any is read: reading a row right after storing it would
+  // stall on store-to-load forwarding (8-float loads over 4-float stores).
   for (int c = 0; c < p->channels; c++) {
-    // Only the interior changes from channel to channel; the zero border stays.
     const float *xc = x + (size_t)c * p->height * p->width;
+    float *pc = padded + (size_t)c * p->padPlane;
     for (int r = 0; r < p->height; r++) {
-      float *dst = padded + (size_t)(r + p->pad) * p->padColumns + p->pad;
+      float *dst = pc + (size_t)(r + p->pad) * p->padColumns + p->pad;
       const float *src = xc + (size_t)r * p->width;
       for (int col = 0; col < p->width; col++) dst[col] = src[col];  // rows too short for memcpy
     }
+  }
+  for (int c = 0; c < p->channels; c++) {
+    const float *pc = padded + (size_t)c * p->padPlane;
     float *vc = v + (size_t)c * p->block + (size_t)image * p->tilesPerImage;
     for (int ty = 0; ty < p->tileRows; ty++) {
       for (int tx = 0; tx < p->tileColumns; tx += LANES) {
         __m256 d[4][4];
         for (int i = 0; i < 4; i++) {
-          const float *row = padded + (size_t)(2 * ty + i) * p->padColumns + 2 * tx;
+          const float *row = pc + (size_t)(2 * ty + i) * p->padColumns + 2 * tx;
           deinterleave(row, &d[i][0], &d[i][1]);
           deinterleave(row + 2, &d[i][2], &d[i][3]);
         }
@@ -283,7 +293,7 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
   const int tilePanels = (tiles + NR - 1) / NR;
   const int rowPanels = roundUp(outChannels, MR) / MR;
 
-  memset(padded, 0, (size_t)p.padRows * p.padColumns * sizeof(float));
+  memset(padded, 0, p.padCount * sizeof(float));
   for (int n = 0; n < images; n++) {
     transformInput(&p, x + (size_t)n * channels * height * width, n, v, padded);
   }
@@ -337,25 +347,29 @@ size_t diffeqnet_winograd_weight_scratch_count(
 }
 
 /// Z[o][ξ][image·T + tile] = (A dY Aᵀ)[ξ] for every tile of one image, 8 tiles at a time; output
-/// positions past the map's edge count as zero. `padded` holds a zeroed area of at least
-/// 2·TY × 2·TXr floats (TXr: TX rounded up to 8).
+/// positions past the map's edge count as zero. `padded` holds padCount floats, zero outside the
+/// interiors this function writes (planes of 2·TY rows of 2·TXr, TXr: TX rounded up to 8).
 __attribute__((target("avx2,fma"))) static void transformGradient(
     const Plan *p, const float *dy, int image, float *z, float *padded) {
   const size_t plane = (size_t)p->ldt;
   const int stride = 2 * roundUp(p->tileColumns, LANES);
   const __m256 zero = _mm256_setzero_ps();
-  for (int o = 0; o < p->outChannels; o++) {
+  for (int o = 0; o < p->outChannels; o++) {  // all copied first, as in transformInput
     const float *dyo = dy + (size_t)o * p->outHeight * p->outWidth;
+    float *po = padded + (size_t)o * p->padPlane;
     for (int r = 0; r < p->outHeight; r++) {
       for (int col = 0; col < p->outWidth; col++) {
-        padded[(size_t)r * stride + col] = dyo[(size_t)r * p->outWidth + col];
+        po[(size_t)r * stride + col] = dyo[(size_t)r * p->outWidth + col];
       }
     }
+  }
+  for (int o = 0; o < p->outChannels; o++) {
+    const float *po = padded + (size_t)o * p->padPlane;
     float *zo = z + (size_t)o * p->block + (size_t)image * p->tilesPerImage;
     for (int ty = 0; ty < p->tileRows; ty++) {
       for (int tx = 0; tx < p->tileColumns; tx += LANES) {
         __m256 d[2][2];
-        const float *row = padded + (size_t)(2 * ty) * stride + 2 * tx;
+        const float *row = po + (size_t)(2 * ty) * stride + 2 * tx;
         deinterleave(row, &d[0][0], &d[0][1]);
         deinterleave(row + stride, &d[1][0], &d[1][1]);
         __m256 s[4][2];  // A dY
@@ -431,14 +445,14 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
   float *padded = z + p.block * outChannels;
   const int tiles = images * p.tilesPerImage;
   const int depth = roundUp(tiles, LANES);
-  float *vPanels = padded + (size_t)p.padRows * p.padColumns;
+  float *vPanels = padded + p.padCount;
   float *zPanels = vPanels + (size_t)depth * roundUp(channels, MR);
 
-  memset(padded, 0, (size_t)p.padRows * p.padColumns * sizeof(float));
+  memset(padded, 0, p.padCount * sizeof(float));
   for (int n = 0; n < images; n++) {
     transformInput(&p, x + (size_t)n * channels * height * width, n, v, padded);
   }
-  memset(padded, 0, (size_t)p.padRows * p.padColumns * sizeof(float));
+  memset(padded, 0, p.padCount * sizeof(float));
   for (int n = 0; n < images; n++) {
     transformGradient(&p, dy + (size_t)n * outChannels * p.outHeight * p.outWidth, n, z, padded);
   }
