@@ -78,6 +78,7 @@ typedef struct {
   int outHeight, outWidth;
   int tileRows, tileColumns;  // TY, TX
   int tilesPerImage;          // T
+  int pairRows;               // 1 when TX ≤ 4: a group of 8 lanes holds two tile rows of 4
   int ldt;                    // row length of V and M
   size_t block;               // distance between channels in V and M: 16·ldt + 16
   int padRows, padColumns;    // the zero-bordered copy of one channel
@@ -101,7 +102,9 @@ static Plan makePlan(int images, int channels, int height, int width, int outCha
   p.ldt = roundUp(images * p.tilesPerImage, NR) + NR;
   // A row stride that is a multiple of 4 KiB would put every row of a panel in one L1 set.
   p.block = (size_t)16 * p.ldt + NR;
-  p.padRows = 2 * p.tileRows + 2;
+  p.pairRows = p.tileColumns <= 4;
+  // A paired group reads two tile rows, the second past the end when TY is odd.
+  p.padRows = 2 * roundUp(p.tileRows, 2) + 2;
   // Tile columns are transformed 8 at a time: the last group reads up to 2·TXr + 3.
   p.padColumns = 2 * roundUp(p.tileColumns, LANES) + 4;
   p.padPlane = (size_t)p.padRows * p.padColumns;
@@ -115,10 +118,12 @@ size_t diffeqnet_winograd_scratch_count(
   return p.block * (size_t)(channels + outChannels) + p.padCount;
 }
 
-/// Lanes l = 0..7 of v[2l] and of v[2l + 1].
+/// Lanes 0..3 of u[2l] and lanes 4..7 of w[2(l − 4)] (even), likewise u[2l + 1] and
+/// w[2(l − 4) + 1] (odd). With w = u + 8 that is 8 consecutive tiles of one tile row; with w two
+/// pixel rows below u, the first 4 tiles of two tile rows.
 __attribute__((target("avx2,fma"))) static inline void deinterleave(
-    const float *v, __m256 *even, __m256 *odd) {
-  const __m256 a = _mm256_loadu_ps(v), b = _mm256_loadu_ps(v + 8);
+    const float *u, const float *w, __m256 *even, __m256 *odd) {
+  const __m256 a = _mm256_loadu_ps(u), b = _mm256_loadu_ps(w);
   // Within each 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6]; then the 64-bit pairs reordered.
   *even = _mm256_castpd_ps(
       _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
@@ -126,14 +131,30 @@ __attribute__((target("avx2,fma"))) static inline void deinterleave(
       _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
 }
 
-/// V[c][ξ][image·T + tile] = (Bᵀ d B)[ξ] for every tile of one image, 8 tiles of a tile row
-/// at a time. `padded` holds padCount floats, zero outside the interiors this function writes.
+/// A paired group's lanes hold tiles [row ty: 0..3 | row ty + 1: 0..3]; the tiles are numbered
+/// ty·TX + tx. `packed` moves lanes to [ty: 0..<TX, ty + 1: 0..<TX, …] (the order in V and M),
+/// `spread` back.
+__attribute__((target("avx2,fma"))) static inline __m256i pairedPacking(int tx) {
+  int index[LANES];
+  for (int l = 0; l < LANES; l++) index[l] = l < tx ? l : (l < 2 * tx ? 4 + l - tx : 7);
+  return _mm256_loadu_si256((const __m256i *)index);
+}
+
+__attribute__((target("avx2,fma"))) static inline __m256i pairedSpreading(int tx) {
+  int index[LANES];
+  for (int l = 0; l < LANES; l++) index[l] = l < 4 ? l : tx + l - 4;
+  return _mm256_loadu_si256((const __m256i *)index);
+}
+
+/// V[c][ξ][image·T + tile] = (Bᵀ d B)[ξ] for every tile of one image, 8 tiles (one tile row, or
+/// two when they are at most 4 tiles wide) at a time. `padded` holds padCount floats, zero outside the interiors this function writes.
 /// A group of 8 that runs past the row's end spills into the next row's (or image's) first
 /// slots, which are written later; the loops go in increasing tile order so that the correct
 /// value lands last.
 __attribute__((target("avx2,fma"))) static void transformInput(
     const Plan *p, const float *x, int image, float *v, float *padded) {
   const size_t plane = (size_t)p->ldt;  // from one ξ's row to the next
+  const __m256i packing = pairedPacking(p->tileColumns);
   // Every channel is copied before any is read: reading a row right after storing it would
   // stall on store-to-load forwarding (8-float loads over 4-float stores).
   for (int c = 0; c < p->channels; c++) {
@@ -148,13 +169,17 @@ __attribute__((target("avx2,fma"))) static void transformInput(
   for (int c = 0; c < p->channels; c++) {
     const float *pc = padded + (size_t)c * p->padPlane;
     float *vc = v + (size_t)c * p->block + (size_t)image * p->tilesPerImage;
-    for (int ty = 0; ty < p->tileRows; ty++) {
+    for (int ty = 0; ty < p->tileRows; ty += 1 + p->pairRows) {
       for (int tx = 0; tx < p->tileColumns; tx += LANES) {
         __m256 d[4][4];
         for (int i = 0; i < 4; i++) {
           const float *row = pc + (size_t)(2 * ty + i) * p->padColumns + 2 * tx;
-          deinterleave(row, &d[i][0], &d[i][1]);
-          deinterleave(row + 2, &d[i][2], &d[i][3]);
+          const float *second = p->pairRows ? row + 2 * p->padColumns : row + 8;
+          deinterleave(row, second, &d[i][0], &d[i][1]);
+          deinterleave(row + 2, second + 2, &d[i][2], &d[i][3]);
+          if (p->pairRows) {
+            for (int j = 0; j < 4; j++) d[i][j] = _mm256_permutevar8x32_ps(d[i][j], packing);
+          }
         }
         __m256 t[4][4];  // Bᵀ d
         for (int j = 0; j < 4; j++) {
@@ -187,14 +212,15 @@ __attribute__((target("avx2,fma"))) static inline void storePrefix(
   }
 }
 
-/// y[o] = Aᵀ M A for every tile of one image, 8 tiles of a tile row at a time.
+/// y[o] = Aᵀ M A for every tile of one image, in the groups of `transformInput`.
 __attribute__((target("avx2,fma"))) static void transformOutput(
     const Plan *p, const float *m, int image, float *y) {
   const size_t plane = (size_t)p->ldt;  // from one ξ's row to the next
+  const __m256i spreading = pairedSpreading(p->tileColumns);
   for (int o = 0; o < p->outChannels; o++) {
     const float *mo = m + (size_t)o * p->block + (size_t)image * p->tilesPerImage;
     float *yo = y + (size_t)o * p->outHeight * p->outWidth;
-    for (int ty = 0; ty < p->tileRows; ty++) {
+    for (int ty = 0; ty < p->tileRows; ty += 1 + p->pairRows) {
       for (int tx = 0; tx < p->tileColumns; tx += LANES) {
         const float *in = mo + ty * p->tileColumns + tx;
         __m256 t[2][4];  // Aᵀ M
@@ -208,14 +234,23 @@ __attribute__((target("avx2,fma"))) static void transformOutput(
         }
         const int columns = p->outWidth - 2 * tx < 2 * LANES ? p->outWidth - 2 * tx : 2 * LANES;
         for (int a = 0; a < 2 && 2 * ty + a < p->outHeight; a++) {  // (Aᵀ M) A
-          const __m256 left = _mm256_add_ps(_mm256_add_ps(t[a][0], t[a][1]), t[a][2]);
-          const __m256 right = _mm256_sub_ps(_mm256_sub_ps(t[a][1], t[a][2]), t[a][3]);
+          __m256 left = _mm256_add_ps(_mm256_add_ps(t[a][0], t[a][1]), t[a][2]);
+          __m256 right = _mm256_sub_ps(_mm256_sub_ps(t[a][1], t[a][2]), t[a][3]);
+          if (p->pairRows) {
+            left = _mm256_permutevar8x32_ps(left, spreading);
+            right = _mm256_permutevar8x32_ps(right, spreading);
+          }
           // Interleave the tiles' two columns: [l0 r0 l1 r1 …].
           const __m256 lo = _mm256_unpacklo_ps(left, right), hi = _mm256_unpackhi_ps(left, right);
           const __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20);
           const __m256 second = _mm256_permute2f128_ps(lo, hi, 0x31);
           float *dst = yo + (size_t)(2 * ty + a) * p->outWidth + 2 * tx;
-          if (columns >= LANES) {
+          if (p->pairRows) {  // first: tiles of row ty; second: of row ty + 1
+            storePrefix(dst, first, columns);
+            if (ty + 1 < p->tileRows && 2 * ty + 2 + a < p->outHeight) {
+              storePrefix(dst + 2 * (size_t)p->outWidth, second, columns);
+            }
+          } else if (columns >= LANES) {
             _mm256_storeu_ps(dst, first);
             storePrefix(dst + LANES, second, columns - LANES);
           } else {
@@ -348,12 +383,13 @@ size_t diffeqnet_winograd_weight_scratch_count(
 
 /// Z[o][ξ][image·T + tile] = (A dY Aᵀ)[ξ] for every tile of one image, 8 tiles at a time; output
 /// positions past the map's edge count as zero. `padded` holds padCount floats, zero outside the
-/// interiors this function writes (planes of 2·TY rows of 2·TXr, TXr: TX rounded up to 8).
+/// interiors this function writes (planes of padRows − 2 rows of 2·TXr, TXr: TX rounded up to 8).
 __attribute__((target("avx2,fma"))) static void transformGradient(
     const Plan *p, const float *dy, int image, float *z, float *padded) {
   const size_t plane = (size_t)p->ldt;
   const int stride = 2 * roundUp(p->tileColumns, LANES);
   const __m256 zero = _mm256_setzero_ps();
+  const __m256i packing = pairedPacking(p->tileColumns);
   for (int o = 0; o < p->outChannels; o++) {  // all copied first, as in transformInput
     const float *dyo = dy + (size_t)o * p->outHeight * p->outWidth;
     float *po = padded + (size_t)o * p->padPlane;
@@ -366,12 +402,17 @@ __attribute__((target("avx2,fma"))) static void transformGradient(
   for (int o = 0; o < p->outChannels; o++) {
     const float *po = padded + (size_t)o * p->padPlane;
     float *zo = z + (size_t)o * p->block + (size_t)image * p->tilesPerImage;
-    for (int ty = 0; ty < p->tileRows; ty++) {
+    for (int ty = 0; ty < p->tileRows; ty += 1 + p->pairRows) {
       for (int tx = 0; tx < p->tileColumns; tx += LANES) {
         __m256 d[2][2];
-        const float *row = po + (size_t)(2 * ty) * stride + 2 * tx;
-        deinterleave(row, &d[0][0], &d[0][1]);
-        deinterleave(row + stride, &d[1][0], &d[1][1]);
+        for (int a = 0; a < 2; a++) {
+          const float *row = po + (size_t)(2 * ty + a) * stride + 2 * tx;
+          deinterleave(row, p->pairRows ? row + 2 * stride : row + 8, &d[a][0], &d[a][1]);
+          if (p->pairRows) {
+            d[a][0] = _mm256_permutevar8x32_ps(d[a][0], packing);
+            d[a][1] = _mm256_permutevar8x32_ps(d[a][1], packing);
+          }
+        }
         __m256 s[4][2];  // A dY
         for (int b = 0; b < 2; b++) {
           s[0][b] = d[0][b];

@@ -9,7 +9,7 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
   override func setUp() { rng = seedForTestName() }
 
   /// (geometry, output channels): odd and even sizes (partial tiles in either axis), a 1×1 map,
-  /// every padding the path takes, the ODE-Net shape with its time channel, and batches that
+  /// every padding the path takes, the ODE-Net shapes (with the time channel), and batches that
   /// split into several chunks and leave a tile row spilling into the next image.
   static let cases: [(ConvGeometry, Int)] = [
     (ConvGeometry(n: 3, c: 16, h: 7, w: 5, kh: 3, kw: 3, stride: 1, pad: 1), 17),
@@ -18,6 +18,11 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     (ConvGeometry(n: 5, c: 24, h: 6, w: 3, kh: 3, kw: 3, stride: 1, pad: 2), 16),
     (ConvGeometry(n: 2, c: 65, h: 14, w: 14, kh: 3, kw: 3, stride: 1, pad: 1), 64),
     (ConvGeometry(n: 23, c: 17, h: 11, w: 19, kh: 3, kw: 3, stride: 1, pad: 1), 23),
+    // Maps at most 8 wide, two tile rows per 8-lane group: ODE-Net's 6×6 on MNIST (an odd
+    // number of tile rows), a full 4-tile row, a 1-tile row.
+    (ConvGeometry(n: 7, c: 64, h: 6, w: 6, kh: 3, kw: 3, stride: 1, pad: 1), 64),
+    (ConvGeometry(n: 2, c: 16, h: 7, w: 8, kh: 3, kw: 3, stride: 1, pad: 1), 18),
+    (ConvGeometry(n: 3, c: 16, h: 8, w: 2, kh: 3, kw: 3, stride: 1, pad: 1), 16),
   ]
 
   func backend() throws -> CPUBackend {
