@@ -40,10 +40,16 @@ size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels) {
 }
 
 void diffeqnet_winograd_pack_kernel(
-    const float *w, int outChannels, int inChannels, int transposeFlip, float *packed) {
+    const float *w, int outChannels, int inChannels, int transposeFlip, float *packed,
+    int firstPanel, int panelCount) {
   const int panels = roundUp(outChannels, MR) / MR;
-  memset(packed, 0, diffeqnet_winograd_packed_kernel_count(outChannels, inChannels) * 4);
-  for (int o = 0; o < outChannels; o++) {
+  for (int xi = 0; xi < 16; xi++) {  // zero first: the last panel's rows past outChannels stay 0
+    memset(packed + ((size_t)xi * panels + firstPanel) * inChannels * MR, 0,
+           (size_t)panelCount * inChannels * MR * sizeof(float));
+  }
+  const int end = (firstPanel + panelCount) * MR < outChannels ? (firstPanel + panelCount) * MR
+                                                               : outChannels;
+  for (int o = firstPanel * MR; o < end; o++) {
     for (int c = 0; c < inChannels; c++) {
       float g[3][3];
       for (int i = 0; i < 3; i++) {
@@ -519,10 +525,11 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
 }
 
 void diffeqnet_winograd_finish_weight_gradient(
-    const float *transformedGradients, int count, int outChannels, int inChannels, float *dw) {
+    const float *transformedGradients, int count, int outChannels, int inChannels, float *dw,
+    int firstOut, int outCount) {
   const size_t size = diffeqnet_winograd_weight_gradient_count(outChannels, inChannels);
   const size_t pairs = (size_t)outChannels * inChannels;
-  for (int o = 0; o < outChannels; o++) {
+  for (int o = firstOut; o < firstOut + outCount; o++) {
     for (int c = 0; c < inChannels; c++) {
       float u[4][4];
       for (int xi = 0; xi < 16; xi++) {

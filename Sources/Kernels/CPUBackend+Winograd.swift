@@ -42,8 +42,11 @@ extension CPUBackend {
     let packedCount = diffeqnet_winograd_packed_kernel_count(Int32(outChannels), Int32(channels))
     let packed = UnsafeMutablePointer<Float>.allocate(capacity: packedCount)
     defer { packed.deallocate() }
-    diffeqnet_winograd_pack_kernel(
-      w, Int32(outChannels), Int32(channels), backwardData ? 1 : 0, packed)
+    parallelFor((outChannels + 5) / 6, grain: 1) { panels in
+      diffeqnet_winograd_pack_kernel(
+        w, Int32(outChannels), Int32(channels), backwardData ? 1 : 0, packed,
+        Int32(panels.lowerBound), Int32(panels.count))
+    }
 
     let outHeight = height + 2 * pad - 2
     let outWidth = width + 2 * pad - 2
@@ -87,7 +90,10 @@ extension CPUBackend {
         Int32(images.count), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad),
         partials + worker * size, first ? 0 : 1, scratch + worker * scratchCount)
     }
-    diffeqnet_winograd_finish_weight_gradient(
-      partials, Int32(chunks.workers), Int32(o), Int32(g.c), dw)
+    parallelFor(o, grain: 1) { outs in
+      diffeqnet_winograd_finish_weight_gradient(
+        partials, Int32(chunks.workers), Int32(o), Int32(g.c), dw, Int32(outs.lowerBound),
+        Int32(outs.count))
+    }
   }
 }

@@ -28,8 +28,12 @@ size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels);
 /// g[o][c] = w[o][c]. With 1, `w` is [inChannels, outChannels, 3, 3] and g[o][c] is
 /// w[c][o] rotated by 180°: the kernel whose stride-1 convolution of dy with padding 2 − p is
 /// the data gradient of a forward convolution with padding p.
+///
+/// Only the panels of 6 output channels firstPanel ..< firstPanel + panelCount are written (all
+/// of them: 0 and ⌈outChannels / 6⌉), so that callers can split the work.
 void diffeqnet_winograd_pack_kernel(
-    const float *w, int outChannels, int inChannels, int transposeFlip, float *packed);
+    const float *w, int outChannels, int inChannels, int transposeFlip, float *packed,
+    int firstPanel, int panelCount);
 
 /// Floats of scratch memory `diffeqnet_winograd_forward` needs for up to `images` images.
 size_t diffeqnet_winograd_scratch_count(
@@ -59,8 +63,10 @@ void diffeqnet_winograd_weight_gradient(
     int outChannels, int pad, float *transformedGradient, int accumulate, float *scratch);
 
 /// dw [outChannels, inChannels, 3, 3] = Gᵀ (Σ_k dU_k) G, the sum over `count` arrays dU laid
-/// out consecutively, each as filled by `diffeqnet_winograd_weight_gradient`.
+/// out consecutively, each as filled by `diffeqnet_winograd_weight_gradient`; only the output
+/// channels firstOut ..< firstOut + outCount, so that callers can split the work.
 void diffeqnet_winograd_finish_weight_gradient(
-    const float *transformedGradients, int count, int outChannels, int inChannels, float *dw);
+    const float *transformedGradients, int count, int outChannels, int inChannels, float *dw,
+    int firstOut, int outCount);
 
 #endif
