@@ -137,6 +137,14 @@ __attribute__((target("avx2,fma"))) static inline void deinterleave(
       _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
 }
 
+/// dst[r · stride + col] = src[r · columns + col]: a plane into the interior of its zero-bordered
+/// copy (rows too short for memcpy calls to pay).
+static inline void copyPlane(const float *src, int rows, int columns, float *dst, int stride) {
+  for (int r = 0; r < rows; r++) {
+    for (int col = 0; col < columns; col++) dst[(size_t)r * stride + col] = src[(size_t)r * columns + col];
+  }
+}
+
 /// A paired group's lanes hold tiles [row ty: 0..3 | row ty + 1: 0..3]; the tiles are numbered
 /// ty·TX + tx. `packed` moves lanes to [ty: 0..<TX, ty + 1: 0..<TX, …] (the order in V and M),
 /// `spread` back.
@@ -164,13 +172,9 @@ __attribute__((target("avx2,fma"))) static void transformInput(
   // Every channel is copied before any is read: reading a row right after storing it would
   // stall on store-to-load forwarding (8-float loads over 4-float stores).
   for (int c = 0; c < p->channels; c++) {
-    const float *xc = x + (size_t)c * p->height * p->width;
-    float *pc = padded + (size_t)c * p->padPlane;
-    for (int r = 0; r < p->height; r++) {
-      float *dst = pc + (size_t)(r + p->pad) * p->padColumns + p->pad;
-      const float *src = xc + (size_t)r * p->width;
-      for (int col = 0; col < p->width; col++) dst[col] = src[col];  // rows too short for memcpy
-    }
+    copyPlane(x + (size_t)c * p->height * p->width, p->height, p->width,
+              padded + (size_t)c * p->padPlane + (size_t)p->pad * p->padColumns + p->pad,
+              p->padColumns);
   }
   for (int c = 0; c < p->channels; c++) {
     const float *pc = padded + (size_t)c * p->padPlane;
@@ -274,33 +278,19 @@ __attribute__((target("avx2,fma"))) static void transformOutput(
 __attribute__((target("avx2,fma"))) static void microKernel(
     int depth, const float *restrict a, const float *restrict b, size_t ldb, float *restrict c,
     size_t ldc, int rows, int columns, int accumulate) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  __m256 acc[MR][2];  // kept in registers: every index below is a constant after unrolling
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
   for (int k = 0; k < depth; k++) {
     const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-    __m256 s = _mm256_broadcast_ss(a + 0);
-    c00 = _mm256_fmadd_ps(s, b0, c00);
-    c01 = _mm256_fmadd_ps(s, b1, c01);
-    s = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(s, b0, c10);
-    c11 = _mm256_fmadd_ps(s, b1, c11);
-    s = _mm256_broadcast_ss(a + 2);
-    c20 = _mm256_fmadd_ps(s, b0, c20);
-    c21 = _mm256_fmadd_ps(s, b1, c21);
-    s = _mm256_broadcast_ss(a + 3);
-    c30 = _mm256_fmadd_ps(s, b0, c30);
-    c31 = _mm256_fmadd_ps(s, b1, c31);
-    s = _mm256_broadcast_ss(a + 4);
-    c40 = _mm256_fmadd_ps(s, b0, c40);
-    c41 = _mm256_fmadd_ps(s, b1, c41);
-    s = _mm256_broadcast_ss(a + 5);
-    c50 = _mm256_fmadd_ps(s, b0, c50);
-    c51 = _mm256_fmadd_ps(s, b1, c51);
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) {
+      const __m256 s = _mm256_broadcast_ss(a + r);
+      acc[r][0] = _mm256_fmadd_ps(s, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(s, b1, acc[r][1]);
+    }
     a += MR;
     b += ldb;
   }
-  const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
-                             {c30, c31}, {c40, c41}, {c50, c51}};
   if (columns == NR) {
     for (int r = 0; r < rows; r++) {
       __m256 lo = acc[r][0], hi = acc[r][1];
@@ -397,13 +387,8 @@ __attribute__((target("avx2,fma"))) static void transformGradient(
   const __m256 zero = _mm256_setzero_ps();
   const __m256i packing = pairedPacking(p->tileColumns);
   for (int o = 0; o < p->outChannels; o++) {  // all copied first, as in transformInput
-    const float *dyo = dy + (size_t)o * p->outHeight * p->outWidth;
-    float *po = padded + (size_t)o * p->padPlane;
-    for (int r = 0; r < p->outHeight; r++) {
-      for (int col = 0; col < p->outWidth; col++) {
-        po[(size_t)r * stride + col] = dyo[(size_t)r * p->outWidth + col];
-      }
-    }
+    copyPlane(dy + (size_t)o * p->outHeight * p->outWidth, p->outHeight, p->outWidth,
+              padded + (size_t)o * p->padPlane, stride);
   }
   for (int o = 0; o < p->outChannels; o++) {
     const float *po = padded + (size_t)o * p->padPlane;

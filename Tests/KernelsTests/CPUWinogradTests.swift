@@ -31,47 +31,21 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     return b
   }
 
-  /// y[n, o, oh, ow] = Σ w[o, c, i, j] x[n, c, oh − p + i, ow − p + j] in float64.
-  func referenceConv(_ x: [Double], _ w: [Double], _ g: ConvGeometry, _ o: Int) -> [Double] {
-    var y = [Double](repeating: 0, count: g.n * o * g.outH * g.outW)
+  /// Calls `visit(y, w, x)` with the flat indices of every product w[o, c, i, j] ·
+  /// x[n, c, oh − p + i, ow − p + j] that contributes to y[n, o, oh, ow]: the direct convolution
+  /// and, read the other ways round, both of its gradients.
+  func forEachProduct(_ g: ConvGeometry, _ o: Int, _ visit: (Int, Int, Int) -> Void) {
     for n in 0..<g.n {
       for oc in 0..<o {
         for oh in 0..<g.outH {
           for ow in 0..<g.outW {
-            var s = 0.0
+            let y = ((n * o + oc) * g.outH + oh) * g.outW + ow
             for c in 0..<g.c {
               for i in 0..<3 {
                 for j in 0..<3 {
                   let (r, q) = (oh - g.pad + i, ow - g.pad + j)
                   guard r >= 0, r < g.h, q >= 0, q < g.w else { continue }
-                  s += w[((oc * g.c + c) * 3 + i) * 3 + j] * x[((n * g.c + c) * g.h + r) * g.w + q]
-                }
-              }
-            }
-            y[((n * o + oc) * g.outH + oh) * g.outW + ow] = s
-          }
-        }
-      }
-    }
-    return y
-  }
-
-  /// dx = the adjoint of the convolution applied to dy, by scattering every product back.
-  func referenceBackwardData(_ dy: [Double], _ w: [Double], _ g: ConvGeometry, _ o: Int)
-    -> [Double]
-  {
-    var dx = [Double](repeating: 0, count: g.n * g.c * g.h * g.w)
-    for n in 0..<g.n {
-      for oc in 0..<o {
-        for oh in 0..<g.outH {
-          for ow in 0..<g.outW {
-            let d = dy[((n * o + oc) * g.outH + oh) * g.outW + ow]
-            for c in 0..<g.c {
-              for i in 0..<3 {
-                for j in 0..<3 {
-                  let (r, q) = (oh - g.pad + i, ow - g.pad + j)
-                  guard r >= 0, r < g.h, q >= 0, q < g.w else { continue }
-                  dx[((n * g.c + c) * g.h + r) * g.w + q] += w[((oc * g.c + c) * 3 + i) * 3 + j] * d
+                  visit(y, ((oc * g.c + c) * 3 + i) * 3 + j, ((n * g.c + c) * g.h + r) * g.w + q)
                 }
               }
             }
@@ -79,75 +53,67 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
         }
       }
     }
-    return dx
   }
 
-  func testForwardMatchesDirectFloat64() throws {
+  /// For every case: fresh inputs in [−1, 1] of the sizes `inputs` gives, `op` into a
+  /// NaN-poisoned output of `outputCount` floats, compared with the float64 `reference`.
+  func checkEveryCase(
+    _ what: String, inputs: (ConvGeometry, Int) -> [Int], outputCount: (ConvGeometry, Int) -> Int,
+    _ op: (CPUBackend, [DeviceBuffer], DeviceBuffer, ConvGeometry, Int) throws -> Void,
+    reference: ([[Double]], ConvGeometry, Int) -> [Double]
+  ) throws {
     let b = try backend()
     for (g, o) in Self.cases {
       XCTAssertTrue(b.winogradFits(g, outChannels: o, dtype: .float32), "\(g)")
-      let x = random(g.n * g.c * g.h * g.w, -1...1, .float32)
-      let w = random(o * g.patch, -1...1, .float32)
-      let count = g.n * o * g.outH * g.outW
-      let y = try poisoned(b, count, .float32)
-      try b.conv2d(
-        try upload(b, x, .float32), try upload(b, w, .float32), y, outChannels: o, g,
-        dtype: .float32)
+      let values = inputs(g, o).map { random($0, -1...1, .float32) }
+      let count = outputCount(g, o)
+      let out = try poisoned(b, count, .float32)
+      try op(b, try values.map { try upload(b, $0, .float32) }, out, g, o)
       assertClose(
-        try download(b, y, count, .float32), referenceConv(x, w, g, o), .float32,
-        "Winograd conv2d \(g) → \(o)")
+        try download(b, out, count, .float32), reference(values, g, o), .float32,
+        "Winograd \(what) \(g) → \(o)")
     }
+  }
+
+  func testForwardMatchesDirectFloat64() throws {
+    try checkEveryCase(
+      "conv2d", inputs: { g, o in [g.n * g.c * g.h * g.w, o * g.patch] },
+      outputCount: { g, o in g.n * o * g.outH * g.outW },
+      { b, ins, y, g, o in try b.conv2d(ins[0], ins[1], y, outChannels: o, g, dtype: .float32) },
+      reference: { v, g, o in
+        var y = [Double](repeating: 0, count: g.n * o * g.outH * g.outW)
+        forEachProduct(g, o) { yi, wi, xi in y[yi] += v[1][wi] * v[0][xi] }
+        return y
+      })
   }
 
   func testBackwardDataMatchesDirectFloat64() throws {
-    let b = try backend()
-    for (g, o) in Self.cases {
-      let dy = random(g.n * o * g.outH * g.outW, -1...1, .float32)
-      let w = random(o * g.patch, -1...1, .float32)
-      let count = g.n * g.c * g.h * g.w
-      let dx = try poisoned(b, count, .float32)
-      try b.conv2dBackwardData(
-        try upload(b, dy, .float32), try upload(b, w, .float32), dx, outChannels: o, g,
-        dtype: .float32)
-      assertClose(
-        try download(b, dx, count, .float32), referenceBackwardData(dy, w, g, o), .float32,
-        "Winograd conv2d backward data \(g) → \(o)")
-    }
+    try checkEveryCase(
+      "conv2d backward data", inputs: { g, o in [g.n * o * g.outH * g.outW, o * g.patch] },
+      outputCount: { g, _ in g.n * g.c * g.h * g.w },
+      { b, ins, dx, g, o in
+        try b.conv2dBackwardData(ins[0], ins[1], dx, outChannels: o, g, dtype: .float32)
+      },
+      reference: { v, g, o in
+        var dx = [Double](repeating: 0, count: g.n * g.c * g.h * g.w)
+        forEachProduct(g, o) { yi, wi, xi in dx[xi] += v[1][wi] * v[0][yi] }
+        return dx
+      })
   }
 
   func testBackwardWeightsMatchesDirectFloat64() throws {
-    let b = try backend()
-    for (g, o) in Self.cases {
-      let dy = random(g.n * o * g.outH * g.outW, -1...1, .float32)
-      let x = random(g.n * g.c * g.h * g.w, -1...1, .float32)
-      var ref = [Double](repeating: 0, count: o * g.patch)
-      for n in 0..<g.n {
-        for oc in 0..<o {
-          for oh in 0..<g.outH {
-            for ow in 0..<g.outW {
-              let d = dy[((n * o + oc) * g.outH + oh) * g.outW + ow]
-              for c in 0..<g.c {
-                for i in 0..<3 {
-                  for j in 0..<3 {
-                    let (r, q) = (oh - g.pad + i, ow - g.pad + j)
-                    guard r >= 0, r < g.h, q >= 0, q < g.w else { continue }
-                    ref[((oc * g.c + c) * 3 + i) * 3 + j] +=
-                      d * x[((n * g.c + c) * g.h + r) * g.w + q]
-                  }
-                }
-              }
-            }
-          }
-        }
-      }
-      let dw = try poisoned(b, o * g.patch, .float32)
-      try b.conv2dBackwardWeights(
-        try upload(b, dy, .float32), try upload(b, x, .float32), dw, outChannels: o, g,
-        dtype: .float32)
-      assertClose(
-        try download(b, dw, o * g.patch, .float32), ref, .float32,
-        "Winograd conv2d backward weights \(g) → \(o)")
-    }
+    try checkEveryCase(
+      "conv2d backward weights",
+      inputs: { g, o in [g.n * o * g.outH * g.outW, g.n * g.c * g.h * g.w] },
+      outputCount: { g, o in o * g.patch },
+      { b, ins, dw, g, o in
+        try b.conv2dBackwardWeights(ins[0], ins[1], dw, outChannels: o, g, dtype: .float32)
+      },
+      reference: { v, g, o in
+        var dw = [Double](repeating: 0, count: o * g.patch)
+        forEachProduct(g, o) { yi, wi, xi in dw[wi] += v[0][yi] * v[1][xi] }
+        return dw
+      })
   }
 
   /// The gate: the shapes Winograd does not take stay on the direct lowerings.
