@@ -23,6 +23,8 @@
 
 #include "CWinograd.h"
 
+#if defined(__x86_64__)  // elsewhere: WinogradUnavailable.c
+
 #include <immintrin.h>
 #include <string.h>
 
@@ -539,3 +541,5 @@ void diffeqnet_winograd_finish_weight_gradient(
     }
   }
 }
+
+#endif  // defined(__x86_64__)
