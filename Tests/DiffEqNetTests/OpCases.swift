@@ -312,6 +312,9 @@ enum OpCases {
       ([2, 24, 5, 5], 8, 3, 1, 1, false),
       ([2, 12, 8, 8], 6, 4, 2, 1, false),
       ([5, 16, 5, 5], 6, 1, 1, 0, false),
+      // Winograd F(2×2, 3×3) on the CPU backend in float32 (≥ 16 channels on each side), whose
+      // gradients the consistency tests compare with OpenCL's.
+      ([2, 16, 6, 7], 17, 3, 1, 1, true),
     ]
     return cases.map { x, o, k, s, p, bias in
       let oh = (x[2] + 2 * p - k) / s + 1
