@@ -21,7 +21,7 @@ extension CPUBackend {
   /// Whether this CPU runs the AVX2 + FMA Winograd code at all.
   static let winogradAvailable = diffeqnet_winograd_available() != 0
 
-  /// Whether the forward convolution (with `transposeFlip`, its backward data) of geometry `g`
+  /// Whether a convolution of geometry `g` (forward, backward data and weight gradient alike)
   /// runs by Winograd: 3×3, stride 1, padding at most 2 (backward data needs 2 − p ≥ 0), float32,
   /// and at least 16 channels on each side, below which the transforms cost more than they save.
   public func winogradFits(_ g: ConvGeometry, outChannels o: Int, dtype: DType) -> Bool {
@@ -52,10 +52,11 @@ extension CPUBackend {
     let outWidth = width + 2 * pad - 2
     let tilesPerImage = (outHeight + 1) / 2 * ((outWidth + 1) / 2)
     let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, chunkTiles / tilesPerImage))
-    let scratchCount = diffeqnet_winograd_scratch_count(
-      Int32(chunks.largest), Int32(channels), Int32(height), Int32(width), Int32(outChannels),
-      Int32(pad))
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: chunks.workers * scratchCount)
+    let scratchCount = cacheLineMultiple(
+      diffeqnet_winograd_scratch_count(
+        Int32(chunks.largest), Int32(channels), Int32(height), Int32(width), Int32(outChannels),
+        Int32(pad)))
+    let scratch = allocateAligned(chunks.workers * scratchCount)
     defer { scratch.deallocate() }
     forEachChunk(chunks) { images, worker in
       diffeqnet_winograd_forward(
@@ -76,9 +77,10 @@ extension CPUBackend {
     let tilesPerImage = (g.outH + 1) / 2 * ((g.outW + 1) / 2)
     let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, chunkTiles / tilesPerImage))
     let size = diffeqnet_winograd_weight_gradient_count(Int32(o), Int32(g.c))
-    let scratchCount = diffeqnet_winograd_weight_scratch_count(
-      Int32(chunks.largest), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad))
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: chunks.workers * scratchCount)
+    let scratchCount = cacheLineMultiple(
+      diffeqnet_winograd_weight_scratch_count(
+        Int32(chunks.largest), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad)))
+    let scratch = allocateAligned(chunks.workers * scratchCount)
     defer { scratch.deallocate() }
     let partials = UnsafeMutablePointer<Float>.allocate(capacity: chunks.workers * size)
     defer { partials.deallocate() }
@@ -96,4 +98,14 @@ extension CPUBackend {
         Int32(outs.count))
     }
   }
+
+  /// Floats on 64-byte boundaries: the micro-kernel reads 16-float panels at multiples of 16
+  /// floats from the scratch's start, which then never straddle two cache lines.
+  private static func allocateAligned(_ count: Int) -> UnsafeMutablePointer<Float> {
+    UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+      .bindMemory(to: Float.self, capacity: count)
+  }
+
+  /// `count` rounded up to whole cache lines of floats, so that every worker's scratch is aligned.
+  private static func cacheLineMultiple(_ count: Int) -> Int { (count + 15) / 16 * 16 }
 }
