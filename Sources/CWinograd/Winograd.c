@@ -91,7 +91,7 @@ typedef struct {
   size_t block;               // distance between channels in V and M: 16·ldt + 16
   int padRows, padColumns;    // the zero-bordered copy of one channel
   size_t padPlane;            // padRows · padColumns
-  size_t padCount;            // room for every channel's copy: padPlane · max(C, O)
+  size_t padCount;            // room for every channel's copy: padPlane · max(C, O), rounded up
 } Plan;
 
 static Plan makePlan(int images, int channels, int height, int width, int outChannels, int pad) {
@@ -116,7 +116,9 @@ static Plan makePlan(int images, int channels, int height, int width, int outCha
   // Tile columns are transformed 8 at a time: the last group reads up to 2·TXr + 3.
   p.padColumns = 2 * roundUp(p.tileColumns, LANES) + 4;
   p.padPlane = (size_t)p.padRows * p.padColumns;
-  p.padCount = p.padPlane * (size_t)(channels > outChannels ? channels : outChannels);
+  // Whole cache lines, so that what follows in the scratch (the weight gradient's panels, which
+  // the micro-kernel reads 16 floats at a time) starts on one.
+  p.padCount = (p.padPlane * (size_t)(channels > outChannels ? channels : outChannels) + 15) / 16 * 16;
   return p;
 }
 
