@@ -23,10 +23,23 @@ extension CPUBackend {
 
   /// Whether a convolution of geometry `g` (forward, backward data and weight gradient alike)
   /// runs by Winograd: 3×3, stride 1, padding at most 2 (backward data needs 2 − p ≥ 0), float32,
-  /// and at least 16 channels on each side, below which the transforms cost more than they save.
+  /// at least 16 channels on each side (below that the transforms cost more than they save), and
+  /// at most `maxTilesPerImage` tiles per image.
   public func winogradFits(_ g: ConvGeometry, outChannels o: Int, dtype: DType) -> Bool {
     usesWinograd && dtype == .float32 && g.kh == 3 && g.kw == 3 && g.stride == 1 && g.pad <= 2
       && g.c >= 16 && o >= 16 && g.n > 0 && g.outH > 0 && g.outW > 0
+      && Self.tilesPerImage(outHeight: g.outH, outWidth: g.outW) <= Self.maxTilesPerImage
+  }
+
+  /// A chunk is at least one image, and its scratch grows with the map: 1024 tiles (64×64
+  /// outputs) take about 8.7 MB per core at 64 + 64 channels. Larger maps stay on the direct
+  /// path. (Single-threaded, 64 → 64 channels with warm caches, Winograd ran at 139, 105 and 82
+  /// effective GFLOP/s on 28², 64² and 128² maps; the direct path at 55–70.)
+  static let maxTilesPerImage = 1024
+
+  /// 2×2 output tiles covering an outHeight × outWidth map.
+  static func tilesPerImage(outHeight: Int, outWidth: Int) -> Int {
+    (outHeight + 1) / 2 * ((outWidth + 1) / 2)
   }
 
   /// y [n, o, Ho, Wo] = conv(x [n, c, h, w], w), or with `backwardData` dx [n, c, h, w] from
@@ -50,8 +63,8 @@ extension CPUBackend {
 
     let outHeight = height + 2 * pad - 2
     let outWidth = width + 2 * pad - 2
-    let tilesPerImage = (outHeight + 1) / 2 * ((outWidth + 1) / 2)
-    let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, chunkTiles / tilesPerImage))
+    let tiles = tilesPerImage(outHeight: outHeight, outWidth: outWidth)
+    let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, chunkTiles / tiles))
     let scratchCount = cacheLineMultiple(
       diffeqnet_winograd_scratch_count(
         Int32(chunks.largest), Int32(channels), Int32(height), Int32(width), Int32(outChannels),
@@ -74,8 +87,8 @@ extension CPUBackend {
     _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
     outChannels o: Int, _ g: ConvGeometry
   ) {
-    let tilesPerImage = (g.outH + 1) / 2 * ((g.outW + 1) / 2)
-    let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, chunkTiles / tilesPerImage))
+    let tiles = tilesPerImage(outHeight: g.outH, outWidth: g.outW)
+    let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, chunkTiles / tiles))
     let size = diffeqnet_winograd_weight_gradient_count(Int32(o), Int32(g.c))
     let scratchCount = cacheLineMultiple(
       diffeqnet_winograd_weight_scratch_count(

@@ -18,6 +18,8 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     (ConvGeometry(n: 5, c: 24, h: 6, w: 3, kh: 3, kw: 3, stride: 1, pad: 2), 16),
     (ConvGeometry(n: 2, c: 65, h: 14, w: 14, kh: 3, kw: 3, stride: 1, pad: 1), 64),
     (ConvGeometry(n: 23, c: 17, h: 11, w: 19, kh: 3, kw: 3, stride: 1, pad: 1), 23),
+    // More tiles per image (255) than a chunk's target: one image per chunk.
+    (ConvGeometry(n: 3, c: 16, h: 33, w: 29, kh: 3, kw: 3, stride: 1, pad: 1), 16),
     // Maps at most 8 wide, two tile rows per 8-lane group: ODE-Net's 6×6 on MNIST (an odd
     // number of tile rows), a full 4-tile row, a 1-tile row.
     (ConvGeometry(n: 7, c: 64, h: 6, w: 6, kh: 3, kw: 3, stride: 1, pad: 1), 64),
@@ -132,6 +134,13 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     var five = g
     (five.kh, five.kw) = (5, 5)
     XCTAssertFalse(b.winogradFits(five, outChannels: 16, dtype: .float32))
+    // 64×64 outputs are 1024 tiles, the most taken; 66×66 are 1089.
+    var largest = g
+    (largest.h, largest.w) = (64, 64)
+    XCTAssertTrue(b.winogradFits(largest, outChannels: 16, dtype: .float32))
+    var tooLarge = g
+    (tooLarge.h, tooLarge.w) = (66, 66)
+    XCTAssertFalse(b.winogradFits(tooLarge, outChannels: 16, dtype: .float32))
     XCTAssertFalse(CPUBackend(winograd: false).winogradFits(g, outChannels: 16, dtype: .float32))
   }
 }
