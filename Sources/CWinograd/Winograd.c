@@ -118,7 +118,8 @@ static Plan makePlan(int images, int channels, int height, int width, int outCha
   p.padPlane = (size_t)p.padRows * p.padColumns;
   // Whole cache lines, so that what follows in the scratch (the weight gradient's panels, which
   // the micro-kernel reads 16 floats at a time) starts on one.
-  p.padCount = (p.padPlane * (size_t)(channels > outChannels ? channels : outChannels) + 15) / 16 * 16;
+  const size_t planes = (size_t)(channels > outChannels ? channels : outChannels);
+  p.padCount = (p.padPlane * planes + 15) / 16 * 16;
   return p;
 }
 
@@ -145,7 +146,9 @@ __attribute__((target("avx2,fma"))) static inline void deinterleave(
 /// copy (rows too short for memcpy calls to pay).
 static inline void copyPlane(const float *src, int rows, int columns, float *dst, int stride) {
   for (int r = 0; r < rows; r++) {
-    for (int col = 0; col < columns; col++) dst[(size_t)r * stride + col] = src[(size_t)r * columns + col];
+    for (int col = 0; col < columns; col++) {
+      dst[(size_t)r * stride + col] = src[(size_t)r * columns + col];
+    }
   }
 }
 
@@ -165,10 +168,10 @@ __attribute__((target("avx2,fma"))) static inline __m256i pairedSpreading(int tx
 }
 
 /// V[c][ξ][image·T + tile] = (Bᵀ d B)[ξ] for every tile of one image, 8 tiles (one tile row, or
-/// two when they are at most 4 tiles wide) at a time. `padded` holds padCount floats, zero outside the interiors this function writes.
-/// A group of 8 that runs past the row's end spills into the next row's (or image's) first
-/// slots, which are written later; the loops go in increasing tile order so that the correct
-/// value lands last.
+/// two when they are at most 4 tiles wide) at a time. `padded` holds padCount floats, zero
+/// outside the interiors this function writes. A group of 8 that runs past the row's end spills
+/// into the next row's (or image's) first slots, which are written later; the loops go in
+/// increasing tile order so that the correct value lands last.
 __attribute__((target("avx2,fma"))) static void transformInput(
     const Plan *p, const float *x, int image, float *v, float *padded) {
   const size_t plane = (size_t)p->ldt;  // from one ξ's row to the next
@@ -226,14 +229,16 @@ __attribute__((target("avx2,fma"))) static inline void storePrefix(
   }
 }
 
-/// y[o] = Aᵀ M A for every tile of one image, in the groups of `transformInput`.
+/// y[o] = Aᵀ M A + bias[o] (bias may be NULL) for every tile of one image, in the groups of
+/// `transformInput`.
 __attribute__((target("avx2,fma"))) static void transformOutput(
-    const Plan *p, const float *m, int image, float *y) {
+    const Plan *p, const float *m, int image, float *y, const float *bias) {
   const size_t plane = (size_t)p->ldt;  // from one ξ's row to the next
   const __m256i spreading = pairedSpreading(p->tileColumns);
   for (int o = 0; o < p->outChannels; o++) {
     const float *mo = m + (size_t)o * p->block + (size_t)image * p->tilesPerImage;
     float *yo = y + (size_t)o * p->outHeight * p->outWidth;
+    const __m256 shift = _mm256_set1_ps(bias ? bias[o] : 0.0f);
     for (int ty = 0; ty < p->tileRows; ty += 1 + p->pairRows) {
       for (int tx = 0; tx < p->tileColumns; tx += LANES) {
         const float *in = mo + ty * p->tileColumns + tx;
@@ -250,6 +255,8 @@ __attribute__((target("avx2,fma"))) static void transformOutput(
         for (int a = 0; a < 2 && 2 * ty + a < p->outHeight; a++) {  // (Aᵀ M) A
           __m256 left = _mm256_add_ps(_mm256_add_ps(t[a][0], t[a][1]), t[a][2]);
           __m256 right = _mm256_sub_ps(_mm256_sub_ps(t[a][1], t[a][2]), t[a][3]);
+          left = _mm256_add_ps(left, shift);
+          right = _mm256_add_ps(right, shift);
           if (p->pairRows) {
             left = _mm256_permutevar8x32_ps(left, spreading);
             right = _mm256_permutevar8x32_ps(right, spreading);
@@ -318,8 +325,8 @@ __attribute__((target("avx2,fma"))) static void microKernel(
 }
 
 __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
-    const float *packed, const float *x, float *y, int images, int channels, int height,
-    int width, int outChannels, int pad, float *scratch) {
+    const float *packed, const float *bias, const float *x, float *y, int images, int channels,
+    int height, int width, int outChannels, int pad, float *scratch) {
   const Plan p = makePlan(images, channels, height, width, outChannels, pad);
   float *v = scratch;
   float *m = v + p.block * channels;
@@ -352,7 +359,7 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
     }
   }
   for (int n = 0; n < images; n++) {
-    transformOutput(&p, m, n, y + (size_t)n * outChannels * p.outHeight * p.outWidth);
+    transformOutput(&p, m, n, y + (size_t)n * outChannels * p.outHeight * p.outWidth, bias);
   }
 }
 
@@ -464,9 +471,13 @@ __attribute__((target("avx2,fma"))) static void packPanels(
       }
       for (int k = 0; k < depth; k += LANES) {
         __m256 b[LANES];
-        for (int r = 0; r < LANES; r++) b[r] = in[r] ? _mm256_loadu_ps(in[r] + k) : _mm256_setzero_ps();
+        for (int r = 0; r < LANES; r++) {
+          b[r] = in[r] ? _mm256_loadu_ps(in[r] + k) : _mm256_setzero_ps();
+        }
         transpose8(b);
-        for (int q = 0; q < LANES; q++) _mm256_storeu_ps(out + (size_t)(k + q) * width + half, b[q]);
+        for (int q = 0; q < LANES; q++) {
+          _mm256_storeu_ps(out + (size_t)(k + q) * width + half, b[q]);
+        }
       }
     }
   }

@@ -19,8 +19,8 @@ size_t diffeqnet_winograd_scratch_count(
 }
 
 void diffeqnet_winograd_forward(
-    const float *packed, const float *x, float *y, int images, int channels, int height,
-    int width, int outChannels, int pad, float *scratch) {}
+    const float *packed, const float *bias, const float *x, float *y, int images, int channels,
+    int height, int width, int outChannels, int pad, float *scratch) {}
 
 size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels) { return 0; }
 

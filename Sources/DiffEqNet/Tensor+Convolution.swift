@@ -23,15 +23,17 @@ extension Tensor {
         op: "conv2d", shape: shape, reason: "kernel \(weight.shape) larger than the padded input")
     }
     let o = weight.shape[0]
-    var y = try empty([g.n, o, g.outH, g.outW])
-    try backend.conv2d(buffer, weight.buffer, y.buffer, outChannels: o, g, dtype: dtype)
     if let bias {
+      try checkCompatible(bias, "conv2d bias")
       guard bias.shape == [o] else {
         throw TensorError.shapeMismatch(op: "conv2d bias", lhs: [o], rhs: bias.shape)
       }
-      y = try y + bias.detached.reshaped([o, 1, 1])
     }
-    let out = y.detached
+    // The bias is added by the backend's convolution (Winograd's output transform on the CPU),
+    // not as a broadcast add over the whole output afterwards.
+    let out = try empty([g.n, o, g.outH, g.outW])
+    try backend.conv2d(
+      buffer, weight.buffer, bias: bias?.buffer, out.buffer, outChannels: o, g, dtype: dtype)
     let (x, w) = (detached, weight.detached)
     let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
     return out.recorded(from: inputs) { gy in

@@ -4,8 +4,8 @@
 /// cache) provide their own.
 extension Backend {
   public func conv2d(
-    _ x: DeviceBuffer, _ w: DeviceBuffer, _ y: DeviceBuffer, outChannels o: Int,
-    _ g: ConvGeometry, dtype: DType
+    _ x: DeviceBuffer, _ w: DeviceBuffer, bias: DeviceBuffer?, _ y: DeviceBuffer,
+    outChannels o: Int, _ g: ConvGeometry, dtype: DType
   ) throws {
     let cols = try allocate(g.patch * g.columns, dtype)
     try im2col(x, cols, g, dtype: dtype)
@@ -13,6 +13,20 @@ extension Backend {
     try gemm(w, cols, tmp, GEMMShape(m: o, n: g.columns, k: g.patch), dtype: dtype)
     try permute(
       tmp, y, PermuteShape(shape: [1, o, g.n, g.outH * g.outW], perm: [0, 2, 1, 3]), dtype: dtype)
+    if let bias {
+      try addChannelBias(bias, to: y, n: g.n, channels: o, plane: g.outH * g.outW, dtype: dtype)
+    }
+  }
+
+  /// y[n, o, ·] += bias[o] in place, by the broadcasting `binary` add (whose output may be its
+  /// first operand: every element reads only its own position).
+  public func addChannelBias(
+    _ bias: DeviceBuffer, to y: DeviceBuffer, n: Int, channels: Int, plane: Int, dtype: DType
+  ) throws {
+    let layout = BroadcastLayout(
+      shape: SIMD4(n, channels, plane, 1), aStrides: SIMD4(channels * plane, plane, 1, 0),
+      bStrides: SIMD4(0, 1, 0, 0))
+    try binary(.add, y, bias, y, layout: layout, dtype: dtype)
   }
 
   public func conv2dBackwardData(

@@ -68,10 +68,11 @@ public protocol Backend: AnyObject, Sendable {
   func im2col(_ x: DeviceBuffer, _ cols: DeviceBuffer, _ g: ConvGeometry, dtype: DType) throws
   /// The adjoint of `im2col`: x (overwritten) = Σ of the cols entries that read each element.
   func col2im(_ cols: DeviceBuffer, _ x: DeviceBuffer, _ g: ConvGeometry, dtype: DType) throws
-  /// y [N, O, Ho, Wo] = conv(x [N, C, H, W], w [O, C, kh, kw]) (cross-correlation, zero padding).
+  /// y [N, O, Ho, Wo] = conv(x [N, C, H, W], w [O, C, kh, kw]) + bias[o] (cross-correlation, zero
+  /// padding; no bias term when `bias` is nil).
   func conv2d(
-    _ x: DeviceBuffer, _ w: DeviceBuffer, _ y: DeviceBuffer, outChannels: Int,
-    _ g: ConvGeometry, dtype: DType) throws
+    _ x: DeviceBuffer, _ w: DeviceBuffer, bias: DeviceBuffer?, _ y: DeviceBuffer,
+    outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
   /// dx [N, C, H, W] (overwritten) = the adjoint of `conv2d` in x applied to dy.
   func conv2dBackwardData(
     _ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer,

@@ -18,9 +18,16 @@ import Foundation
 /// other work simply takes fewer.
 extension CPUBackend {
   public func conv2d(
-    _ x: DeviceBuffer, _ w: DeviceBuffer, _ y: DeviceBuffer, outChannels o: Int,
-    _ g: ConvGeometry, dtype: DType
+    _ x: DeviceBuffer, _ w: DeviceBuffer, bias: DeviceBuffer?, _ y: DeviceBuffer,
+    outChannels o: Int, _ g: ConvGeometry, dtype: DType
   ) throws {
+    // Winograd adds the bias in its output transform; the direct lowerings after their GEMMs.
+    if winogradFits(g, outChannels: o, dtype: dtype) {
+      Self.winogradConvolution(
+        x.pointer(Float.self), w.pointer(Float.self), bias: bias?.pointer(Float.self),
+        y.pointer(Float.self), outChannels: o, g, backwardData: false)
+      return
+    }
     func run<T: CPUScalar>(_: T.Type) {
       let (px, pw, py) = (x.pointer(T.self), w.pointer(T.self), y.pointer(T.self))
       guard g.n > 0, o > 0 else { return }
@@ -29,11 +36,7 @@ extension CPUBackend {
         py.update(repeating: 0, count: g.n * o * g.outH * g.outW)
         return
       }
-      if winogradFits(g, outChannels: o, dtype: dtype) {
-        Self.winogradConvolution(
-          x.pointer(Float.self), w.pointer(Float.self), y.pointer(Float.self), outChannels: o, g,
-          backwardData: false)
-      } else if Self.rowTapsFit(g) {
+      if Self.rowTapsFit(g) {
         let t = RowTaps(g, outChannels: o)
         let wr = Self.tapKernel(g, o, pw)
         defer { wr.deallocate() }
@@ -43,6 +46,9 @@ extension CPUBackend {
       }
     }
     dtype == .float32 ? run(Float.self) : run(Double.self)
+    if let bias {
+      try addChannelBias(bias, to: y, n: g.n, channels: o, plane: g.outH * g.outW, dtype: dtype)
+    }
   }
 
   public func conv2dBackwardData(
@@ -64,8 +70,8 @@ extension CPUBackend {
       let pointwise = g.kh == 1 && g.kw == 1
       if winogradFits(g, outChannels: o, dtype: dtype) {
         Self.winogradConvolution(
-          dy.pointer(Float.self), w.pointer(Float.self), dx.pointer(Float.self), outChannels: o, g,
-          backwardData: true)
+          dy.pointer(Float.self), w.pointer(Float.self), bias: nil, dx.pointer(Float.self),
+          outChannels: o, g, backwardData: true)
       } else if g.stride == 1 && g.pad < g.kh && g.pad < g.kw
         && (pointwise || (g.c >= 24 && o * g.kw >= 32))
       {

@@ -42,11 +42,12 @@ extension CPUBackend {
     (outHeight + 1) / 2 * ((outWidth + 1) / 2)
   }
 
-  /// y [n, o, Ho, Wo] = conv(x [n, c, h, w], w), or with `backwardData` dx [n, c, h, w] from
-  /// dy [n, o, Ho, Wo]; `w` is the forward kernel [o, c, 3, 3] either way.
+  /// y [n, o, Ho, Wo] = conv(x [n, c, h, w], w) + bias[o], or with `backwardData` (and no bias)
+  /// dx [n, c, h, w] from dy [n, o, Ho, Wo]; `w` is the forward kernel [o, c, 3, 3] either way.
   static func winogradConvolution(
-    _ input: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
-    outChannels o: Int, _ g: ConvGeometry, backwardData: Bool
+    _ input: UnsafePointer<Float>, _ w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    _ output: UnsafeMutablePointer<Float>, outChannels o: Int, _ g: ConvGeometry,
+    backwardData: Bool
   ) {
     // The convolution actually run: backward data convolves dy with the rotated kernel.
     let (channels, height, width, outChannels, pad) =
@@ -73,7 +74,7 @@ extension CPUBackend {
     defer { scratch.deallocate() }
     forEachChunk(chunks) { images, worker in
       diffeqnet_winograd_forward(
-        packed, input + images.lowerBound * channels * height * width,
+        packed, bias, input + images.lowerBound * channels * height * width,
         output + images.lowerBound * outChannels * outHeight * outWidth, Int32(images.count),
         Int32(channels), Int32(height), Int32(width), Int32(outChannels), Int32(pad),
         scratch + worker * scratchCount)

@@ -81,7 +81,9 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     try checkEveryCase(
       "conv2d", inputs: { g, o in [g.n * g.c * g.h * g.w, o * g.patch] },
       outputCount: { g, o in g.n * o * g.outH * g.outW },
-      { b, ins, y, g, o in try b.conv2d(ins[0], ins[1], y, outChannels: o, g, dtype: .float32) },
+      { b, ins, y, g, o in
+        try b.conv2d(ins[0], ins[1], bias: nil, y, outChannels: o, g, dtype: .float32)
+      },
       reference: { v, g, o in
         var y = [Double](repeating: 0, count: g.n * o * g.outH * g.outW)
         forEachProduct(g, o) { yi, wi, xi in y[yi] += v[1][wi] * v[0][xi] }

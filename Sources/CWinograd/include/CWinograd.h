@@ -39,11 +39,12 @@ void diffeqnet_winograd_pack_kernel(
 size_t diffeqnet_winograd_scratch_count(
     int images, int channels, int height, int width, int outChannels, int pad);
 
-/// y = conv(x, g) for `images` images, g packed by `diffeqnet_winograd_pack_kernel`.
-/// `scratch` holds `diffeqnet_winograd_scratch_count(...)` floats, private to the caller.
+/// y = conv(x, g) + bias[o] for `images` images, g packed by `diffeqnet_winograd_pack_kernel`;
+/// `bias` may be NULL (no bias term). `scratch` holds `diffeqnet_winograd_scratch_count(...)`
+/// floats, private to the caller.
 void diffeqnet_winograd_forward(
-    const float *packed, const float *x, float *y, int images, int channels, int height,
-    int width, int outChannels, int pad, float *scratch);
+    const float *packed, const float *bias, const float *x, float *y, int images, int channels,
+    int height, int width, int outChannels, int pad, float *scratch);
 
 /// Floats of the transformed kernel gradient dUᵀ [16][inChannels][outChannels] that
 /// `diffeqnet_winograd_weight_gradient` accumulates.
