@@ -23,7 +23,7 @@ extension CPUBackend {
   ) throws {
     // Winograd adds the bias in its output transform; the direct lowerings after their GEMMs.
     if winogradFits(g, outChannels: o, dtype: dtype) {
-      Self.winogradConvolution(
+      try winogradConvolution(
         x.pointer(Float.self), w.pointer(Float.self), bias: bias?.pointer(Float.self),
         y.pointer(Float.self), outChannels: o, g, backwardData: false)
       return
@@ -55,6 +55,12 @@ extension CPUBackend {
     _ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer, outChannels o: Int,
     _ g: ConvGeometry, dtype: DType
   ) throws {
+    if winogradFits(g, outChannels: o, dtype: dtype) {
+      try winogradConvolution(
+        dy.pointer(Float.self), w.pointer(Float.self), bias: nil, dx.pointer(Float.self),
+        outChannels: o, g, backwardData: true)
+      return
+    }
     func run<T: CPUScalar>(_: T.Type) {
       let (pdy, pw, pdx) = (dy.pointer(T.self), w.pointer(T.self), dx.pointer(T.self))
       guard g.n > 0, g.c > 0 else { return }
@@ -68,11 +74,7 @@ extension CPUBackend {
       // have only C rows, too few below about 24 channels, where the adjoint's C·kw rows (or
       // im2col's C·kh·kw) measure faster. A 1×1 kernel needs no expansion either way.
       let pointwise = g.kh == 1 && g.kw == 1
-      if winogradFits(g, outChannels: o, dtype: dtype) {
-        Self.winogradConvolution(
-          dy.pointer(Float.self), w.pointer(Float.self), bias: nil, dx.pointer(Float.self),
-          outChannels: o, g, backwardData: true)
-      } else if g.stride == 1 && g.pad < g.kh && g.pad < g.kw
+      if g.stride == 1 && g.pad < g.kh && g.pad < g.kw
         && (pointwise || (g.c >= 24 && o * g.kw >= 32))
       {
         let t = RowTaps(
@@ -101,6 +103,11 @@ extension CPUBackend {
     _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer, outChannels o: Int,
     _ g: ConvGeometry, dtype: DType
   ) throws {
+    if winogradFits(g, outChannels: o, dtype: dtype) {
+      try winogradBackwardWeights(
+        dy.pointer(Float.self), x.pointer(Float.self), dw.pointer(Float.self), outChannels: o, g)
+      return
+    }
     func run<T: CPUScalar>(_: T.Type) {
       let (pdy, px, pdw) = (dy.pointer(T.self), x.pointer(T.self), dw.pointer(T.self))
       guard o > 0, g.patch > 0 else { return }
@@ -108,10 +115,7 @@ extension CPUBackend {
         pdw.update(repeating: 0, count: o * g.patch)
         return
       }
-      if winogradFits(g, outChannels: o, dtype: dtype) {
-        Self.winogradBackwardWeights(
-          dy.pointer(Float.self), x.pointer(Float.self), dw.pointer(Float.self), outChannels: o, g)
-      } else if Self.rowTapsFit(g) {
+      if Self.rowTapsFit(g) {
         let t = RowTaps(g, outChannels: o)
         Self.rowTapsWeights(t, n: g.n, pdy, px, pdw)
       } else {

@@ -44,81 +44,83 @@ extension CPUBackend {
 
   /// y [n, o, Ho, Wo] = conv(x [n, c, h, w], w) + bias[o], or with `backwardData` (and no bias)
   /// dx [n, c, h, w] from dy [n, o, Ho, Wo]; `w` is the forward kernel [o, c, 3, 3] either way.
-  static func winogradConvolution(
+  func winogradConvolution(
     _ input: UnsafePointer<Float>, _ w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
     _ output: UnsafeMutablePointer<Float>, outChannels o: Int, _ g: ConvGeometry,
     backwardData: Bool
-  ) {
+  ) throws {
     // The convolution actually run: backward data convolves dy with the rotated kernel.
     let (channels, height, width, outChannels, pad) =
       backwardData
       ? (o, g.outH, g.outW, g.c, 2 - g.pad) : (g.c, g.h, g.w, o, g.pad)
-    let packedCount = diffeqnet_winograd_packed_kernel_count(Int32(outChannels), Int32(channels))
-    let packed = UnsafeMutablePointer<Float>.allocate(capacity: packedCount)
-    defer { packed.deallocate() }
-    parallelFor((outChannels + 5) / 6, grain: 1) { panels in
-      diffeqnet_winograd_pack_kernel(
-        w, Int32(outChannels), Int32(channels), backwardData ? 1 : 0, packed,
-        Int32(panels.lowerBound), Int32(panels.count))
-    }
-
     let outHeight = height + 2 * pad - 2
     let outWidth = width + 2 * pad - 2
-    let tiles = tilesPerImage(outHeight: outHeight, outWidth: outWidth)
-    let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, chunkTiles / tiles))
-    let scratchCount = cacheLineMultiple(
+    let tiles = Self.tilesPerImage(outHeight: outHeight, outWidth: outWidth)
+    let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, Self.chunkTiles / tiles))
+    let packedCount = diffeqnet_winograd_packed_kernel_count(Int32(outChannels), Int32(channels))
+    let scratchCount = Self.cacheLineMultiple(
       diffeqnet_winograd_scratch_count(
         Int32(chunks.largest), Int32(channels), Int32(height), Int32(width), Int32(outChannels),
         Int32(pad)))
-    let scratch = allocateAligned(chunks.workers * scratchCount)
-    defer { scratch.deallocate() }
-    forEachChunk(chunks) { images, worker in
-      diffeqnet_winograd_forward(
-        packed, bias, input + images.lowerBound * channels * height * width,
-        output + images.lowerBound * outChannels * outHeight * outWidth, Int32(images.count),
-        Int32(channels), Int32(height), Int32(width), Int32(outChannels), Int32(pad),
-        scratch + worker * scratchCount)
+    let packedBuffer = try scratch(packedCount)
+    let scratchBuffer = try scratch(chunks.workers * scratchCount)
+    withExtendedLifetime((packedBuffer, scratchBuffer)) {
+      let (packed, scratch) = (packedBuffer.pointer(Float.self), scratchBuffer.pointer(Float.self))
+      parallelFor((outChannels + 5) / 6, grain: 1) { panels in
+        diffeqnet_winograd_pack_kernel(
+          w, Int32(outChannels), Int32(channels), backwardData ? 1 : 0, packed,
+          Int32(panels.lowerBound), Int32(panels.count))
+      }
+      Self.forEachChunk(chunks) { images, worker in
+        diffeqnet_winograd_forward(
+          packed, bias, input + images.lowerBound * channels * height * width,
+          output + images.lowerBound * outChannels * outHeight * outWidth, Int32(images.count),
+          Int32(channels), Int32(height), Int32(width), Int32(outChannels), Int32(pad),
+          scratch + worker * scratchCount)
+      }
     }
   }
 
   /// dw [o, c, 3, 3] = Σₙ the weight gradient of image n, from dy [n, o, Ho, Wo] and
   /// x [n, c, h, w]. Each worker sums its fixed run of chunks in its own transformed gradient,
   /// so the rounding, like the direct path's, does not depend on timing.
-  static func winogradBackwardWeights(
+  func winogradBackwardWeights(
     _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
     outChannels o: Int, _ g: ConvGeometry
-  ) {
-    let tiles = tilesPerImage(outHeight: g.outH, outWidth: g.outW)
-    let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, chunkTiles / tiles))
+  ) throws {
+    let tiles = Self.tilesPerImage(outHeight: g.outH, outWidth: g.outW)
+    let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, Self.chunkTiles / tiles))
     let size = diffeqnet_winograd_weight_gradient_count(Int32(o), Int32(g.c))
-    let scratchCount = cacheLineMultiple(
+    let scratchCount = Self.cacheLineMultiple(
       diffeqnet_winograd_weight_scratch_count(
         Int32(chunks.largest), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad)))
-    let scratch = allocateAligned(chunks.workers * scratchCount)
-    defer { scratch.deallocate() }
-    let partials = UnsafeMutablePointer<Float>.allocate(capacity: chunks.workers * size)
-    defer { partials.deallocate() }
-    // Every worker has at least one chunk (workers ≤ chunks), whose call overwrites its partial.
-    forEachChunk(chunks, deterministic: true) { images, worker in
-      let first = images.lowerBound == chunks[worker * chunks.count / chunks.workers].lowerBound
-      diffeqnet_winograd_weight_gradient(
-        x + images.lowerBound * g.c * g.h * g.w, dy + images.lowerBound * o * g.outH * g.outW,
-        Int32(images.count), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad),
-        partials + worker * size, first ? 0 : 1, scratch + worker * scratchCount)
-    }
-    parallelFor(o, grain: 1) { outs in
-      diffeqnet_winograd_finish_weight_gradient(
-        partials, Int32(chunks.workers), Int32(o), Int32(g.c), dw, Int32(outs.lowerBound),
-        Int32(outs.count))
+    let scratchBuffer = try scratch(chunks.workers * scratchCount)
+    let partialsBuffer = try scratch(chunks.workers * size)
+    withExtendedLifetime((scratchBuffer, partialsBuffer)) {
+      let scratch = scratchBuffer.pointer(Float.self)
+      let partials = partialsBuffer.pointer(Float.self)
+      // Every worker has at least one chunk (workers ≤ chunks), whose call overwrites its
+      // partial.
+      Self.forEachChunk(chunks, deterministic: true) { images, worker in
+        let first = images.lowerBound == chunks[worker * chunks.count / chunks.workers].lowerBound
+        diffeqnet_winograd_weight_gradient(
+          x + images.lowerBound * g.c * g.h * g.w, dy + images.lowerBound * o * g.outH * g.outW,
+          Int32(images.count), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad),
+          partials + worker * size, first ? 0 : 1, scratch + worker * scratchCount)
+      }
+      parallelFor(o, grain: 1) { outs in
+        diffeqnet_winograd_finish_weight_gradient(
+          partials, Int32(chunks.workers), Int32(o), Int32(g.c), dw, Int32(outs.lowerBound),
+          Int32(outs.count))
+      }
     }
   }
 
-  /// Floats on 64-byte boundaries: the micro-kernel reads 16-float panels at multiples of 16
-  /// floats from the scratch's start, which then never straddle two cache lines.
-  private static func allocateAligned(_ count: Int) -> UnsafeMutablePointer<Float> {
-    UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
-      .bindMemory(to: Float.self, capacity: count)
-  }
+  /// `count` floats of scratch from the pool: 64-byte aligned (the micro-kernel reads 16-float
+  /// panels at multiples of 16 floats from the start, which then never straddle two cache
+  /// lines), counted in the pool's bytes, and reused from call to call (a fresh multi-megabyte
+  /// allocation per convolution cost page faults: 68,000 in rk4_adjoint against 16,000).
+  private func scratch(_ count: Int) throws -> DeviceBuffer { try allocate(count, .float32) }
 
   /// `count` rounded up to whole cache lines of floats, so that every worker's scratch is aligned.
   private static func cacheLineMultiple(_ count: Int) -> Int { (count + 15) / 16 * 16 }
