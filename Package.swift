@@ -32,9 +32,12 @@ let package = Package(
       dependencies: [
         "DiffEqNet", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
-    .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
-    .testTarget(name: "DiffEqNetTests", dependencies: ["DiffEqNet"]),
-    .testTarget(name: "SolverTests", dependencies: ["DiffEqNet"]),
+    // What the numerical test targets share (a library target: test targets cannot import each
+    // other).
+    .target(name: "NumericTestSupport", path: "Tests/NumericTestSupport"),
+    .testTarget(name: "KernelsTests", dependencies: ["Kernels", "NumericTestSupport"]),
+    .testTarget(name: "DiffEqNetTests", dependencies: ["DiffEqNet", "NumericTestSupport"]),
+    .testTarget(name: "SolverTests", dependencies: ["DiffEqNet", "NumericTestSupport"]),
     .testTarget(name: "TrainingTests", dependencies: ["DiffEqNet"]),
     .testTarget(name: "DataTests", dependencies: ["DiffEqNet"]),
   ]

@@ -1,5 +1,6 @@
 import DiffEqNet
 import Foundation
+import NumericTestSupport
 import XCTest
 
 /// The mechanics of reverse mode, checked against derivatives worked out by hand on the host

@@ -1,4 +1,5 @@
 import DiffEqNet
+import NumericTestSupport
 import XCTest
 
 /// Every other backend against the CPU on the whole op catalog, in float32 with identical inputs:

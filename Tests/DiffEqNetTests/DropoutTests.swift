@@ -1,4 +1,5 @@
 import DiffEqNet
+import NumericTestSupport
 import XCTest
 
 /// Dropout has no backend-free reference (its mask comes from a hash), so it is checked by the

@@ -1,4 +1,5 @@
 import DiffEqNet
+import NumericTestSupport
 import XCTest
 
 /// Every op's output against its float64 reference (ReferenceOps.swift), on every backend and

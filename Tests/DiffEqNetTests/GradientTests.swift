@@ -1,4 +1,5 @@
 import DiffEqNet
+import NumericTestSupport
 import XCTest
 
 /// Every differentiable op's vector-Jacobian product against central finite differences, in

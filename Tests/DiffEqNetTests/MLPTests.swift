@@ -1,4 +1,5 @@
 import DiffEqNet
+import NumericTestSupport
 import XCTest
 
 /// `MLP`'s tape-free vector-Jacobian product against differentiating its recorded forward pass.

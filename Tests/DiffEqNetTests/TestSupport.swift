@@ -1,5 +1,6 @@
 import DiffEqNet
 import Foundation
+import NumericTestSupport
 import XCTest
 
 // MARK: - Backends
@@ -47,19 +48,6 @@ func dtypes(on backend: any Backend) -> [DType] {
 func forwardTolerance(_ dtype: DType) -> Double { dtype == .float32 ? 1e-5 : 1e-12 }
 
 // MARK: - Comparisons
-
-/// ‖a − b‖₂ / ‖b‖₂ (the absolute norm when b is zero); infinite when the sizes differ, NaN when
-/// either contains a NaN (so a comparison `≤ tol` fails).
-func relativeError(_ a: [Double], _ b: [Double]) -> Double {
-  guard a.count == b.count else { return .infinity }
-  var diff = 0.0
-  var ref = 0.0
-  for (x, y) in zip(a, b) {
-    diff += (x - y) * (x - y)
-    ref += y * y
-  }
-  return ref == 0 ? diff.squareRoot() : (diff / ref).squareRoot()
-}
 
 // MARK: - Host ↔ tensor
 

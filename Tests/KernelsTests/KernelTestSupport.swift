@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import NumericTestSupport
 import XCTest
 
 /// SplitMix64: small, seedable and the same on every platform.
@@ -62,17 +63,6 @@ extension KernelTestCase {
   }
 
   func tolerance(_ t: DType) -> Double { t == .float32 ? 1e-5 : 1e-12 }
-
-  /// ‖out − ref‖ / ‖ref‖ (absolute for an all-zero reference); NaN anywhere gives NaN.
-  func relativeError(_ out: [Double], _ ref: [Double]) -> Double {
-    var num = 0.0
-    var den = 0.0
-    for (o, r) in zip(out, ref) {
-      num += (o - r) * (o - r)
-      den += r * r
-    }
-    return den == 0 ? num.squareRoot() : (num / den).squareRoot()
-  }
 
   func assertClose(
     _ out: [Double], _ ref: [Double], _ t: DType, _ what: @autoclosure () -> String,

@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import NumericTestSupport
 import XCTest
 
 // The fused solver primitives (`linearCombination`, `scaledErrorSquaredSum`) and the NaN semantics

@@ -1,4 +1,5 @@
 import DiffEqNet
+import NumericTestSupport
 import XCTest
 
 /// Adjoint and checkpointed gradients against direct backpropagation and finite differences.

@@ -1,5 +1,6 @@
 import DiffEqNet
 import Foundation
+import NumericTestSupport
 import XCTest
 
 /// Fixed-step solvers converge at their order; adaptive ones meet their tolerance on problems

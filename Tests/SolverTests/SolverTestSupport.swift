@@ -1,17 +1,6 @@
 import DiffEqNet
+import NumericTestSupport
 import XCTest
-
-/// ‖a − b‖ / ‖b‖ over flattened values (‖a‖ when b is zero).
-func relativeError(_ a: [Double], _ b: [Double]) -> Double {
-  precondition(a.count == b.count)
-  var num = 0.0
-  var den = 0.0
-  for (x, y) in zip(a, b) {
-    num += (x - y) * (x - y)
-    den += y * y
-  }
-  return den == 0 ? num.squareRoot() : (num / den).squareRoot()
-}
 
 /// A field with no parameters, from a host function of (t, y) written with tensor ops.
 func field(_ f: @escaping (Double, Tensor) throws -> Tensor) -> VectorField { VectorField(f) }
