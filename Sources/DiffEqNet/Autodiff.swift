@@ -27,7 +27,10 @@ final class GradNode {
   /// hands its inputs to a work list before it dies, so no deinit recurses.
   deinit {
     rule = nil  // rules may capture tracked tensors; drop them while `inputs` keeps the nodes alive
-    var pending = inputs.compactMap { $0 }
+    // Leaves have no inputs and cannot recurse, so only interior inputs are queued: a node over
+    // leaves alone (most of a small graph) frees without allocating a work list.
+    var pending: [GradNode] = []
+    for case let node? in inputs where !node.inputs.isEmpty { pending.append(node) }
     inputs = []
     while var node = pending.popLast() {
       guard isKnownUniquelyReferenced(&node) else { continue }
@@ -53,23 +56,39 @@ extension Tensor {
     from inputs: [Tensor], _ rule: @autoclosure () -> (Tensor) throws -> [Tensor?]
   ) -> Tensor {
     guard inputs.contains(where: { $0.node != nil }) else { return self }
-    var t = self
-    t.node = GradNode(inputs: inputs.map(\.node), rule: rule())
-    return t
+    return with(GradNode(inputs: inputs.map(\.node), rule: rule()))
   }
 
   /// `recorded(from:_:)` for one input, without building an array when it is untracked.
   func recorded(from a: Tensor, _ rule: @autoclosure () -> (Tensor) throws -> [Tensor?])
     -> Tensor
   {
-    a.node == nil ? self : recorded(from: [a], rule())
+    a.node == nil ? self : with(GradNode(inputs: [a.node], rule: rule()))
   }
 
   /// `recorded(from:_:)` for two inputs, without building an array when both are untracked.
   func recorded(
     from a: Tensor, _ b: Tensor, _ rule: @autoclosure () -> (Tensor) throws -> [Tensor?]
   ) -> Tensor {
-    a.node == nil && b.node == nil ? self : recorded(from: [a, b], rule())
+    a.node == nil && b.node == nil ? self : with(GradNode(inputs: [a.node, b.node], rule: rule()))
+  }
+
+  /// `recorded(from:_:)` for two inputs and an optional third (a layer's bias).
+  func recorded(
+    from a: Tensor, _ b: Tensor, _ c: Tensor?,
+    _ rule: @autoclosure () -> (Tensor) throws -> [Tensor?]
+  ) -> Tensor {
+    guard let c else { return recorded(from: a, b, rule()) }
+    guard a.node != nil || b.node != nil || c.node != nil else { return self }
+    return with(GradNode(inputs: [a.node, b.node, c.node], rule: rule()))
+  }
+
+  /// `self` with `node` attached; kept out of line so that the untracked paths above stay small.
+  @inline(never)
+  private func with(_ node: GradNode) -> Tensor {
+    var t = self
+    t.node = node
+    return t
   }
 }
 
@@ -85,6 +104,8 @@ func backpropagate(_ outputs: [Tensor], seeds: [Tensor], to leaves: [Tensor]) th
   let traversal = traversals.add(1, ordering: .relaxed).newValue
   var roots: [GradNode] = []
   var touched: [GradNode] = []
+  roots.reserveCapacity(outputs.count)
+  touched.reserveCapacity(16)  // one allocation instead of several growths on small graphs
   defer { for node in touched { node.cotangent = nil } }
   for (output, seed) in zip(outputs, seeds) {
     guard output.shape == seed.shape else {
@@ -125,7 +146,10 @@ func backpropagate(_ outputs: [Tensor], seeds: [Tensor], to leaves: [Tensor]) th
 /// solves are deeper than the call stack).
 private func topologicalOrder(from roots: [GradNode], traversal: UInt64) -> [GradNode] {
   var order: [GradNode] = []
-  var stack: [(GradNode, Bool)] = roots.reversed().map { ($0, false) }
+  order.reserveCapacity(16)
+  var stack: [(GradNode, Bool)] = []
+  stack.reserveCapacity(16)
+  for root in roots.reversed() { stack.append((root, false)) }
   while let (node, expanded) = stack.popLast() {
     if expanded {
       order.append(node)

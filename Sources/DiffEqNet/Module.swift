@@ -24,6 +24,7 @@ open class Module {
   public private(set) var isTraining = true
   private var cachedMembers: [(String, AnyObject)]?
   private var cachedParameters: [(name: String, parameter: Parameter)]?
+  private var cachedTrainable: [(name: String, parameter: Parameter)]?
 
   public init() {}
 
@@ -49,7 +50,10 @@ open class Module {
 
   /// The trainable parameters, in `namedParameters()` order.
   public func trainableParameters() -> [(name: String, parameter: Parameter)] {
-    namedParameters().filter { $0.parameter.trainable }
+    if let cachedTrainable { return cachedTrainable }
+    let trainable = namedParameters().filter { $0.parameter.trainable }
+    cachedTrainable = trainable
+    return trainable
   }
 
   /// The number of trainable scalars.
@@ -123,20 +127,29 @@ public func vjp(
   _ model: Module?, at xs: [Tensor], cotangents: [Tensor]?, _ f: ([Tensor]) throws -> [Tensor]
 ) throws -> ([Tensor], inputs: [Tensor], parameters: [String: Tensor]) {
   let params = model?.trainableParameters() ?? []
+  // One array of leaves, the inputs then the parameters, which stand in for the parameters'
+  // values while f runs. The values are restored exactly as they were (a vjp nested in another
+  // differentiated computation must hand back that computation's tracked parameters).
   let saved = params.map { $0.parameter.value }
   defer { for (p, v) in zip(params, saved) { p.parameter.value = v } }
-  let leaves = params.map { $0.parameter.value.trackingGradients() }
-  for (p, leaf) in zip(params, leaves) { p.parameter.value = leaf }
-  let inputs = xs.map { $0.trackingGradients() }
-  let ys = try f(inputs)
+  var leaves: [Tensor] = []
+  leaves.reserveCapacity(xs.count + params.count)
+  for x in xs { leaves.append(x.trackingGradients()) }
+  for p in params {
+    let leaf = p.parameter.value.trackingGradients()
+    leaves.append(leaf)
+    p.parameter.value = leaf
+  }
+  let ys = try f(Array(leaves[..<xs.count]))
   let seeds =
     try cotangents ?? ys.map { try Tensor.ones($0.shape, dtype: $0.dtype, on: $0.backend) }
   guard seeds.count == ys.count else {
     throw TensorError.invalidArgument(
       op: "vjp", reason: "\(seeds.count) cotangents for \(ys.count) outputs")
   }
-  let grads = try backpropagate(ys, seeds: seeds, to: inputs + leaves)
-  var named: [String: Tensor] = [:]
-  for (p, g) in zip(params, grads[inputs.count...]) { named[p.name] = g }
-  return (ys.map(\.detached), Array(grads[..<inputs.count]), named)
+  var grads = try backpropagate(ys, seeds: seeds, to: leaves)
+  var named = [String: Tensor](minimumCapacity: params.count)
+  for (i, p) in params.enumerated() { named[p.name] = grads[xs.count + i] }
+  grads.removeSubrange(xs.count...)
+  return (ys.map(\.detached), grads, named)
 }

@@ -71,10 +71,9 @@ extension Tensor {
         dtype: dtype)
     }
     guard isTracked || weight.isTracked || bias?.isTracked == true else { return out }
-    let (x, w) = (detached, weight.detached)
-    let tracked = bias.map { [self, weight, $0] } ?? [self, weight]
-    return out.recorded(from: tracked) { g in
-      let (dx, dw, db) = try Tensor.linearBackward(g, input: x, weight: w, bias: bias != nil)
+    return out.recorded(from: self, weight, bias) {
+      [x = detached, w = weight.detached, hasBias = bias != nil] g in
+      let (dx, dw, db) = try Tensor.linearBackward(g, input: x, weight: w, bias: hasBias)
       return db.map { [dx, dw, $0] } ?? [dx, dw]
     }
   }

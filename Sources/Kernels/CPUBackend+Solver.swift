@@ -6,19 +6,17 @@ extension CPUBackend {
     precondition(xs.count == coefficients.count && !xs.isEmpty)
     func run<T: CPUScalar>(_: T.Type) {
       let out = y.pointer(T.self)
-      let ps = xs.map { $0.pointer(T.self) }
-      let cs = coefficients.map { T($0) }
       parallelFor(count, grain: 1 << 14) { r in
         // Blocks of 1024 keep the running sums in L1 while each input streams through once.
         var lo = r.lowerBound
         while lo < r.upperBound {
           let hi = min(r.upperBound, lo + 1024)
-          let p0 = ps[0]
-          let c0 = cs[0]
+          let p0 = xs[0].pointer(T.self)
+          let c0 = T(coefficients[0])
           for i in lo..<hi { out[i] = c0 * p0[i] }
-          for k in 1..<ps.count {
-            let p = ps[k]
-            let c = cs[k]
+          for k in 1..<xs.count {
+            let p = xs[k].pointer(T.self)
+            let c = T(coefficients[k])
             for i in lo..<hi { out[i] += c * p[i] }
           }
           lo = hi

@@ -115,16 +115,32 @@ struct ODEIntegrator {
   func combine(
     _ y: [Tensor], _ k: [[Tensor]], weights: [Double], h: Double, components: Int = .max
   ) throws -> [Tensor] {
-    try y.indices.map { c in
-      if c >= components { return y[c] }
-      var terms = [y[c]]
-      var coefficients = [1.0]
-      for (w, kj) in zip(weights, k) where w != 0 {
-        terms.append(kj[c])
-        coefficients.append(h * w)
-      }
-      return terms.count == 1 ? y[c] : try Tensor.linearCombination(terms, coefficients)
+    // The contributing stages and their coefficients are the same for every component, and one
+    // terms array serves them all: small states make this bookkeeping cost more than the sums.
+    var stages: [Int] = []
+    stages.reserveCapacity(k.count)
+    var coefficients: [Double] = [1]
+    coefficients.reserveCapacity(k.count + 1)
+    for (j, w) in zip(k.indices, weights) where w != 0 {
+      stages.append(j)
+      coefficients.append(h * w)
     }
+    if stages.isEmpty { return y }
+    var out: [Tensor] = []
+    out.reserveCapacity(y.count)
+    var terms: [Tensor] = []
+    terms.reserveCapacity(stages.count + 1)
+    for c in y.indices {
+      guard c < components else {
+        out.append(y[c])
+        continue
+      }
+      terms.removeAll(keepingCapacity: true)
+      terms.append(y[c])
+      for j in stages { terms.append(k[j][c]) }
+      out.append(try Tensor.linearCombination(terms, coefficients))
+    }
+    return out
   }
 
   /// The state at t + θh inside an accepted step: Dormand–Prince's own fourth-order continuous
