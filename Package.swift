@@ -21,9 +21,12 @@ let package = Package(
     // AVX2 + FMA code behind a run-time check: Swift cannot target one function at them.
     .target(name: "CWinograd", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
     .target(
+      name: "CSmallGEMM", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
+    .target(
       name: "Kernels",
       dependencies: [
-        "COpenCL", "CBLAS", "CWinograd", .product(name: "Numerics", package: "swift-numerics"),
+        "COpenCL", "CBLAS", "CWinograd", "CSmallGEMM",
+        .product(name: "Numerics", package: "swift-numerics"),
       ],
       swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
     .target(name: "DiffEqNet", dependencies: ["Kernels", "CZlib"]),

@@ -25,7 +25,7 @@ extension CPUBackend {
         continue
       }
       if p.m * p.n * p.k <= Self.smallGEMMVolume {
-        Self.smallGEMM(p, pa, pb, pc)
+        if !T.vectorisedSmallGEMM(p, pa, pb, pc) { Self.smallGEMM(p, pa, pb, pc) }
         continue
       }
       // OpenBLAS runs single-threaded (see `CPUBackend.init`); large products are split here

@@ -1,4 +1,5 @@
 import CBLAS
+import CSmallGEMM
 import Foundation
 import RealModule
 
@@ -65,9 +66,34 @@ protocol CPUScalar: Real, BinaryFloatingPoint, SIMDScalar {
     _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Self,
     _ a: UnsafePointer<Self>, _ lda: Int, _ b: UnsafePointer<Self>, _ ldb: Int, _ beta: Self,
     _ c: UnsafeMutablePointer<Self>, _ ldc: Int)
+  /// A product of at most `CPUBackend.smallGEMMVolume` multiply-adds by vector code where this
+  /// type and CPU have some (false: the caller runs its portable loops instead).
+  static func vectorisedSmallGEMM(
+    _ p: GEMMShape, _ a: UnsafeMutablePointer<Self>, _ b: UnsafeMutablePointer<Self>,
+    _ c: UnsafeMutablePointer<Self>
+  ) -> Bool
 }
 
+/// Read once: the CPU does not change under a running process.
+private let smallSGEMMAvailable = diffeqnet_small_gemm_available() != 0
+
 extension Float: CPUScalar {
+  /// CSmallGEMM's AVX2 + FMA kernel: `CPUBackend.smallGEMM`'s three forms, 8 lanes wide with
+  /// fused multiply-adds, in one C call (small layers make several products per op).
+  static func vectorisedSmallGEMM(
+    _ p: GEMMShape, _ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>,
+    _ c: UnsafeMutablePointer<Float>
+  ) -> Bool {
+    guard smallSGEMMAvailable else { return false }
+    let scratch = diffeqnet_small_gemm_scratch_count(Int32(p.m), Int32(p.n), Int32(p.k))
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: scratch) { s in
+      diffeqnet_small_sgemm(
+        p.transA ? 1 : 0, p.transB ? 1 : 0, Int32(p.m), Int32(p.n), Int32(p.k), Float(p.alpha),
+        a, Int32(p.lda), b, Int32(p.ldb), Float(p.beta), c, Int32(p.ldc), s.baseAddress!)
+    }
+    return true
+  }
+
   /// Eigen's rational minimax approximation (degree 13/6), accurate to a few ulps: unlike libm's
   /// tanhf it has no branches or calls, so whole loops vectorise — tanh dominates small MLP
   /// vector fields.
@@ -126,6 +152,12 @@ extension Float: CPUScalar {
 }
 
 extension Double: CPUScalar {
+  /// No vector kernel: float64 products (gradient checks) run the portable loops.
+  static func vectorisedSmallGEMM(
+    _ p: GEMMShape, _ a: UnsafeMutablePointer<Double>, _ b: UnsafeMutablePointer<Double>,
+    _ c: UnsafeMutablePointer<Double>
+  ) -> Bool { false }
+
   @inline(__always) static func fastTanh(_ v: Double) -> Double { Double.tanh(v) }
   @inline(__always) static func fastExp(_ v: Double) -> Double { Double.exp(v) }
 

@@ -557,11 +557,30 @@ final class OpenCLBackendTests: XCTestCase, KernelTestCase {
   }
 
   /// The CPU backend's GEMM, which takes two routes: direct loops up to
-  /// `CPUBackend.smallGEMMVolume` multiply-adds (both of their loop orders) and OpenBLAS above,
-  /// split into panels across cores for large products. This test needs no OpenCL.
+  /// `CPUBackend.smallGEMMVolume` multiply-adds (their three forms: CSmallGEMM's AVX2 kernel for
+  /// float32 where the CPU has it, the Swift loops for float64) and OpenBLAS above, split into
+  /// panels across cores for large products. This test needs no OpenCL.
   func testGEMMOnCPUBackend() throws {
     let b = CPUBackend()
     var cases = gemmCases()
+    // Small products whose rows or columns take more than one block of 32 (4 vectors of 8) in
+    // the forms that block them, depths that are and are not whole vectors, and the shapes of a
+    // Linear(2→50) layer at batch 20.
+    let small = [
+      (3, 70, 9), (70, 3, 9), (70, 1, 5), (9, 5, 16), (20, 50, 2), (20, 2, 50), (50, 2, 20),
+    ]
+    for (m, n, k) in small {
+      for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
+        for (alpha, beta) in [(1.0, 0.0), (-0.5, 0.75)] {
+          cases.append(
+            (
+              GEMMShape(
+                m: m, n: n, k: k, transA: transA, transB: transB, alpha: alpha, beta: beta),
+              "small gemm m=\(m) n=\(n) k=\(k) tA=\(transA) tB=\(transB) β=\(beta)"
+            ))
+        }
+      }
+    }
     for (m, n, k) in [(256, 9, 33), (3, 600, 40), (300, 300, 30)] {
       for (transA, transB) in [(false, false), (true, true)] {
         cases.append(
