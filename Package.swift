@@ -23,9 +23,11 @@ let package = Package(
     .target(
       name: "CSmallGEMM", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
     .target(
+      name: "CVectorMath", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
+    .target(
       name: "Kernels",
       dependencies: [
-        "COpenCL", "CBLAS", "CWinograd", "CSmallGEMM",
+        "COpenCL", "CBLAS", "CWinograd", "CSmallGEMM", "CVectorMath",
         .product(name: "Numerics", package: "swift-numerics"),
       ],
       swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),

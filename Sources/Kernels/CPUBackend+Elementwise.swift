@@ -105,7 +105,10 @@ extension CPUBackend {
       case .relu: for i in r { y[i] = x[i] > 0 ? x[i] : 0 }
       case .neg: for i in r { y[i] = -x[i] }
       case .square: for i in r { y[i] = x[i] * x[i] }
-      case .tanh: for i in r { y[i] = T.fastTanh(x[i]) }
+      case .tanh:
+        if !T.vectorisedTanh(x + r.lowerBound, y + r.lowerBound, r.count) {
+          for i in r { y[i] = T.fastTanh(x[i]) }
+        }
       default: for i in r { y[i] = apply(op, x[i]) }
       }
     }
@@ -125,7 +128,12 @@ extension CPUBackend {
           dx[i] = x[i] > 0 ? g : 0
         }
       // Their own loops, so the switch is outside and the loop vectorises.
-      case .tanh: for i in r { dx[i] = dy[i] * derivative(.tanh, x[i]) }
+      case .tanh:
+        if !T.vectorisedTanhGradient(
+          x + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count)
+        {
+          for i in r { dx[i] = dy[i] * derivative(.tanh, x[i]) }
+        }
       case .sigmoid: for i in r { dx[i] = dy[i] * derivative(.sigmoid, x[i]) }
       default: for i in r { dx[i] = dy[i] * derivative(op, x[i]) }
       }

@@ -1,5 +1,6 @@
 import CBLAS
 import CSmallGEMM
+import CVectorMath
 import Foundation
 import RealModule
 
@@ -72,12 +73,41 @@ protocol CPUScalar: Real, BinaryFloatingPoint, SIMDScalar {
     _ p: GEMMShape, _ a: UnsafeMutablePointer<Self>, _ b: UnsafeMutablePointer<Self>,
     _ c: UnsafeMutablePointer<Self>
   ) -> Bool
+  /// y = tanh(x) over `count` elements by vector code where this type and CPU have some (false:
+  /// the caller runs `fastTanh` in a loop instead).
+  static func vectorisedTanh(
+    _ x: UnsafeMutablePointer<Self>, _ y: UnsafeMutablePointer<Self>, _ count: Int
+  ) -> Bool
+  /// dx = dy·tanh'(x) likewise.
+  static func vectorisedTanhGradient(
+    _ x: UnsafeMutablePointer<Self>, _ dy: UnsafeMutablePointer<Self>,
+    _ dx: UnsafeMutablePointer<Self>, _ count: Int
+  ) -> Bool
 }
 
 /// Read once: the CPU does not change under a running process.
 private let smallSGEMMAvailable = diffeqnet_small_gemm_available() != 0
+private let vectorMathAvailable = diffeqnet_vector_math_available() != 0
 
 extension Float: CPUScalar {
+  /// CVectorMath's AVX2 + FMA loops: `fastTanh` and the derivative's `fastExp`, 8 lanes wide.
+  static func vectorisedTanh(
+    _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int
+  ) -> Bool {
+    guard vectorMathAvailable else { return false }
+    diffeqnet_tanh(x, y, count)
+    return true
+  }
+
+  static func vectorisedTanhGradient(
+    _ x: UnsafeMutablePointer<Float>, _ dy: UnsafeMutablePointer<Float>,
+    _ dx: UnsafeMutablePointer<Float>, _ count: Int
+  ) -> Bool {
+    guard vectorMathAvailable else { return false }
+    diffeqnet_tanh_gradient(x, dy, dx, count)
+    return true
+  }
+
   /// CSmallGEMM's AVX2 + FMA kernel: `CPUBackend.smallGEMM`'s three forms, 8 lanes wide with
   /// fused multiply-adds, in one C call (small layers make several products per op).
   static func vectorisedSmallGEMM(
@@ -152,10 +182,19 @@ extension Float: CPUScalar {
 }
 
 extension Double: CPUScalar {
-  /// No vector kernel: float64 products (gradient checks) run the portable loops.
+  // No vector kernels: float64 (gradient checks) runs the portable loops.
   static func vectorisedSmallGEMM(
     _ p: GEMMShape, _ a: UnsafeMutablePointer<Double>, _ b: UnsafeMutablePointer<Double>,
     _ c: UnsafeMutablePointer<Double>
+  ) -> Bool { false }
+
+  static func vectorisedTanh(
+    _ x: UnsafeMutablePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ count: Int
+  ) -> Bool { false }
+
+  static func vectorisedTanhGradient(
+    _ x: UnsafeMutablePointer<Double>, _ dy: UnsafeMutablePointer<Double>,
+    _ dx: UnsafeMutablePointer<Double>, _ count: Int
   ) -> Bool { false }
 
   @inline(__always) static func fastTanh(_ v: Double) -> Double { Double.tanh(v) }

@@ -1,0 +1,14 @@
+// Off x86-64 there is no AVX2 code: `diffeqnet_vector_math_available` says so, and the CPU
+// backend never calls the others (they are here so that the module links).
+
+#include "CVectorMath.h"
+
+#if !defined(__x86_64__)
+
+int diffeqnet_vector_math_available(void) { return 0; }
+
+void diffeqnet_tanh(const float *x, float *y, size_t count) {}
+
+void diffeqnet_tanh_gradient(const float *x, const float *dy, float *dx, size_t count) {}
+
+#endif
