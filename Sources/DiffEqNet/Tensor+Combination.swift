@@ -9,15 +9,28 @@ extension Tensor {
         op: "linearCombination",
         reason: "\(terms.count) terms for \(coefficients.count) coefficients")
     }
-    for t in terms.dropFirst() {
-      try first.checkCompatible(t, "linearCombination")
-      guard t.shape == first.shape else {
-        throw TensorError.shapeMismatch(op: "linearCombination", lhs: first.shape, rhs: t.shape)
+    // Through a buffer pointer rather than `for t in terms`, which copies each tensor (four
+    // references): the stage combinations of a solve over a small state are dominated by such
+    // bookkeeping.
+    let buffers = try terms.withUnsafeBufferPointer { terms in
+      var buffers: [DeviceBuffer] = []
+      buffers.reserveCapacity(terms.count)
+      for i in terms.indices {
+        // Field by field: passing terms[i] whole (to checkCompatible) would copy it.
+        if terms[i].backend !== first.backend || terms[i].dtype != first.dtype {
+          try first.checkCompatible(terms[i], "linearCombination")
+        }
+        guard terms[i].shape == first.shape else {
+          throw TensorError.shapeMismatch(
+            op: "linearCombination", lhs: first.shape, rhs: terms[i].shape)
+        }
+        buffers.append(terms[i].buffer)
       }
+      return buffers
     }
     let out = try first.empty(first.shape)
     try first.backend.linearCombination(
-      terms.map(\.buffer), coefficients: coefficients, into: out.buffer, count: first.count,
+      buffers, coefficients: coefficients, into: out.buffer, count: first.count,
       dtype: first.dtype)
     return out.recorded(from: terms) { g in
       try coefficients.map { c in c == 1 ? g : try g.affine(scale: c) }
