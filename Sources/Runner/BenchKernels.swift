@@ -91,19 +91,9 @@ struct BenchKernels: ParsableCommand {
   }
 
   func gemmMeasurement(_ backend: any Backend, n: Int) throws -> Measurement {
-    var rng = RandomState(seed: 1)
-    let a = try Tensor.normal([n, n], rng: &rng, on: backend)
-    let b = try Tensor.normal([n, n], rng: &rng, on: backend)
-    let c = try Tensor.zeros([n, n], on: backend)
-    let shape = GEMMShape(m: n, n: n, k: n)
-    let reps = n >= 2048 ? max(3, options.repetitions / 2) : options.repetitions
-    let t = try medianTime(repetitions: reps) {
-      try backend.gemm(a.buffer, b.buffer, c.buffer, shape, dtype: .float32)
-      try backend.synchronize()
-    }
-    return Measurement(
-      op: "gemm", device: backend.name, shape: "\(n)x\(n)x\(n)", medianSeconds: t,
-      flops: shape.flops)
+    try measureGEMM(
+      backend, n: n,
+      repetitions: n >= 2048 ? max(3, options.repetitions / 2) : options.repetitions)
   }
 
   func convMeasurements(_ backend: any Backend, inChannels c: Int) throws -> [Measurement] {

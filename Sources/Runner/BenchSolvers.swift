@@ -18,6 +18,9 @@ struct BenchSolvers: ParsableCommand {
       f(y) = Linear(50->2)(tanh(Linear(2->50)(y^3))); batches of 20 windows of 10 points; \
       dopri5 rtol 1e-7 atol 1e-9 with the backsolve adjoint; RMSprop lr 1e-3): the median time \
       per training iteration and the final loss.
+      Before and after the workloads a reference line (workload=reference, config=sgemm_1024) \
+      gives OpenBLAS sgemm's rate in those minutes: read the times against it on a machine whose \
+      speed drifts.
       """)
 
   @OptionGroup var options: BenchOptions
@@ -46,10 +49,22 @@ struct BenchSolvers: ParsableCommand {
   }
 
   func run() throws {
+    try reportReference()
     for backend in try options.backends() {
       if workload != "spiral" { try odeblock(on: backend) }
       if workload != "odeblock" { try spiral(on: backend) }
     }
+    try reportReference()
+  }
+
+  /// OpenBLAS sgemm at 1024, before and after the workloads: the machine's speed in the minutes
+  /// they ran (it drifts by up to 1.6×), to read their times against.
+  func reportReference() throws {
+    let m = try measureGEMM(CPUBackend(), n: 1024, repetitions: options.repetitions)
+    report([
+      ("workload", "reference"), ("config", "sgemm_1024"), ("device", m.device),
+      ("median_s", m.medianSeconds), ("gflops", m.gflops ?? 0),
+    ])
   }
 
   func report(_ fields: [(String, Any)]) {

@@ -40,3 +40,22 @@ func medianTime(repetitions: Int, inner: Int = 1, _ body: () throws -> Void) ret
   times.sort()
   return times[times.count / 2]
 }
+
+/// Float32 GEMM of two n×n matrices on `backend`: its median time and GFLOP/s. At n = 1024 on
+/// the CPU backend (OpenBLAS) it is this machine's reference for arithmetic, which both
+/// benchmarks print: the machine's speed drifts by up to 1.6× from minute to minute, so every
+/// figure reads best as a fraction of the reference taken beside it.
+func measureGEMM(_ backend: any Backend, n: Int, repetitions: Int) throws -> Measurement {
+  var rng = RandomState(seed: 1)
+  let a = try Tensor.normal([n, n], rng: &rng, on: backend)
+  let b = try Tensor.normal([n, n], rng: &rng, on: backend)
+  let c = try Tensor.zeros([n, n], on: backend)
+  let shape = GEMMShape(m: n, n: n, k: n)
+  let t = try medianTime(repetitions: repetitions) {
+    try backend.gemm(a.buffer, b.buffer, c.buffer, shape, dtype: .float32)
+    try backend.synchronize()
+  }
+  return Measurement(
+    op: "gemm", device: backend.name, shape: "\(n)x\(n)x\(n)", medianSeconds: t,
+    flops: shape.flops)
+}
