@@ -26,7 +26,7 @@ int diffeqnet_small_gemm_available(void) {
 
 static int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
-size_t diffeqnet_small_gemm_scratch_count(int m, int n, int k) {
+size_t diffeqnet_small_gemm_scratch_count(int n, int k) {
   // rows: k packed rows of n (rounded up to 8); dots: n packed columns of k (likewise).
   const size_t rows = (size_t)k * roundUp(n, LANES);
   const size_t dots = (size_t)n * roundUp(k, LANES);

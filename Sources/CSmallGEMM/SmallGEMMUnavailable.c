@@ -7,7 +7,7 @@
 
 int diffeqnet_small_gemm_available(void) { return 0; }
 
-size_t diffeqnet_small_gemm_scratch_count(int m, int n, int k) { return 0; }
+size_t diffeqnet_small_gemm_scratch_count(int n, int k) { return 0; }
 
 void diffeqnet_small_sgemm(
     int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda,

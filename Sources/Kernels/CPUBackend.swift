@@ -115,7 +115,7 @@ extension Float: CPUScalar {
     _ c: UnsafeMutablePointer<Float>
   ) -> Bool {
     guard smallSGEMMAvailable else { return false }
-    let scratch = diffeqnet_small_gemm_scratch_count(Int32(p.m), Int32(p.n), Int32(p.k))
+    let scratch = diffeqnet_small_gemm_scratch_count(Int32(p.n), Int32(p.k))
     withUnsafeTemporaryAllocation(of: Float.self, capacity: scratch) { s in
       diffeqnet_small_sgemm(
         p.transA ? 1 : 0, p.transB ? 1 : 0, Int32(p.m), Int32(p.n), Int32(p.k), Float(p.alpha),

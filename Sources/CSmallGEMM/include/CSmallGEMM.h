@@ -13,8 +13,9 @@
 /// 1 when this CPU runs the AVX2 + FMA code, else 0.
 int diffeqnet_small_gemm_available(void);
 
-/// Floats of scratch that `diffeqnet_small_sgemm` needs for these sizes.
-size_t diffeqnet_small_gemm_scratch_count(int m, int n, int k);
+/// Floats of scratch that `diffeqnet_small_sgemm` needs for a product with these n and k
+/// (the packed copy of op(B) depends on them alone).
+size_t diffeqnet_small_gemm_scratch_count(int n, int k);
 
 /// C = alpha·op(A)·op(B) + beta·C in row-major storage, where op(A) is m×k (A stored k×m when
 /// `transA`), op(B) is k×n (B stored n×k when `transB`) and C is m×n; lda, ldb and ldc are the
