@@ -1,15 +1,16 @@
 // Small products C = alpha·op(A)·op(B) + beta·C in one of three forms, chosen so that the
 // 8 lanes run along a dimension of at least 8 where there is one:
 //
-//   rows     (n ≥ 8): each row of C accumulates k scaled rows of op(B), which are packed first
-//            when B is stored transposed (a Linear layer's forward pass, x·Wᵀ);
+//   rows     (n ≥ 8): each row of C accumulates k scaled rows of op(B), packed first with
+//            zeros past n (a Linear layer's forward pass, x·Wᵀ, reads B transposed);
 //   columns  (n < 8, A stored transposed): each column of C accumulates k scaled rows of the
 //            stored A (a layer's weight gradient Gᵀ·X with few inputs);
 //   dots     (n < 8 otherwise): each element is a dot product of a row of op(A) with a column of
 //            op(B), packed first (a narrow layer's output, or the input gradient G·W).
 //
-// Tails shorter than 8 use masked loads and stores, so nothing outside the matrices is read or
-// written. The Swift side keeps the same three forms for float64 (CPUBackend.smallGEMM).
+// Tails shorter than 8 use masked loads and stores or the packed copies' zero padding, so nothing
+// outside the matrices is read or written. The Swift side keeps the same three forms for float64
+// and for CPUs without AVX2 (CPUBackend.smallGEMM).
 
 #include "CSmallGEMM.h"
 
