@@ -1,8 +1,13 @@
 import COpenCL
 import Foundation
+import Synchronization
 
 /// A raw allocation owned by a backend: host memory for the CPU backend, a `cl_mem` for OpenCL.
-public enum Allocation {
+///
+/// `@unchecked Sendable`: a handle that the pool passes whole from one owner to the next (a live
+/// `DeviceBuffer`, or the pool's free list under its mutex); nothing reads through it while it
+/// moves.
+public enum Allocation: @unchecked Sendable {
   case host(UnsafeMutableRawPointer)
   case openCL(cl_mem)
 
@@ -23,18 +28,22 @@ public enum Allocation {
 /// out again, so a training loop that repeats the same shapes allocates from the system only once.
 ///
 /// `currentBytes` counts bytes held by live `DeviceBuffer`s and `peakBytes` its maximum since the
-/// last `resetPeak()`; cached free buffers count in neither. All state is guarded by `lock`, which
-/// is what makes the class safe to share between threads.
+/// last `resetPeak()`; cached free buffers count in neither. All state is in `state`, behind a
+/// `Mutex` (a futex, not `NSLock`'s pthread mutex behind a class call: every tensor takes and
+/// gives one buffer, and small networks make thousands per step), which is what makes the class
+/// safe to share between threads.
 public final class BufferPool: @unchecked Sendable {
-  private let lock = NSLock()
-  /// Free lists of sizes below `smallLimit`, indexed by size / 256 (no hashing on the path every
-  /// small op takes), and of larger sizes by size.
-  private var smallLists = [[Allocation]](repeating: [], count: smallLimit / 256 + 1)
-  private var largeLists: [Int: [Allocation]] = [:]
+  private struct State {
+    /// Free lists of sizes below `smallLimit`, indexed by size / 256 (no hashing on the path
+    /// every small op takes), and of larger sizes by size.
+    var smallLists = [[Allocation]](repeating: [], count: BufferPool.smallLimit / 256 + 1)
+    var largeLists: [Int: [Allocation]] = [:]
+    var current = 0
+    var peak = 0
+    var cached = 0
+  }
+  private let state = Mutex(State())
   private static let smallLimit = 1 << 20
-  private var _current = 0
-  private var _peak = 0
-  private var _cached = 0
   private let systemAllocate: (Int) throws -> Allocation
   private let systemFree: (Allocation) -> Void
 
@@ -54,22 +63,22 @@ public final class BufferPool: @unchecked Sendable {
   }
 
   /// Bytes held by live buffers.
-  public var currentBytes: Int { lock.withLock { _current } }
+  public var currentBytes: Int { state.withLock { $0.current } }
   /// The most bytes held by live buffers at once since the last `resetPeak()`.
-  public var peakBytes: Int { lock.withLock { _peak } }
+  public var peakBytes: Int { state.withLock { $0.peak } }
   /// Bytes kept in free lists for reuse.
-  public var cachedBytes: Int { lock.withLock { _cached } }
+  public var cachedBytes: Int { state.withLock { $0.cached } }
 
   /// Starts a new peak measurement from the current level.
-  public func resetPeak() { lock.withLock { _peak = _current } }
+  public func resetPeak() { state.withLock { $0.peak = $0.current } }
 
   /// Returns all cached buffers to the system.
   public func trim() {
-    let lists = lock.withLock { () -> [[Allocation]] in
-      let l = smallLists + Array(largeLists.values)
-      smallLists = smallLists.map { _ in [] }
-      largeLists = [:]
-      _cached = 0
+    let lists = state.withLock { s -> [[Allocation]] in
+      let l = s.smallLists + Array(s.largeLists.values)
+      s.smallLists = s.smallLists.map { _ in [] }
+      s.largeLists = [:]
+      s.cached = 0
       return l
     }
     for list in lists { for a in list { systemFree(a) } }
@@ -77,14 +86,14 @@ public final class BufferPool: @unchecked Sendable {
 
   func take(_ bytes: Int) throws -> (Allocation, Int) {
     let size = Self.roundedSize(bytes)
-    let reused: Allocation? = lock.withLock {
-      _current += size
-      _peak = max(_peak, _current)
+    let reused: Allocation? = state.withLock { s in
+      s.current += size
+      s.peak = max(s.peak, s.current)
       // Popped in place: copying the list out and back would duplicate its storage every call.
       let popped =
-        size <= Self.smallLimit ? smallLists[size >> 8].popLast() : largeLists[size]?.popLast()
+        size <= Self.smallLimit ? s.smallLists[size >> 8].popLast() : s.largeLists[size]?.popLast()
       guard let a = popped else { return nil }
-      _cached -= size
+      s.cached -= size
       return a
     }
     if let reused { return (reused, size) }
@@ -94,20 +103,20 @@ public final class BufferPool: @unchecked Sendable {
       // Out of memory: release the cache and try once more before giving up.
       trim()
       do { return (try systemAllocate(size), size) } catch {
-        lock.withLock { _current -= size }
+        state.withLock { $0.current -= size }
         throw error
       }
     }
   }
 
   func give(_ allocation: Allocation, size: Int) {
-    lock.withLock {
-      _current -= size
-      _cached += size
+    state.withLock { s in
+      s.current -= size
+      s.cached += size
       if size <= Self.smallLimit {
-        smallLists[size >> 8].append(allocation)
+        s.smallLists[size >> 8].append(allocation)
       } else {
-        largeLists[size, default: []].append(allocation)
+        s.largeLists[size, default: []].append(allocation)
       }
     }
   }
