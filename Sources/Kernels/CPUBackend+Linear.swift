@@ -167,12 +167,34 @@ extension CPUBackend {
         let i0 = lo % inner
         let i1 = min(inner, i0 + (r.upperBound - lo))
         let dst = y + o * inner
-        for i in i0..<i1 { dst[i] = 0 }
-        for j in 0..<n {
-          let src = x + (o * n + j) * inner
-          for i in i0..<i1 { dst[i] += src[i] }
+        let rows = x + o * n * inner
+        // 16 columns at a time in registers over all n rows, rather than a read-modify-write of
+        // dst per row (a layer's bias gradient sums a batch of short rows).
+        var i = i0
+        while i + 16 <= i1 {
+          var s0 = SIMD4<T>()
+          var s1 = SIMD4<T>()
+          var s2 = SIMD4<T>()
+          var s3 = SIMD4<T>()
+          for j in 0..<n {
+            let src = rows + j * inner + i
+            s0 += load(src, 0)
+            s1 += load(src, 4)
+            s2 += load(src, 8)
+            s3 += load(src, 12)
+          }
+          let out = UnsafeMutableRawPointer(dst + i)
+          out.storeBytes(of: s0 * k, as: SIMD4<T>.self)
+          out.storeBytes(of: s1 * k, toByteOffset: 4 * MemoryLayout<T>.stride, as: SIMD4<T>.self)
+          out.storeBytes(of: s2 * k, toByteOffset: 8 * MemoryLayout<T>.stride, as: SIMD4<T>.self)
+          out.storeBytes(of: s3 * k, toByteOffset: 12 * MemoryLayout<T>.stride, as: SIMD4<T>.self)
+          i += 16
         }
-        for i in i0..<i1 { dst[i] *= k }
+        for c in i..<i1 {
+          var acc: T = 0
+          for j in 0..<n { acc += rows[j * inner + c] }
+          dst[c] = acc * k
+        }
         lo += i1 - i0
       }
     }

@@ -417,9 +417,15 @@ final class OpenCLBackendTests: XCTestCase, KernelTestCase {
     try checkReduceSum(b, dtypes(b))
   }
 
-  func checkReduceSum(_ b: OpenCLBackend, _ types: [DType]) throws {
-    // Every path: a work-group per row (inner == 1, n > 32), rows split into parts (few long
-    // rows: see OpenCLBackend.rowParts) and a work-item per column.
+  /// The CPU backend's row sums (by rows of `inner` at a time, or per row when inner == 1,
+  /// split over the cores when large) against the same references. Needs no OpenCL.
+  func testReduceSumOnCPUBackend() throws {
+    try checkReduceSum(CPUBackend(), [.float32, .float64])
+  }
+
+  func checkReduceSum(_ b: any Backend, _ types: [DType]) throws {
+    // Every OpenCL path: a work-group per row (inner == 1, n > 32), rows split into parts (few
+    // long rows: see OpenCLBackend.rowParts) and a work-item per column.
     let shapes = [
       (1, 1, 1), (7, 13, 1), (3, 97, 1), (2, 256, 1), (1, 1031, 1), (5, 7, 13), (1, 131, 64),
       (13, 1, 7), (2, 64, 3), (131, 33, 1), (1, 100_003, 1), (3, 65_537, 1),
