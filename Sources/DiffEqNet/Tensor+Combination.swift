@@ -9,14 +9,13 @@ extension Tensor {
         op: "linearCombination",
         reason: "\(terms.count) terms for \(coefficients.count) coefficients")
     }
-    // Through a buffer pointer rather than `for t in terms`, which copies each tensor (four
-    // references): the stage combinations of a solve over a small state are dominated by such
-    // bookkeeping.
+    // Each term's fields are read in place: `for t in terms`, or passing terms[i] whole to
+    // `checkCompatible`, copies the tensor (four references), and the stage combinations of a
+    // solve over a small state are dominated by such bookkeeping.
     let buffers = try terms.withUnsafeBufferPointer { terms in
       var buffers: [DeviceBuffer] = []
       buffers.reserveCapacity(terms.count)
       for i in terms.indices {
-        // Field by field: passing terms[i] whole (to checkCompatible) would copy it.
         if terms[i].backend !== first.backend || terms[i].dtype != first.dtype {
           try first.checkCompatible(terms[i], "linearCombination")
         }
