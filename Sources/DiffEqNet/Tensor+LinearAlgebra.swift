@@ -70,6 +70,8 @@ extension Tensor {
         GEMMShape(m: batch, n: outputs, k: inputs, transB: true, beta: bias == nil ? 0 : 1),
         dtype: dtype)
     }
+    // `recorded` checks this too; returning first spares untracked calls (a forward solve) the
+    // retains of handing it three tensors.
     guard isTracked || weight.isTracked || bias?.isTracked == true else { return out }
     return out.recorded(from: self, weight, bias) {
       [x = detached, w = weight.detached, hasBias = bias != nil] g in

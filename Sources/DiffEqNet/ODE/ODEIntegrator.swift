@@ -98,9 +98,10 @@ struct ODEIntegrator {
     var squares = 0.0
     var count = 0
     if let e = tableau.errorWeights {
+      let terms = zip(e, k).filter { $0.0 != 0 }  // the same stages for every component
+      let coefficients = terms.map { $0.0 * h }
       for c in 0..<min(normComponents, y.count) {
-        let terms = zip(e, k).filter { $0.0 != 0 }
-        let err = try Tensor.linearCombination(terms.map { $0.1[c] }, terms.map { $0.0 * h })
+        let err = try Tensor.linearCombination(terms.map { $0.1[c] }, coefficients)
         squares += try Tensor.scaledErrorSquaredSum(
           error: err.detached, y0: y[c].detached, y1: y1[c].detached, atol: options.atol,
           rtol: options.rtol)
