@@ -17,6 +17,8 @@ let package = Package(
       providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
     .systemLibrary(
       name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+    // Repairs OpenBLAS's choice of kernels on CPUs newer than the library (see its header).
+    .target(name: "COpenBLASCore", dependencies: ["CBLAS"]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     // AVX2 + FMA code behind a run-time check: Swift cannot target one function at them.
     .target(name: "CWinograd", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
@@ -27,7 +29,7 @@ let package = Package(
     .target(
       name: "Kernels",
       dependencies: [
-        "COpenCL", "CBLAS", "CWinograd", "CSmallGEMM", "CVectorMath",
+        "COpenCL", "CBLAS", "COpenBLASCore", "CWinograd", "CSmallGEMM", "CVectorMath",
         .product(name: "Numerics", package: "swift-numerics"),
       ],
       swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),

@@ -27,7 +27,8 @@ public final class CPUBackend: Backend {
         return .host(p)
       },
       free: { free($0.host) })
-    name = "cpu (OpenBLAS, \(hostCores) threads\(winograd ? "" : ", direct conv"))"
+    name =
+      "cpu (OpenBLAS \(OpenBLASCore.name), \(hostCores) threads\(winograd ? "" : ", direct conv"))"
     // This backend parallelises itself (panels of large GEMMs, images of a convolution); OpenBLAS's
     // own threads would oversubscribe the cores when called from those workers.
     openblas_set_num_threads(1)

@@ -59,6 +59,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     deviceID = id
     device = info
     self.blasOnCPUDevice = blasOnCPUDevice
+    if blasOnCPUDevice && info.type == .cpu { _ = OpenBLASCore.name }  // before any BLAS call
     name = "opencl:\(deviceIndex) \(info.name)"
     let env = ProcessInfo.processInfo.environment
     reductionWorkGroupOverride = env["DIFFEQNET_OPENCL_REDUCTION_WG"].flatMap { Int($0) }.map {
