@@ -42,7 +42,8 @@ let package = Package(
     // What the numerical test targets share (a library target: test targets cannot import each
     // other).
     .target(name: "NumericTestSupport", path: "Tests/NumericTestSupport"),
-    .testTarget(name: "KernelsTests", dependencies: ["Kernels", "NumericTestSupport"]),
+    .testTarget(
+      name: "KernelsTests", dependencies: ["Kernels", "CWinograd", "NumericTestSupport"]),
     .testTarget(name: "DiffEqNetTests", dependencies: ["DiffEqNet", "NumericTestSupport"]),
     .testTarget(name: "SolverTests", dependencies: ["DiffEqNet", "NumericTestSupport"]),
     .testTarget(name: "TrainingTests", dependencies: ["DiffEqNet"]),

@@ -15,7 +15,7 @@
 //   packed kernel  U[ξ][O/6][C][6]   six output channels side by side (the micro-kernel's rows)
 //   V              V[C][ξ][ldt]      transformed input tiles, tiles contiguous
 //   M              M[O][ξ][ldt]      products before the output transform
-// ldt is the tile count rounded up to whole 16-tile panels plus slack, so that 8-lane stores
+// ldt is the tile count rounded up to whole 32-tile panels plus slack, so that 8-lane stores
 // and loads past the last tile stay inside the buffer. A channel's 16 rows are adjacent, so the
 // transforms, which touch all 16 ξ of a tile at once, stay within a few kilobytes; channels are
 // `block` = 16·ldt + 16 floats apart, an odd number of cache lines, so that the GEMM's column
@@ -28,13 +28,20 @@
 #include <immintrin.h>
 #include <string.h>
 
-enum { MR = 6, NR = 16, LANES = 8 };
+// MR × NR is the micro-kernel's block: 6 output channels by 16 tiles with AVX2, by 32 with
+// AVX-512 (`NR_WIDE`). The layout is planned for the wider one on every CPU.
+enum { MR = 6, NR = 16, NR_WIDE = 32, LANES = 8 };
 
 static int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
 int diffeqnet_winograd_available(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+int diffeqnet_winograd_wide_available(void) {
+  __builtin_cpu_init();  // also checks that the OS saves the 512-bit registers
+  return diffeqnet_winograd_available() && __builtin_cpu_supports("avx512f");
 }
 
 size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels) {
@@ -107,9 +114,9 @@ static Plan makePlan(int images, int channels, int height, int width, int outCha
   p.tileColumns = (p.outWidth + 1) / 2;
   p.tilesPerImage = p.tileRows * p.tileColumns;
   // Slack of a panel: the last 8-lane store or load may start at the last tile.
-  p.ldt = roundUp(images * p.tilesPerImage, NR) + NR;
+  p.ldt = roundUp(images * p.tilesPerImage, NR_WIDE) + NR_WIDE;
   // A row stride that is a multiple of 4 KiB would put every row of a panel in one L1 set.
-  p.block = (size_t)16 * p.ldt + NR;
+  p.block = (size_t)16 * p.ldt + 16;  // plus one cache line
   p.pairRows = p.tileColumns <= 4;
   // A paired group reads two tile rows, the second past the end when TY is odd.
   p.padRows = 2 * roundUp(p.tileRows, 2) + 2;
@@ -217,15 +224,18 @@ __attribute__((target("avx2,fma"))) static void transformInput(
   }
 }
 
+/// The mask of the first `count` (0...8) lanes.
+__attribute__((target("avx2,fma"))) static inline __m256i prefixMask(int count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 /// The first `count` (0...8) lanes of v to dst.
 __attribute__((target("avx2,fma"))) static inline void storePrefix(
     float *dst, __m256 v, int count) {
   if (count == LANES) {
     _mm256_storeu_ps(dst, v);
   } else if (count > 0) {
-    const __m256i mask =
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    _mm256_maskstore_ps(dst, mask, v);
+    _mm256_maskstore_ps(dst, prefixMask(count), v);
   }
 }
 
@@ -314,25 +324,83 @@ __attribute__((target("avx2,fma"))) static void microKernel(
     }
     return;
   }
-  float tile[MR][NR];
+  const int rest = columns > LANES ? columns - LANES : 0;
+  const __m256i first = prefixMask(columns < LANES ? columns : LANES), second = prefixMask(rest);
   for (int r = 0; r < rows; r++) {
-    _mm256_storeu_ps(tile[r], acc[r][0]);
-    _mm256_storeu_ps(tile[r] + 8, acc[r][1]);
-    for (int q = 0; q < columns; q++) {
-      c[r * ldc + q] = accumulate ? c[r * ldc + q] + tile[r][q] : tile[r][q];
+    __m256 lo = acc[r][0], hi = acc[r][1];
+    if (accumulate) {
+      lo = _mm256_add_ps(lo, _mm256_maskload_ps(c + r * ldc, first));
+      hi = _mm256_add_ps(hi, _mm256_maskload_ps(c + r * ldc + 8, second));
+    }
+    _mm256_maskstore_ps(c + r * ldc, first, lo);
+    _mm256_maskstore_ps(c + r * ldc + 8, second, hi);
+  }
+}
+
+/// `microKernel` with AVX-512 over `halves` (1 or 2, a constant after inlining) 16-lane
+/// accumulators per row: twelve accumulators cover a 32-column panel of B (row stride ldb) as
+/// the AVX2 kernel's cover 16; a last panel of at most 16 columns takes six.
+__attribute__((target("avx512f,avx2,fma"))) static inline void microKernelWideBody(
+    int halves, int depth, const float *restrict a, const float *restrict b, size_t ldb,
+    float *restrict c, size_t ldc, int rows, int columns, int accumulate) {
+  __m512 acc[MR][2];
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int k = 0; k < depth; k++) {
+    const __m512 b0 = _mm512_loadu_ps(b);
+    const __m512 b1 = halves == 2 ? _mm512_loadu_ps(b + 16) : b0;
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) {
+      const __m512 s = _mm512_set1_ps(a[r]);
+      acc[r][0] = _mm512_fmadd_ps(s, b0, acc[r][0]);
+      if (halves == 2) acc[r][1] = _mm512_fmadd_ps(s, b1, acc[r][1]);
+    }
+    a += MR;
+    b += ldb;
+  }
+  // The lanes of each half that lie inside the `columns` of C.
+  const int rest = columns > 16 ? columns - 16 : 0;
+  const __mmask16 first = columns >= 16 ? 0xFFFF : (__mmask16)((1u << columns) - 1);
+  const __mmask16 second = rest >= 16 ? 0xFFFF : (__mmask16)((1u << rest) - 1);
+  for (int r = 0; r < rows; r++) {
+    for (int h = 0; h < halves; h++) {
+      const __mmask16 mask = h == 0 ? first : second;
+      float *dst = c + r * ldc + 16 * h;
+      __m512 v = acc[r][h];
+      if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, dst));
+      _mm512_mask_storeu_ps(dst, mask, v);
     }
   }
 }
 
+__attribute__((target("avx512f,avx2,fma"))) static void microKernelWide(
+    int depth, const float *restrict a, const float *restrict b, size_t ldb, float *restrict c,
+    size_t ldc, int rows, int columns, int accumulate) {
+  if (columns > 16) {
+    microKernelWideBody(2, depth, a, b, ldb, c, ldc, rows, columns, accumulate);
+  } else {
+    microKernelWideBody(1, depth, a, b, ldb, c, ldc, rows, columns, accumulate);
+  }
+}
+
+/// The micro-kernel and its panel width (NR or NR_WIDE).
+typedef void MicroKernel(int, const float *, const float *, size_t, float *, size_t, int, int, int);
+
+static MicroKernel *selectMicroKernel(int wide, int *width) {
+  *width = wide ? NR_WIDE : NR;
+  return wide ? microKernelWide : microKernel;
+}
+
 __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
     const float *packed, const float *bias, const float *x, float *y, int images, int channels,
-    int height, int width, int outChannels, int pad, float *scratch) {
+    int height, int width, int outChannels, int pad, int wide, float *scratch) {
   const Plan p = makePlan(images, channels, height, width, outChannels, pad);
   float *v = scratch;
   float *m = v + p.block * channels;
   float *padded = m + p.block * outChannels;
   const int tiles = images * p.tilesPerImage;
-  const int tilePanels = (tiles + NR - 1) / NR;
+  int nr;
+  MicroKernel *kernel = selectMicroKernel(wide, &nr);
+  const int tilePanels = (tiles + nr - 1) / nr;
   const int rowPanels = roundUp(outChannels, MR) / MR;
 
   memset(padded, 0, p.padCount * sizeof(float));
@@ -343,18 +411,20 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
   // dropped); the 8-lane spill wrote some of them, the rest may hold anything.
   for (int row = 0; row < 16 * channels; row++) {
     float *tail = v + (size_t)(row / 16) * p.block + (size_t)(row % 16) * p.ldt + tiles;
-    memset(tail, 0, (size_t)(tilePanels * NR - tiles) * sizeof(float));
+    memset(tail, 0, (size_t)(tilePanels * nr - tiles) * sizeof(float));
   }
   for (int xi = 0; xi < 16; xi++) {
     const float *u = packed + (size_t)xi * rowPanels * MR * channels;
     const float *vx = v + (size_t)xi * p.ldt;
     float *mx = m + (size_t)xi * p.ldt;
     for (int tp = 0; tp < tilePanels; tp++) {
+      // Products past the last tile are never read, so a short last panel may skip them.
+      const int columns = tiles - tp * nr < nr ? tiles - tp * nr : nr;
       for (int rp = 0; rp < rowPanels; rp++) {
         const int rows = outChannels - rp * MR < MR ? outChannels - rp * MR : MR;
-        microKernel(
-            channels, u + (size_t)rp * MR * channels, vx + (size_t)tp * NR, p.block,
-            mx + (size_t)rp * MR * p.block + (size_t)tp * NR, p.block, rows, NR, 0);
+        kernel(
+            channels, u + (size_t)rp * MR * channels, vx + (size_t)tp * nr, p.block,
+            mx + (size_t)rp * MR * p.block + (size_t)tp * nr, p.block, rows, columns, 0);
       }
     }
   }
@@ -368,12 +438,13 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
 // With Z = A dY Aᵀ the 4×4 transform of a 2×2 tile of the output gradient, the forward formula
 // gives dU_ξ[o][c] = Σ_tiles Z_ξ[o][t] V_ξ[c][t] and dg = Gᵀ dU G. Z is laid out like M in the
 // forward pass (Z[O][ξ][ldt]). For each ξ both factors are copied into the micro-kernel's panels
-// with the tiles as the depth (V in 6-channel panels, Z in 16-channel ones) and multiplied into
+// with the tiles as the depth (V in 6-channel panels, Z in panels of the micro-kernel's width) and multiplied into
 // dUᵀ_ξ [C][O], so that the forward pass's micro-kernel does the work.
 
 /// Floats of the two panel copies for one ξ.
 static size_t panelCount(const Plan *p, int depth) {
-  return (size_t)depth * (size_t)(roundUp(p->channels, MR) + roundUp(p->outChannels, NR)) + LANES;
+  return (size_t)depth * (size_t)(roundUp(p->channels, MR) + roundUp(p->outChannels, NR_WIDE))
+         + LANES;
 }
 
 size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels) {
@@ -455,7 +526,7 @@ __attribute__((target("avx2,fma"))) static inline void transpose8(__m256 r[8]) {
 
 /// panel[r / width][k][r % width] = rows[r][k] for `count` rows (stride `block`) of `depth`
 /// floats (a multiple of 8), rows past `count` zero: the tiles become the micro-kernel's depth.
-/// `width` is 6 or 16; 8×8 blocks are transposed in registers, and with width 6 each 8-float
+/// `width` is 6, 16 or 32; 8×8 blocks are transposed in registers, and with width 6 each 8-float
 /// store runs 2 floats into the next k (or, at the very end, into 2 floats of slack), which
 /// the next store overwrites.
 __attribute__((target("avx2,fma"))) static void packPanels(
@@ -485,13 +556,16 @@ __attribute__((target("avx2,fma"))) static void packPanels(
 
 __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
     const float *x, const float *dy, int images, int channels, int height, int width,
-    int outChannels, int pad, float *transformedGradient, int accumulate, float *scratch) {
+    int outChannels, int pad, float *transformedGradient, int accumulate, int wide,
+    float *scratch) {
   const Plan p = makePlan(images, channels, height, width, outChannels, pad);
   float *v = scratch;
   float *z = v + p.block * channels;
   float *padded = z + p.block * outChannels;
   const int tiles = images * p.tilesPerImage;
   const int depth = roundUp(tiles, LANES);
+  int nr;
+  MicroKernel *kernel = selectMicroKernel(wide, &nr);
   float *vPanels = padded + p.padCount;
   float *zPanels = vPanels + (size_t)depth * roundUp(channels, MR);
 
@@ -510,14 +584,14 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
   }
   for (int xi = 0; xi < 16; xi++) {
     packPanels(v + (size_t)xi * p.ldt, p.block, channels, MR, depth, vPanels);
-    packPanels(z + (size_t)xi * p.ldt, p.block, outChannels, NR, depth, zPanels);
+    packPanels(z + (size_t)xi * p.ldt, p.block, outChannels, nr, depth, zPanels);
     float *du = transformedGradient + (size_t)xi * channels * outChannels;  // dUᵀ_ξ [C][O]
-    for (int op = 0; op < outChannels; op += NR) {
-      const int columns = outChannels - op < NR ? outChannels - op : NR;
+    for (int op = 0; op < outChannels; op += nr) {
+      const int columns = outChannels - op < nr ? outChannels - op : nr;
       for (int cp = 0; cp < channels; cp += MR) {
         const int rows = channels - cp < MR ? channels - cp : MR;
-        microKernel(
-            depth, vPanels + (size_t)cp * depth, zPanels + (size_t)op * depth, NR,
+        kernel(
+            depth, vPanels + (size_t)cp * depth, zPanels + (size_t)op * depth, nr,
             du + (size_t)cp * outChannels + op, (size_t)outChannels, rows, columns, accumulate);
       }
     }

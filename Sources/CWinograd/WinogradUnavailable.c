@@ -7,6 +7,8 @@
 
 int diffeqnet_winograd_available(void) { return 0; }
 
+int diffeqnet_winograd_wide_available(void) { return 0; }
+
 size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels) { return 0; }
 
 void diffeqnet_winograd_pack_kernel(
@@ -20,7 +22,7 @@ size_t diffeqnet_winograd_scratch_count(
 
 void diffeqnet_winograd_forward(
     const float *packed, const float *bias, const float *x, float *y, int images, int channels,
-    int height, int width, int outChannels, int pad, float *scratch) {}
+    int height, int width, int outChannels, int pad, int wide, float *scratch) {}
 
 size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels) { return 0; }
 
@@ -31,7 +33,8 @@ size_t diffeqnet_winograd_weight_scratch_count(
 
 void diffeqnet_winograd_weight_gradient(
     const float *x, const float *dy, int images, int channels, int height, int width,
-    int outChannels, int pad, float *transformedGradient, int accumulate, float *scratch) {}
+    int outChannels, int pad, float *transformedGradient, int accumulate, int wide,
+    float *scratch) {}
 
 void diffeqnet_winograd_finish_weight_gradient(
     const float *transformedGradients, int count, int outChannels, int inChannels, float *dw,

@@ -11,15 +11,19 @@ import CWinograd
 /// kernel tests hold it to the same 1e-5 relative tolerance against a float64 reference as the
 /// direct path.
 extension CPUBackend {
-  /// Tiles per chunk of images (4 images of ODE-Net's 14×14 maps). A chunk's transformed input
-  /// and products take 16·(C + O)·4 bytes per tile, about 1.7 MB at 65 + 64 channels: small
-  /// enough to stay in this machine's cache while the other ops of a training step run between
-  /// convolutions (twice as many tiles measured 1.2× slower inside the ODE solve, though not in a
-  /// loop of convolutions alone), large enough that the last 16-tile panel wastes little.
-  static let chunkTiles = 200
+  /// Tiles per chunk of images (2 images of ODE-Net's 14×14 maps). A chunk's transformed input
+  /// and products take 16·(C + O)·4 bytes per tile, about 0.8 MB at 65 + 64 channels: small
+  /// enough to stay in a core's L2 cache while the other ops of a training step run between
+  /// convolutions. In `bench solvers`' rk4_adjoint on an Emerald Rapids machine (2 MB L2), 100
+  /// tiles ran 0.72 s against 0.79 s at 200 and 0.84 s at 250 with the AVX-512 kernel, and 0.91 s
+  /// against 0.99 s at 200 with the AVX2 one; 50 and 150 were no faster than 100.
+  static let chunkTiles = 100
 
   /// Whether this CPU runs the AVX2 + FMA Winograd code at all.
   static let winogradAvailable = diffeqnet_winograd_available() != 0
+
+  /// Whether it also runs the AVX-512 micro-kernel.
+  static let wideWinogradAvailable = diffeqnet_winograd_wide_available() != 0
 
   /// Whether a convolution of geometry `g` (forward, backward data and weight gradient alike)
   /// runs by Winograd: 3×3, stride 1, padding at most 2 (backward data needs 2 − p ≥ 0), float32,
@@ -76,7 +80,7 @@ extension CPUBackend {
           packed, bias, input + images.lowerBound * channels * height * width,
           output + images.lowerBound * outChannels * outHeight * outWidth, Int32(images.count),
           Int32(channels), Int32(height), Int32(width), Int32(outChannels), Int32(pad),
-          scratch + worker * scratchCount)
+          usesAVX512 ? 1 : 0, scratch + worker * scratchCount)
       }
     }
   }
@@ -106,7 +110,8 @@ extension CPUBackend {
         diffeqnet_winograd_weight_gradient(
           x + images.lowerBound * g.c * g.h * g.w, dy + images.lowerBound * o * g.outH * g.outW,
           Int32(images.count), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad),
-          partials + worker * size, first ? 0 : 1, scratch + worker * scratchCount)
+          partials + worker * size, first ? 0 : 1, usesAVX512 ? 1 : 0,
+          scratch + worker * scratchCount)
       }
       parallelFor(o, grain: 1) { outs in
         diffeqnet_winograd_finish_weight_gradient(

@@ -14,11 +14,17 @@ public final class CPUBackend: Backend {
   public let name: String
   /// Whether 3×3 stride-1 float32 convolutions run by Winograd F(2×2, 3×3) (needs AVX2 and FMA).
   public let usesWinograd: Bool
+  /// Whether the Winograd products run on the AVX-512 micro-kernel.
+  public let usesAVX512: Bool
 
-  /// - Parameter winograd: run 3×3 stride-1 float32 convolutions by Winograd where the CPU can;
-  ///   false keeps every convolution on the direct lowerings (to compare the two).
-  public init(winograd: Bool = true) {
+  /// - Parameters:
+  ///   - winograd: run 3×3 stride-1 float32 convolutions by Winograd where the CPU can; false
+  ///     keeps every convolution on the direct lowerings (to compare the two).
+  ///   - avx512: use the AVX-512 kernels where the CPU has them; false keeps the AVX2 ones (to
+  ///     test and compare both on one machine).
+  public init(winograd: Bool = true, avx512: Bool = true) {
     usesWinograd = winograd && Self.winogradAvailable
+    usesAVX512 = usesWinograd && avx512 && Self.wideWinogradAvailable
     pool = BufferPool(
       allocate: { bytes in
         guard let p = alignedAllocate(bytes) else {
@@ -28,7 +34,8 @@ public final class CPUBackend: Backend {
       },
       free: { free($0.host) })
     name =
-      "cpu (OpenBLAS \(OpenBLASCore.name), \(hostCores) threads\(winograd ? "" : ", direct conv"))"
+      "cpu (OpenBLAS \(OpenBLASCore.name), \(hostCores) threads"
+      + (usesWinograd ? "" : ", direct conv") + (usesWinograd && !usesAVX512 ? ", AVX2" : "") + ")"
     // This backend parallelises itself (panels of large GEMMs, images of a convolution); OpenBLAS's
     // own threads would oversubscribe the cores when called from those workers.
     openblas_set_num_threads(1)

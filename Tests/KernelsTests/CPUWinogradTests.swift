@@ -1,16 +1,21 @@
+import CWinograd
 import Kernels
 import XCTest
 
 /// The CPU backend's Winograd F(2×2, 3×3) convolutions (forward, backward data as the
-/// rotated-kernel convolution, backward weights) against float64 direct loops, on fresh random inputs, NaN-poisoned
-/// outputs, within the float32 tolerance of `KernelTestCase` (1e-5 relative).
+/// rotated-kernel convolution, backward weights) against float64 direct loops, on fresh random
+/// inputs, NaN-poisoned outputs, within the float32 tolerance of `KernelTestCase` (1e-5
+/// relative), with each micro-kernel the CPU runs (AVX2, and AVX-512 where it has it).
 final class CPUWinogradTests: XCTestCase, KernelTestCase {
   var rng = SplitMix64(seed: 0)
   override func setUp() { rng = seedForTestName() }
 
   /// (geometry, output channels): odd and even sizes (partial tiles in either axis), a 1×1 map,
   /// every padding the path takes, the ODE-Net shapes (with the time channel), and batches that
-  /// split into several chunks and leave a tile row spilling into the next image.
+  /// split into several chunks and leave a tile row spilling into the next image. The chunks'
+  /// last tile panels and the weight gradient's last channel panels cover the AVX-512 kernel's
+  /// tails: at most 16 of 32 columns (36 and 98 tiles; 16 channels) and more (60 and 180 tiles;
+  /// 17, 20 and 23 channels).
   static let cases: [(ConvGeometry, Int)] = [
     (ConvGeometry(n: 3, c: 16, h: 7, w: 5, kh: 3, kw: 3, stride: 1, pad: 1), 17),
     (ConvGeometry(n: 1, c: 19, h: 1, w: 1, kh: 3, kw: 3, stride: 1, pad: 1), 16),
@@ -31,6 +36,12 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     let b = CPUBackend()
     guard b.usesWinograd else { throw XCTSkip("this CPU lacks AVX2 or FMA: no Winograd path") }
     return b
+  }
+
+  /// Every micro-kernel this CPU runs: the AVX-512 one where it has AVX-512, and the AVX2 one.
+  func backends() throws -> [CPUBackend] {
+    let b = try backend()
+    return b.usesAVX512 ? [b, CPUBackend(avx512: false)] : [b]
   }
 
   /// Calls `visit(y, w, x)` with the flat indices of every product w[o, c, i, j] ·
@@ -64,16 +75,17 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     _ op: (CPUBackend, [DeviceBuffer], DeviceBuffer, ConvGeometry, Int) throws -> Void,
     reference: ([[Double]], ConvGeometry, Int) -> [Double]
   ) throws {
-    let b = try backend()
-    for (g, o) in Self.cases {
-      XCTAssertTrue(b.winogradFits(g, outChannels: o, dtype: .float32), "\(g)")
-      let values = inputs(g, o).map { random($0, -1...1, .float32) }
-      let count = outputCount(g, o)
-      let out = try poisoned(b, count, .float32)
-      try op(b, try values.map { try upload(b, $0, .float32) }, out, g, o)
-      assertClose(
-        try download(b, out, count, .float32), reference(values, g, o), .float32,
-        "Winograd \(what) \(g) → \(o)")
+    for b in try backends() {
+      for (g, o) in Self.cases {
+        XCTAssertTrue(b.winogradFits(g, outChannels: o, dtype: .float32), "\(g)")
+        let values = inputs(g, o).map { random($0, -1...1, .float32) }
+        let count = outputCount(g, o)
+        let out = try poisoned(b, count, .float32)
+        try op(b, try values.map { try upload(b, $0, .float32) }, out, g, o)
+        assertClose(
+          try download(b, out, count, .float32), reference(values, g, o), .float32,
+          "Winograd \(what) \(g) → \(o) on \(b.name)")
+      }
     }
   }
 
@@ -144,5 +156,66 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     (tooLarge.h, tooLarge.w) = (66, 66)
     XCTAssertFalse(b.winogradFits(tooLarge, outChannels: 16, dtype: .float32))
     XCTAssertFalse(CPUBackend(winograd: false).winogradFits(g, outChannels: 16, dtype: .float32))
+  }
+}
+
+/// The C functions write only the memory their contracts give them: the output and the scratch
+/// count they ask for. Each array is followed by a guard of sentinels that must survive, with
+/// every micro-kernel the CPU runs and both the overwriting and the accumulating weight gradient.
+/// (An overlong masked store past the last channel panel lands there, where the value tests
+/// cannot see it: the sentinels are written over with zeros from padded lanes.)
+final class CWinogradBoundsTests: XCTestCase {
+  static let guardCount = 256
+  static let sentinel: Float = 12345
+
+  /// `count` floats of random values followed by the guard.
+  func guarded(_ count: Int) -> [Float] {
+    (0..<count).map { _ in Float.random(in: -1...1) }
+      + [Float](repeating: Self.sentinel, count: Self.guardCount)
+  }
+
+  func assertGuardIntact(_ a: [Float], _ count: Int, _ what: String) {
+    XCTAssertTrue(a[count...].allSatisfy { $0 == Self.sentinel }, "\(what) wrote past its end")
+  }
+
+  func testForwardAndWeightGradientStayInTheirArrays() throws {
+    try XCTSkipUnless(diffeqnet_winograd_available() != 0, "this CPU lacks AVX2 or FMA")
+    let widths: [Int32] = diffeqnet_winograd_wide_available() != 0 ? [0, 1] : [0]
+    // (images, channels, height, width, outChannels, pad): channel counts that end in partial
+    // panels of 6 and of 16 or 32, tile counts that end in partial panels.
+    let cases: [(Int32, Int32, Int32, Int32, Int32, Int32)] = [
+      (3, 17, 11, 19, 23, 1), (5, 24, 6, 3, 17, 2), (2, 16, 9, 12, 20, 0),
+    ]
+    for wide in widths {
+      for (n, c, h, w, o, pad) in cases {
+        let what = "n \(n) c \(c) \(h)×\(w) o \(o) pad \(pad) wide \(wide)"
+        let (outH, outW) = (Int(h + 2 * pad - 2), Int(w + 2 * pad - 2))
+        let x = guarded(Int(n * c * h * w))
+        let dy = guarded(Int(n * o) * outH * outW)
+        let weights = guarded(Int(o * c) * 9)
+        var packed = guarded(diffeqnet_winograd_packed_kernel_count(o, c))
+        let panels = (o + 5) / 6
+        diffeqnet_winograd_pack_kernel(weights, o, c, 0, &packed, 0, panels)
+        assertGuardIntact(packed, packed.count - Self.guardCount, "pack_kernel " + what)
+
+        let scratchCount = diffeqnet_winograd_scratch_count(n, c, h, w, o, pad)
+        var scratch = guarded(scratchCount)
+        var y = guarded(Int(n * o) * outH * outW)
+        diffeqnet_winograd_forward(packed, nil, x, &y, n, c, h, w, o, pad, wide, &scratch)
+        assertGuardIntact(y, y.count - Self.guardCount, "forward output " + what)
+        assertGuardIntact(scratch, scratchCount, "forward scratch " + what)
+
+        let weightScratchCount = diffeqnet_winograd_weight_scratch_count(n, c, h, w, o, pad)
+        var weightScratch = guarded(weightScratchCount)
+        let gradientCount = diffeqnet_winograd_weight_gradient_count(o, c)
+        var gradient = guarded(gradientCount)
+        for accumulate: Int32 in [0, 1] {
+          diffeqnet_winograd_weight_gradient(
+            x, dy, n, c, h, w, o, pad, &gradient, accumulate, wide, &weightScratch)
+          assertGuardIntact(gradient, gradientCount, "weight gradient " + what)
+          assertGuardIntact(weightScratch, weightScratchCount, "weight scratch " + what)
+        }
+      }
+    }
   }
 }

@@ -3,8 +3,8 @@
 
 #include <stddef.h>
 
-/// Winograd F(2×2, 3×3) convolution in float32 for x86-64 CPUs with AVX2 and FMA: the
-/// 3×3 stride-1 convolutions of ODE-Net-sized networks in 2.25× fewer multiplications than a
+/// Winograd F(2×2, 3×3) convolution in float32 for x86-64 CPUs with AVX2 and FMA (the products
+/// optionally with AVX-512): the 3×3 stride-1 convolutions of ODE-Net-sized networks in 2.25× fewer multiplications than a
 /// direct (im2col + GEMM) convolution, with a register-blocked GEMM micro-kernel that reads the
 /// transformed tiles where the transform wrote them (no packing per call).
 ///
@@ -18,6 +18,10 @@
 
 /// 1 when this CPU runs the AVX2 + FMA code, else 0.
 int diffeqnet_winograd_available(void);
+
+/// 1 when this CPU and its OS also run the AVX-512 micro-kernel, which the functions below take
+/// with `wide` = 1 (the transforms stay AVX2; only the products widen), else 0.
+int diffeqnet_winograd_wide_available(void);
 
 /// Floats of a kernel packed by `diffeqnet_winograd_pack_kernel`.
 size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels);
@@ -44,7 +48,7 @@ size_t diffeqnet_winograd_scratch_count(
 /// floats, private to the caller.
 void diffeqnet_winograd_forward(
     const float *packed, const float *bias, const float *x, float *y, int images, int channels,
-    int height, int width, int outChannels, int pad, float *scratch);
+    int height, int width, int outChannels, int pad, int wide, float *scratch);
 
 /// Floats of the transformed kernel gradient dUᵀ [16][inChannels][outChannels] that
 /// `diffeqnet_winograd_weight_gradient` accumulates.
@@ -61,7 +65,8 @@ size_t diffeqnet_winograd_weight_scratch_count(
 /// overwrites `transformedGradient` when `accumulate` is 0 and adds to it otherwise.
 void diffeqnet_winograd_weight_gradient(
     const float *x, const float *dy, int images, int channels, int height, int width,
-    int outChannels, int pad, float *transformedGradient, int accumulate, float *scratch);
+    int outChannels, int pad, float *transformedGradient, int accumulate, int wide,
+    float *scratch);
 
 /// dw [outChannels, inChannels, 3, 3] = Gᵀ (Σ_k dU_k) G, the sum over `count` arrays dU laid
 /// out consecutively, each as filled by `diffeqnet_winograd_weight_gradient`; only the output
