@@ -438,8 +438,8 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
 // With Z = A dY Aᵀ the 4×4 transform of a 2×2 tile of the output gradient, the forward formula
 // gives dU_ξ[o][c] = Σ_tiles Z_ξ[o][t] V_ξ[c][t] and dg = Gᵀ dU G. Z is laid out like M in the
 // forward pass (Z[O][ξ][ldt]). For each ξ both factors are copied into the micro-kernel's panels
-// with the tiles as the depth (V in 6-channel panels, Z in panels of the micro-kernel's width) and multiplied into
-// dUᵀ_ξ [C][O], so that the forward pass's micro-kernel does the work.
+// with the tiles as the depth (V in 6-channel panels, Z in panels as wide as the micro-kernel's)
+// and multiplied into dUᵀ_ξ [C][O], so that the forward pass's micro-kernel does the work.
 
 /// Floats of the two panel copies for one ξ.
 static size_t panelCount(const Plan *p, int depth) {

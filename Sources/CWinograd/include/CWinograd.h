@@ -4,9 +4,10 @@
 #include <stddef.h>
 
 /// Winograd F(2×2, 3×3) convolution in float32 for x86-64 CPUs with AVX2 and FMA (the products
-/// optionally with AVX-512): the 3×3 stride-1 convolutions of ODE-Net-sized networks in 2.25× fewer multiplications than a
-/// direct (im2col + GEMM) convolution, with a register-blocked GEMM micro-kernel that reads the
-/// transformed tiles where the transform wrote them (no packing per call).
+/// optionally with AVX-512): the 3×3 stride-1 convolutions of ODE-Net-sized networks in 2.25×
+/// fewer multiplications than a direct (im2col + GEMM) convolution, with a register-blocked GEMM
+/// micro-kernel that reads the transformed tiles where the transform wrote them (no packing per
+/// call).
 ///
 /// This is C, not Swift, because Swift cannot compile one function for AVX2 and FMA while the
 /// rest of the module stays baseline x86-64; the functions here carry the target attribute and
