@@ -23,9 +23,11 @@ extension Backend {
   public func addChannelBias(
     _ bias: DeviceBuffer, to y: DeviceBuffer, n: Int, channels: Int, plane: Int, dtype: DType
   ) throws {
+    // The plane innermost: rows of `plane` elements plus one bias value each, which the CPU
+    // backend runs as a tight loop (a unit innermost axis made every element a row of its own).
     let layout = BroadcastLayout(
-      shape: SIMD4(n, channels, plane, 1), aStrides: SIMD4(channels * plane, plane, 1, 0),
-      bStrides: SIMD4(0, 1, 0, 0))
+      shape: SIMD4(1, n, channels, plane), aStrides: SIMD4(0, channels * plane, plane, 1),
+      bStrides: SIMD4(0, 0, 1, 0))
     try binary(.add, y, bias, y, layout: layout, dtype: dtype)
   }
 
