@@ -18,14 +18,19 @@ let package = Package(
     .systemLibrary(
       name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
     // Repairs OpenBLAS's choice of kernels on CPUs newer than the library (see its header).
-    .target(name: "COpenBLASCore", dependencies: ["CBLAS"]),
+    .target(name: "COpenBLASCore", dependencies: ["CBLAS", "CSIMDSupport"]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     // AVX2 + FMA code behind a run-time check: Swift cannot target one function at them.
-    .target(name: "CWinograd", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
+    .target(name: "CSIMDSupport"),
     .target(
-      name: "CSmallGEMM", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
+      name: "CWinograd", dependencies: ["CSIMDSupport"],
+      cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
     .target(
-      name: "CVectorMath", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
+      name: "CSmallGEMM", dependencies: ["CSIMDSupport"],
+      cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
+    .target(
+      name: "CVectorMath", dependencies: ["CSIMDSupport"],
+      cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
     .target(
       name: "Kernels",
       dependencies: [
@@ -43,7 +48,8 @@ let package = Package(
     // other).
     .target(name: "NumericTestSupport", path: "Tests/NumericTestSupport"),
     .testTarget(
-      name: "KernelsTests", dependencies: ["Kernels", "CWinograd", "NumericTestSupport"]),
+      name: "KernelsTests",
+      dependencies: ["Kernels", "CWinograd", "COpenBLASCore", "NumericTestSupport"]),
     .testTarget(name: "DiffEqNetTests", dependencies: ["DiffEqNet", "NumericTestSupport"]),
     .testTarget(name: "SolverTests", dependencies: ["DiffEqNet", "NumericTestSupport"]),
     .testTarget(name: "TrainingTests", dependencies: ["DiffEqNet"]),

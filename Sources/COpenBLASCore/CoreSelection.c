@@ -4,6 +4,7 @@
 // override, and returns at once unless `gotoblas_dynamic_quit` cleared the current choice.
 
 #include "COpenBLASCore.h"
+#include "CSIMDSupport.h"
 
 #if defined(__x86_64__)
 
@@ -23,17 +24,17 @@ static const char *nativeCore(void) {
       && __builtin_cpu_supports("avx512vl")) {
     return "SkylakeX";
   }
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  if (diffeqnet_cpu_has_avx2_fma()) return "Haswell";
   return NULL;
 }
 
-/// Whether OpenBLAS's core `name` predates AVX2: its fallback for a CPU it does not know.
-static int isPreAVX2Core(const char *name) {
+int diffeqnet_openblas_core_predates_avx2(const char *name) {
   static const char *const old[] = {"Prescott", "Core2",   "Penryn",
                                     "Dunnington", "Nehalem", "Sandybridge"};
   for (size_t i = 0; i < sizeof old / sizeof old[0]; i++) {
     if (strcasecmp(name, old[i]) == 0) return 1;
   }
+  return 0;
 }
 
 int diffeqnet_openblas_select_native_core(void) {
@@ -41,7 +42,7 @@ int diffeqnet_openblas_select_native_core(void) {
   if (getenv("OPENBLAS_CORETYPE")) return 0;
   const char *current = openblas_get_corename();
   const char *native = nativeCore();
-  if (!current || !native || !isPreAVX2Core(current)) return 0;
+  if (!current || !native || !diffeqnet_openblas_core_predates_avx2(current)) return 0;
   setenv("OPENBLAS_CORETYPE", native, 1);
   gotoblas_dynamic_quit();
   gotoblas_dynamic_init();
@@ -50,6 +51,8 @@ int diffeqnet_openblas_select_native_core(void) {
 }
 
 #else
+
+int diffeqnet_openblas_core_predates_avx2(const char *name) { return 0; }
 
 int diffeqnet_openblas_select_native_core(void) { return 0; }
 

@@ -13,6 +13,7 @@
 // and for CPUs without AVX2 (CPUBackend.smallGEMM).
 
 #include "CSmallGEMM.h"
+#include "CSIMDSupport.h"
 
 #if defined(__x86_64__)  // elsewhere: SmallGEMMUnavailable.c
 
@@ -20,10 +21,7 @@
 
 enum { LANES = 8, BLOCK = 4 };  // 4 vectors of C in registers at a time
 
-int diffeqnet_small_gemm_available(void) {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
+int diffeqnet_small_gemm_available(void) { return diffeqnet_cpu_has_avx2_fma(); }
 
 static int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
@@ -34,15 +32,10 @@ size_t diffeqnet_small_gemm_scratch_count(int n, int k) {
   return (rows > dots ? rows : dots) + LANES;
 }
 
-/// Lanes below `count` (0...8) set.
-__attribute__((target("avx2,fma"))) static inline __m256i prefixMask(int count) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 /// dst = alpha·v + beta·dst for the first `count` lanes (beta = 0: dst not read).
 __attribute__((target("avx2,fma"))) static inline void storeScaled(
     float *dst, __m256 v, int count, __m256 alpha, float beta) {
-  const __m256i mask = prefixMask(count);
+  const __m256i mask = diffeqnet_prefix_mask(count);
   __m256 out = _mm256_mul_ps(alpha, v);
   if (beta != 0) {
     out = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_maskload_ps(dst, mask), out);
@@ -102,7 +95,7 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void columnBloc
     int i0, float alpha, float beta, float *cj, int ldc) {
   __m256 acc[BLOCK];
   for (int v = 0; v < vectors; v++) acc[v] = _mm256_setzero_ps();
-  const __m256i tail = prefixMask(rows - (vectors - 1) * LANES);
+  const __m256i tail = diffeqnet_prefix_mask(rows - (vectors - 1) * LANES);
   for (int l = 0; l < k; l++) {
     const __m256 s = _mm256_broadcast_ss(bj + l * sbl);
     const float *al = a + (size_t)l * lda + i0;
@@ -151,7 +144,7 @@ __attribute__((target("avx2,fma"))) static inline float sum8(__m256 v) {
 __attribute__((target("avx2,fma"))) static void dotForm(
     int m, int n, int k, float alpha, const float *a, int lda, const float *bc, int ldp,
     float beta, float *c, int ldc) {
-  const __m256i tail = prefixMask(k % LANES == 0 ? LANES : k % LANES);
+  const __m256i tail = diffeqnet_prefix_mask(k % LANES == 0 ? LANES : k % LANES);
   const int full = (k - 1) / LANES;  // whole vectors before the last (possibly partial) one
   for (int i = 0; i < m; i++) {
     const float *ai = a + (size_t)i * lda;

@@ -2,6 +2,7 @@
 // masked loads and stores, so nothing outside the arrays is touched.
 
 #include "CVectorMath.h"
+#include "CSIMDSupport.h"
 
 #if defined(__x86_64__)  // elsewhere: VectorMathUnavailable.c
 
@@ -9,16 +10,7 @@
 
 enum { LANES = 8 };
 
-int diffeqnet_vector_math_available(void) {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-/// Lanes below `count` (0...8) set.
-__attribute__((target("avx2,fma"))) static inline __m256i prefixMask(size_t count) {
-  return _mm256_cmpgt_epi32(
-      _mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
+int diffeqnet_vector_math_available(void) { return diffeqnet_cpu_has_avx2_fma(); }
 
 /// Eigen's rational minimax approximation (degree 13/6), as `Float.fastTanh`.
 __attribute__((target("avx2,fma"))) static inline __m256 tanh8(__m256 v) {
@@ -73,7 +65,7 @@ __attribute__((target("avx2,fma"))) void diffeqnet_tanh(const float *x, float *y
   size_t i = 0;
   for (; i + LANES <= count; i += LANES) _mm256_storeu_ps(y + i, tanh8(_mm256_loadu_ps(x + i)));
   if (i < count) {
-    const __m256i mask = prefixMask(count - i);
+    const __m256i mask = diffeqnet_prefix_mask((int)(count - i));
     _mm256_maskstore_ps(y + i, mask, tanh8(_mm256_maskload_ps(x + i, mask)));
   }
 }
@@ -95,7 +87,7 @@ __attribute__((target("avx2,fma"))) void diffeqnet_tanh_gradient(
     _mm256_storeu_ps(dx + i, tanhGradient8(_mm256_loadu_ps(x + i), _mm256_loadu_ps(dy + i)));
   }
   if (i < count) {
-    const __m256i mask = prefixMask(count - i);
+    const __m256i mask = diffeqnet_prefix_mask((int)(count - i));
     _mm256_maskstore_ps(
         dx + i, mask,
         tanhGradient8(_mm256_maskload_ps(x + i, mask), _mm256_maskload_ps(dy + i, mask)));

@@ -22,6 +22,7 @@
 // of 65 or so rows at that stride spreads over all L1 sets instead of a few.
 
 #include "CWinograd.h"
+#include "CSIMDSupport.h"
 
 #if defined(__x86_64__)  // elsewhere: WinogradUnavailable.c
 
@@ -34,15 +35,9 @@ enum { MR = 6, NR = 16, NR_WIDE = 32, LANES = 8 };
 
 static int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
-int diffeqnet_winograd_available(void) {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
+int diffeqnet_winograd_available(void) { return diffeqnet_cpu_has_avx2_fma(); }
 
-int diffeqnet_winograd_wide_available(void) {
-  __builtin_cpu_init();  // also checks that the OS saves the 512-bit registers
-  return diffeqnet_winograd_available() && __builtin_cpu_supports("avx512f");
-}
+int diffeqnet_winograd_wide_available(void) { return diffeqnet_cpu_has_avx512f(); }
 
 size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels) {
   return (size_t)16 * (size_t)roundUp(outChannels, MR) * (size_t)inChannels;
@@ -224,18 +219,13 @@ __attribute__((target("avx2,fma"))) static void transformInput(
   }
 }
 
-/// The mask of the first `count` (0...8) lanes.
-__attribute__((target("avx2,fma"))) static inline __m256i prefixMask(int count) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 /// The first `count` (0...8) lanes of v to dst.
 __attribute__((target("avx2,fma"))) static inline void storePrefix(
     float *dst, __m256 v, int count) {
   if (count == LANES) {
     _mm256_storeu_ps(dst, v);
   } else if (count > 0) {
-    _mm256_maskstore_ps(dst, prefixMask(count), v);
+    _mm256_maskstore_ps(dst, diffeqnet_prefix_mask(count), v);
   }
 }
 
@@ -325,7 +315,7 @@ __attribute__((target("avx2,fma"))) static void microKernel(
     return;
   }
   const int rest = columns > LANES ? columns - LANES : 0;
-  const __m256i first = prefixMask(columns < LANES ? columns : LANES), second = prefixMask(rest);
+  const __m256i first = diffeqnet_prefix_mask(columns), second = diffeqnet_prefix_mask(rest);
   for (int r = 0; r < rows; r++) {
     __m256 lo = acc[r][0], hi = acc[r][1];
     if (accumulate) {

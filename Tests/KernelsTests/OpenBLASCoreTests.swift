@@ -1,3 +1,4 @@
+import COpenBLASCore
 import Foundation
 import Kernels
 import XCTest
@@ -21,5 +22,22 @@ final class OpenBLASCoreTests: XCTestCase {
       preAVX2.contains(OpenBLASCore.name.lowercased()),
       "OpenBLAS runs its \(OpenBLASCore.name) kernels on a CPU with AVX2 and FMA")
     XCTAssertTrue(backend.name.contains(OpenBLASCore.name), backend.name)
+  }
+
+  /// The decision itself: the pre-AVX2 sets are replaced, whatever their case; the sets of
+  /// AVX2-era and later CPUs, Intel's and AMD's, are kept.
+  func testOnlyPreAVX2KernelSetsAreReplaced() throws {
+    #if arch(x86_64)
+      for old in [
+        "Prescott", "PRESCOTT", "Core2", "Penryn", "Dunnington", "Nehalem", "Sandybridge",
+      ] {
+        XCTAssertEqual(diffeqnet_openblas_core_predates_avx2(old), 1, old)
+      }
+      for new in ["Haswell", "SkylakeX", "Cooperlake", "SapphireRapids", "Zen", "Excavator", ""] {
+        XCTAssertEqual(diffeqnet_openblas_core_predates_avx2(new), 0, new)
+      }
+    #else
+      throw XCTSkip("OpenBLAS's kernel sets are repaired on x86-64 only")
+    #endif
   }
 }

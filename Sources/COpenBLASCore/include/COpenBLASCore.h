@@ -18,4 +18,9 @@
 /// of kernels every BLAS call reads. Returns 1 when it changed the core, else 0.
 int diffeqnet_openblas_select_native_core(void);
 
+/// 1 when OpenBLAS's kernel set `name` (as `openblas_get_corename` gives it, in any case) is one
+/// of those older than AVX2 listed above, which the repair replaces; 0 otherwise (always 0 off
+/// x86-64).
+int diffeqnet_openblas_core_predates_avx2(const char *name);
+
 #endif
