@@ -7,7 +7,8 @@
 /// operations (`unary`, `unaryGrad`, `affine`, `binary`) may run in place: an output may be an
 /// input that is read at the output's own index.
 public protocol Backend: AnyObject, Sendable {
-  /// A human-readable description, e.g. `cpu (OpenBLAS SkylakeX, 2 threads)` or `opencl:0 NVIDIA H100`.
+  /// A human-readable description, e.g. `cpu (OpenBLAS SkylakeX, 2 threads)` or
+  /// `opencl:0 NVIDIA H100`.
   var name: String { get }
   /// The allocator whose byte counts measure this backend's memory use.
   var pool: BufferPool { get }
