@@ -34,7 +34,8 @@ let package = Package(
     .target(
       name: "Kernels",
       dependencies: [
-        "COpenCL", "CBLAS", "COpenBLASCore", "CWinograd", "CSmallGEMM", "CVectorMath",
+        "COpenCL", "CBLAS", "COpenBLASCore", "CSIMDSupport", "CWinograd", "CSmallGEMM",
+        "CVectorMath",
         .product(name: "Numerics", package: "swift-numerics"),
       ],
       swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
