@@ -16,7 +16,7 @@ struct BenchKernels: ParsableCommand {
       On the CPU backend, 3x3 stride-1 convolutions run by Winograd F(2x2, 3x3) where the CPU \
       has AVX2 and FMA; their GFLOP/s count the direct convolution's 2·N·O·C·9·H·W operations \
       (the usual "effective" rate), and the direct lowering ("direct conv") is measured beside \
-      them.
+      them, as is, where the CPU has AVX-512, the AVX2 micro-kernel ("AVX2").
       """)
 
   @OptionGroup var options: BenchOptions
@@ -75,13 +75,16 @@ struct BenchKernels: ParsableCommand {
       for n in [256, 512, 1024, 2048] { out.append(try gemmMeasurement(backend, n: n)) }
     }
     if groups.contains("conv") {
-      // Where the CPU backend runs these by Winograd, the direct lowering is measured beside it,
-      // in the same minutes, so that the ratio between the two is meaningful on a noisy machine.
-      let direct =
-        (backend as? CPUBackend)?.usesWinograd == true ? CPUBackend(winograd: false) : nil
+      // Where the CPU backend runs these by Winograd, the direct lowering (and, with AVX-512,
+      // the AVX2 micro-kernel) is measured beside it, in the same minutes, so that the ratios
+      // are meaningful on a noisy machine.
+      let cpu = backend as? CPUBackend
+      let alternatives =
+        (cpu?.usesWinograd == true ? [CPUBackend(winograd: false)] : [])
+        + (cpu?.usesAVX512 == true ? [CPUBackend(avx512: false)] : [])
       for c in [64, 65] {
         out += try convMeasurements(backend, inChannels: c)
-        if let direct { out += try convMeasurements(direct, inChannels: c) }
+        for alternative in alternatives { out += try convMeasurements(alternative, inChannels: c) }
       }
     }
     if groups.contains("norm") { out.append(try groupNormMeasurement(backend)) }
