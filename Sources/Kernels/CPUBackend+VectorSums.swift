@@ -1,4 +1,4 @@
-/// Sums over contiguous runs in explicit 4-lane vectors with two independent accumulators.
+/// Sums over contiguous runs in explicit 4-lane vectors with four independent accumulators.
 ///
 /// The compiler may not reorder a floating-point sum, so a plain loop adds one element at a time
 /// on one accumulator's latency (about four cycles each). These are the reductions inside group
@@ -17,13 +17,21 @@ extension CPUBackend {
   ) -> T {
     var s0 = SIMD4<T>()
     var s1 = SIMD4<T>()
+    var s2 = SIMD4<T>()
+    var s3 = SIMD4<T>()
     var i = 0
-    while i + 8 <= n {
+    while i + 16 <= n {
       s0 += body(i)
       s1 += body(i + 4)
-      i += 8
+      s2 += body(i + 8)
+      s3 += body(i + 12)
+      i += 16
     }
-    var sum = (s0 + s1).sum()
+    while i + 4 <= n {
+      s0 += body(i)
+      i += 4
+    }
+    var sum = ((s0 + s1) + (s2 + s3)).sum()
     while i < n {
       sum += tail(i)
       i += 1
