@@ -11,4 +11,16 @@ void diffeqnet_tanh(const float *x, float *y, size_t count) {}
 
 void diffeqnet_tanh_gradient(const float *x, const float *dy, float *dx, size_t count) {}
 
+void diffeqnet_group_norm(
+    const float *x, const float *gamma, const float *beta, float *y, float *mean, float *rstd,
+    int groups, int channelsPerGroup, int hw, float eps, int first, int count) {}
+
+void diffeqnet_group_norm_grad_input(
+    const float *x, const float *gamma, const float *mean, const float *rstd, const float *dy,
+    float *dx, int groups, int channelsPerGroup, int hw, int first, int count) {}
+
+void diffeqnet_group_norm_grad_params(
+    const float *x, const float *mean, const float *rstd, const float *dy, float *dgamma,
+    float *dbeta, int n, int channels, int groups, int hw, int first, int count) {}
+
 #endif

@@ -32,6 +32,11 @@ extension CPUBackend {
     let cpg = s.c / s.groups
     let m = cpg * s.hw
     parallelFor(s.n * s.groups, grain: max(1, 8192 / max(1, m))) { r in
+      if T.vectorisedGroupNorm(
+        .forward(x: x, gamma: gamma, beta: beta, y: y, mean: mean, rstd: rstd), s, r)
+      {
+        return
+      }
       for ng in r {
         let base = x + ng * m
         // Two passes in T: the mean first, so the variance does not cancel catastrophically.
@@ -62,6 +67,11 @@ extension CPUBackend {
     let m = cpg * s.hw
     // dx = rstd·(γ·dy − mean(γ·dy) − x̂·mean(γ·dy·x̂)) over each group.
     parallelFor(s.n * s.groups, grain: max(1, 8192 / max(1, m))) { r in
+      if T.vectorisedGroupNorm(
+        .input(x: x, gamma: gamma, mean: mean, rstd: rstd, dy: dy, dx: dx), s, r)
+      {
+        return
+      }
       for ng in r {
         let mu = mean[ng]
         let rs = rstd[ng]
@@ -92,6 +102,11 @@ extension CPUBackend {
     }
     // Per-channel parameter gradients, summed over the batch.
     parallelFor(s.c, grain: max(1, 8192 / max(1, s.n * s.hw))) { r in
+      if T.vectorisedGroupNorm(
+        .parameters(x: x, mean: mean, rstd: rstd, dy: dy, dgamma: dgamma, dbeta: dbeta), s, r)
+      {
+        return
+      }
       for c in r {
         let g = c / cpg
         var dg: T = 0

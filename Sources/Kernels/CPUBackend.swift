@@ -91,6 +91,25 @@ protocol CPUScalar: Real, BinaryFloatingPoint, SIMDScalar {
     _ x: UnsafeMutablePointer<Self>, _ dy: UnsafeMutablePointer<Self>,
     _ dx: UnsafeMutablePointer<Self>, _ count: Int
   ) -> Bool
+  /// `CPUBackend.groupNorm`'s pass (forward, input gradient or parameter gradients) over
+  /// `range` (of image-group pairs, or of channels for `.parameters`) by vector code where this
+  /// type and CPU have some (false: the caller runs its loops instead).
+  static func vectorisedGroupNorm(
+    _ pass: GroupNormPass<Self>, _ s: GroupNormShape, _ range: Range<Int>
+  ) -> Bool
+}
+
+/// One pass of group normalisation over its arrays (see `CPUBackend.groupNorm`).
+enum GroupNormPass<T> {
+  case forward(
+    x: UnsafeMutablePointer<T>, gamma: UnsafeMutablePointer<T>, beta: UnsafeMutablePointer<T>,
+    y: UnsafeMutablePointer<T>, mean: UnsafeMutablePointer<T>, rstd: UnsafeMutablePointer<T>)
+  case input(
+    x: UnsafeMutablePointer<T>, gamma: UnsafeMutablePointer<T>, mean: UnsafeMutablePointer<T>,
+    rstd: UnsafeMutablePointer<T>, dy: UnsafeMutablePointer<T>, dx: UnsafeMutablePointer<T>)
+  case parameters(
+    x: UnsafeMutablePointer<T>, mean: UnsafeMutablePointer<T>, rstd: UnsafeMutablePointer<T>,
+    dy: UnsafeMutablePointer<T>, dgamma: UnsafeMutablePointer<T>, dbeta: UnsafeMutablePointer<T>)
 }
 
 /// Read once: the CPU does not change under a running process.
@@ -113,6 +132,27 @@ extension Float: CPUScalar {
   ) -> Bool {
     guard vectorMathAvailable else { return false }
     diffeqnet_tanh_gradient(x, dy, dx, count)
+    return true
+  }
+
+  /// CVectorMath's AVX2 + FMA group norm: 8 lanes, four accumulators per sum.
+  static func vectorisedGroupNorm(
+    _ pass: GroupNormPass<Float>, _ s: GroupNormShape, _ range: Range<Int>
+  ) -> Bool {
+    guard vectorMathAvailable else { return false }
+    let (groups, perGroup, hw) = (Int32(s.groups), Int32(s.c / s.groups), Int32(s.hw))
+    let (first, count) = (Int32(range.lowerBound), Int32(range.count))
+    switch pass {
+    case .forward(let x, let gamma, let beta, let y, let mean, let rstd):
+      diffeqnet_group_norm(
+        x, gamma, beta, y, mean, rstd, groups, perGroup, hw, Float(s.eps), first, count)
+    case .input(let x, let gamma, let mean, let rstd, let dy, let dx):
+      diffeqnet_group_norm_grad_input(
+        x, gamma, mean, rstd, dy, dx, groups, perGroup, hw, first, count)
+    case .parameters(let x, let mean, let rstd, let dy, let dgamma, let dbeta):
+      diffeqnet_group_norm_grad_params(
+        x, mean, rstd, dy, dgamma, dbeta, Int32(s.n), Int32(s.c), groups, hw, first, count)
+    }
     return true
   }
 
@@ -203,6 +243,10 @@ extension Double: CPUScalar {
   static func vectorisedTanhGradient(
     _ x: UnsafeMutablePointer<Double>, _ dy: UnsafeMutablePointer<Double>,
     _ dx: UnsafeMutablePointer<Double>, _ count: Int
+  ) -> Bool { false }
+
+  static func vectorisedGroupNorm(
+    _ pass: GroupNormPass<Double>, _ s: GroupNormShape, _ range: Range<Int>
   ) -> Bool { false }
 
   @inline(__always) static func fastTanh(_ v: Double) -> Double { Double.tanh(v) }

@@ -1,0 +1,159 @@
+// Group normalisation in float32, 8 lanes at a time with four accumulators per sum (the Swift
+// loops it replaces run 4-lane SSE, bound by their add chains). The formulas and the order of
+// the passes are `CPUBackend.groupNorm`'s and `groupNormGrad`'s: the mean first, then the squared
+// deviations from it, so that the variance does not cancel. Tails use masked loads and stores.
+
+#include "CVectorMath.h"
+#include "CSIMDSupport.h"
+
+#if defined(__x86_64__)  // elsewhere: VectorMathUnavailable.c
+
+#include <immintrin.h>
+#include <math.h>
+
+enum { LANES = 8 };
+
+__attribute__((target("avx2,fma"))) static inline float horizontalSum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+/// The sums group normalisation takes over a run of n floats.
+enum Sum {
+  PLAIN,               // Σ x[i]
+  SQUARED_DEVIATIONS,  // Σ (x[i] − mu)²
+  DOT_DEVIATIONS,      // Σ g[i]·(x[i] − mu)
+};
+
+/// acc plus the term of sum `kind` for the 8 lanes x (and g).
+__attribute__((target("avx2,fma"))) static inline __m256 addTerm(
+    enum Sum kind, __m256 acc, __m256 x, __m256 g, __m256 mu) {
+  switch (kind) {
+  case PLAIN: return _mm256_add_ps(acc, x);
+  case SQUARED_DEVIATIONS: {
+    const __m256 d = _mm256_sub_ps(x, mu);
+    return _mm256_fmadd_ps(d, d, acc);
+  }
+  case DOT_DEVIATIONS: return _mm256_fmadd_ps(g, _mm256_sub_ps(x, mu), acc);
+  }
+  return acc;
+}
+
+/// Sum `kind` over x[0..<n] (and g, read only for DOT_DEVIATIONS), with four accumulators; a
+/// tail's lanes past n leave their accumulator as it was. `kind` is a constant at every call,
+/// so each becomes its own loop.
+__attribute__((target("avx2,fma"))) static inline float vectorSum(
+    enum Sum kind, const float *x, const float *g, int n, float mu) {
+  const __m256 m = _mm256_set1_ps(mu), zero = _mm256_setzero_ps();
+  __m256 s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+#define G(i) (kind == DOT_DEVIATIONS ? _mm256_loadu_ps(g + (i)) : zero)
+  int i = 0;
+  for (; i + 4 * LANES <= n; i += 4 * LANES) {
+    s0 = addTerm(kind, s0, _mm256_loadu_ps(x + i), G(i), m);
+    s1 = addTerm(kind, s1, _mm256_loadu_ps(x + i + LANES), G(i + LANES), m);
+    s2 = addTerm(kind, s2, _mm256_loadu_ps(x + i + 2 * LANES), G(i + 2 * LANES), m);
+    s3 = addTerm(kind, s3, _mm256_loadu_ps(x + i + 3 * LANES), G(i + 3 * LANES), m);
+  }
+  for (; i + LANES <= n; i += LANES) s0 = addTerm(kind, s0, _mm256_loadu_ps(x + i), G(i), m);
+#undef G
+  if (i < n) {
+    const __m256i tail = diffeqnet_prefix_mask(n - i);
+    const __m256 gt = kind == DOT_DEVIATIONS ? _mm256_maskload_ps(g + i, tail) : zero;
+    const __m256 with = addTerm(kind, s1, _mm256_maskload_ps(x + i, tail), gt, m);
+    s1 = _mm256_blendv_ps(s1, with, _mm256_castsi256_ps(tail));
+  }
+  return horizontalSum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+}
+
+__attribute__((target("avx2,fma"))) void diffeqnet_group_norm(
+    const float *x, const float *gamma, const float *beta, float *y, float *mean, float *rstd,
+    int groups, int channelsPerGroup, int hw, float eps, int first, int count) {
+  const int m = channelsPerGroup * hw;
+  for (int ng = first; ng < first + count; ng++) {
+    const float *base = x + (size_t)ng * m;
+    const float mu = vectorSum(PLAIN, base, NULL, m, 0) / (float)m;
+    const float variance = vectorSum(SQUARED_DEVIATIONS, base, NULL, m, mu) / (float)m;
+    const float rs = 1.0f / sqrtf(variance + eps);
+    mean[ng] = mu;
+    rstd[ng] = rs;
+    const int c0 = (ng % groups) * channelsPerGroup;
+    float *out = y + (size_t)ng * m;
+    for (int cc = 0; cc < channelsPerGroup; cc++) {
+      const float a = rs * gamma[c0 + cc];
+      const __m256 scale = _mm256_set1_ps(a), shift = _mm256_set1_ps(beta[c0 + cc] - mu * a);
+      const float *in = base + (size_t)cc * hw;
+      float *o = out + (size_t)cc * hw;
+      int i = 0;
+      for (; i + LANES <= hw; i += LANES) {
+        _mm256_storeu_ps(o + i, _mm256_fmadd_ps(_mm256_loadu_ps(in + i), scale, shift));
+      }
+      if (i < hw) {
+        const __m256i tail = diffeqnet_prefix_mask(hw - i);
+        _mm256_maskstore_ps(
+            o + i, tail, _mm256_fmadd_ps(_mm256_maskload_ps(in + i, tail), scale, shift));
+      }
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void diffeqnet_group_norm_grad_input(
+    const float *x, const float *gamma, const float *mean, const float *rstd, const float *dy,
+    float *dx, int groups, int channelsPerGroup, int hw, int first, int count) {
+  const int m = channelsPerGroup * hw;
+  for (int ng = first; ng < first + count; ng++) {
+    const float mu = mean[ng], rs = rstd[ng];
+    const int c0 = (ng % groups) * channelsPerGroup;
+    const float *xb = x + (size_t)ng * m, *gb = dy + (size_t)ng * m;
+    float sumG = 0, sumGX = 0;
+    for (int cc = 0; cc < channelsPerGroup; cc++) {
+      const float g = gamma[c0 + cc];
+      sumG += g * vectorSum(PLAIN, gb + (size_t)cc * hw, NULL, hw, 0);
+      const float *xc = xb + (size_t)cc * hw, *gc = gb + (size_t)cc * hw;
+      sumGX += g * vectorSum(DOT_DEVIATIONS, xc, gc, hw, mu) * rs;
+    }
+    // dx = rstd·(γ·dy − mean(γ·dy) − x̂·mean(γ·dy·x̂)), x̂ = (x − mu)·rstd.
+    const __m256 m0 = _mm256_set1_ps(mu), meanG = _mm256_set1_ps(sumG / (float)m);
+    const __m256 slope = _mm256_set1_ps(rs * (sumGX / (float)m)), r = _mm256_set1_ps(rs);
+    float *out = dx + (size_t)ng * m;
+    for (int cc = 0; cc < channelsPerGroup; cc++) {
+      const __m256 g = _mm256_set1_ps(gamma[c0 + cc]);
+      const size_t o = (size_t)cc * hw;
+      int i = 0;
+      for (; i < hw; i += LANES) {
+        const int full = i + LANES <= hw;
+        const __m256i tail = diffeqnet_prefix_mask(hw - i);
+        const __m256 xv = full ? _mm256_loadu_ps(xb + o + i) : _mm256_maskload_ps(xb + o + i, tail);
+        const __m256 gv = full ? _mm256_loadu_ps(gb + o + i) : _mm256_maskload_ps(gb + o + i, tail);
+        __m256 t = _mm256_fmsub_ps(g, gv, meanG);
+        t = _mm256_fnmadd_ps(_mm256_sub_ps(xv, m0), slope, t);
+        t = _mm256_mul_ps(r, t);
+        if (full) {
+          _mm256_storeu_ps(out + o + i, t);
+        } else {
+          _mm256_maskstore_ps(out + o + i, tail, t);
+        }
+      }
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void diffeqnet_group_norm_grad_params(
+    const float *x, const float *mean, const float *rstd, const float *dy, float *dgamma,
+    float *dbeta, int n, int channels, int groups, int hw, int first, int count) {
+  const int channelsPerGroup = channels / groups;
+  for (int c = first; c < first + count; c++) {
+    const int g = c / channelsPerGroup;
+    float dg = 0, db = 0;
+    for (int i = 0; i < n; i++) {
+      const size_t off = ((size_t)i * channels + c) * hw;
+      const float mu = mean[i * groups + g], rs = rstd[i * groups + g];
+      dg += vectorSum(DOT_DEVIATIONS, x + off, dy + off, hw, mu) * rs;
+      db += vectorSum(PLAIN, dy + off, NULL, hw, 0);
+    }
+    dgamma[c] = dg;
+    dbeta[c] = db;
+  }
+}
+
+#endif
