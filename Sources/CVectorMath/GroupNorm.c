@@ -97,6 +97,13 @@ __attribute__((target("avx2,fma"))) void diffeqnet_group_norm(
   }
 }
 
+/// rstd·(γ·dy − meanG − (x − mu)·slope) for 8 lanes, slope = rstd·mean(γ·dy·x̂).
+__attribute__((target("avx2,fma"))) static inline __m256 inputGradient(
+    __m256 x, __m256 dy, __m256 gamma, __m256 mu, __m256 meanG, __m256 slope, __m256 rstd) {
+  const __m256 t = _mm256_fmsub_ps(gamma, dy, meanG);
+  return _mm256_mul_ps(rstd, _mm256_fnmadd_ps(_mm256_sub_ps(x, mu), slope, t));
+}
+
 __attribute__((target("avx2,fma"))) void diffeqnet_group_norm_grad_input(
     const float *x, const float *gamma, const float *mean, const float *rstd, const float *dy,
     float *dx, int groups, int channelsPerGroup, int hw, int first, int count) {
@@ -108,8 +115,8 @@ __attribute__((target("avx2,fma"))) void diffeqnet_group_norm_grad_input(
     float sumG = 0, sumGX = 0;
     for (int cc = 0; cc < channelsPerGroup; cc++) {
       const float g = gamma[c0 + cc];
-      sumG += g * vectorSum(PLAIN, gb + (size_t)cc * hw, NULL, hw, 0);
       const float *xc = xb + (size_t)cc * hw, *gc = gb + (size_t)cc * hw;
+      sumG += g * vectorSum(PLAIN, gc, NULL, hw, 0);
       sumGX += g * vectorSum(DOT_DEVIATIONS, xc, gc, hw, mu) * rs;
     }
     // dx = rstd·(γ·dy − mean(γ·dy) − x̂·mean(γ·dy·x̂)), x̂ = (x − mu)·rstd.
@@ -118,21 +125,17 @@ __attribute__((target("avx2,fma"))) void diffeqnet_group_norm_grad_input(
     float *out = dx + (size_t)ng * m;
     for (int cc = 0; cc < channelsPerGroup; cc++) {
       const __m256 g = _mm256_set1_ps(gamma[c0 + cc]);
-      const size_t o = (size_t)cc * hw;
+      const float *xc = xb + (size_t)cc * hw, *gc = gb + (size_t)cc * hw;
+      float *o = out + (size_t)cc * hw;
       int i = 0;
-      for (; i < hw; i += LANES) {
-        const int full = i + LANES <= hw;
+      for (; i + LANES <= hw; i += LANES) {
+        const __m256 xv = _mm256_loadu_ps(xc + i), gv = _mm256_loadu_ps(gc + i);
+        _mm256_storeu_ps(o + i, inputGradient(xv, gv, g, m0, meanG, slope, r));
+      }
+      if (i < hw) {
         const __m256i tail = diffeqnet_prefix_mask(hw - i);
-        const __m256 xv = full ? _mm256_loadu_ps(xb + o + i) : _mm256_maskload_ps(xb + o + i, tail);
-        const __m256 gv = full ? _mm256_loadu_ps(gb + o + i) : _mm256_maskload_ps(gb + o + i, tail);
-        __m256 t = _mm256_fmsub_ps(g, gv, meanG);
-        t = _mm256_fnmadd_ps(_mm256_sub_ps(xv, m0), slope, t);
-        t = _mm256_mul_ps(r, t);
-        if (full) {
-          _mm256_storeu_ps(out + o + i, t);
-        } else {
-          _mm256_maskstore_ps(out + o + i, tail, t);
-        }
+        const __m256 xv = _mm256_maskload_ps(xc + i, tail), gv = _mm256_maskload_ps(gc + i, tail);
+        _mm256_maskstore_ps(o + i, tail, inputGradient(xv, gv, g, m0, meanG, slope, r));
       }
     }
   }

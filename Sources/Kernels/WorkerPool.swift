@@ -38,9 +38,8 @@ package final class WorkerPool: @unchecked Sendable {
 
   private init(threads: Int) {
     self.threads = max(0, threads)
-    for index in 0..<self.threads {
+    for _ in 0..<self.threads {
       let thread = Thread { [self] in workerLoop() }
-      thread.name = "DiffEqNet worker \(index + 1)"
       thread.start()
     }
   }
