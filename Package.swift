@@ -1,6 +1,17 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// The library's layers, bottom up; each target imports only targets below it, and
+// `scripts/check-layers.sh` (run by the tests) fails when a source file imports one above.
+//
+//   Kernels          backends: the Backend protocol, CPUBackend, OpenCLBackend, BufferPool
+//   DiffEqCore       Tensor, autodiff, Module, layers, optimisers, schedules, RandomState
+//   DiffEqODE        solvers, adjoints, vector fields
+//   DiffEqData       data sets, batches, safetensors checkpoints (beside DiffEqODE: neither
+//                    imports the other)
+//   DiffEqModels     the model zoo (ODE-Net, RK-Net, ResNet)
+//   DiffEqTraining   the Trainer and its tasks, typed run settings
+//   DiffEqNet        the product: re-exports all of the above
 let package = Package(
   name: "DiffEqNet",
   products: [
@@ -22,24 +33,26 @@ let package = Package(
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     // AVX2 + FMA code behind a run-time check: Swift cannot target one function at them.
     .target(name: "CSIMDSupport"),
-    .target(
-      name: "CWinograd", dependencies: ["CSIMDSupport"],
-      cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
-    .target(
-      name: "CSmallGEMM", dependencies: ["CSIMDSupport"],
-      cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
-    .target(
-      name: "CVectorMath", dependencies: ["CSIMDSupport"],
-      cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
+    .target(name: "CWinograd", dependencies: ["CSIMDSupport"]),
+    .target(name: "CSmallGEMM", dependencies: ["CSIMDSupport"]),
+    .target(name: "CVectorMath", dependencies: ["CSIMDSupport"]),
     .target(
       name: "Kernels",
       dependencies: [
         "COpenCL", "CBLAS", "COpenBLASCore", "CSIMDSupport", "CWinograd", "CSmallGEMM",
         "CVectorMath",
         .product(name: "Numerics", package: "swift-numerics"),
-      ],
-      swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
-    .target(name: "DiffEqNet", dependencies: ["Kernels", "CZlib"]),
+      ]),
+    .target(name: "DiffEqCore", dependencies: ["Kernels"]),
+    .target(name: "DiffEqODE", dependencies: ["DiffEqCore"]),
+    .target(name: "DiffEqData", dependencies: ["DiffEqCore", "CZlib"]),
+    .target(name: "DiffEqModels", dependencies: ["DiffEqODE"]),
+    .target(name: "DiffEqTraining", dependencies: ["DiffEqModels", "DiffEqData"]),
+    .target(
+      name: "DiffEqNet",
+      dependencies: [
+        "Kernels", "DiffEqCore", "DiffEqODE", "DiffEqData", "DiffEqModels", "DiffEqTraining",
+      ]),
     .executableTarget(
       name: "Runner",
       dependencies: [

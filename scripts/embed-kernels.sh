@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Sources/Kernels/KernelSources.swift from kernels/*.cl, so that the built binary
+# Regenerates Sources/Kernels/OpenCL/KernelSources.swift from kernels/*.cl, so that the built binary
 # carries its OpenCL sources and runs from any directory. Run it after editing a kernel; the test
 # KernelSourcesTests fails while the generated file is stale.
 #
@@ -8,7 +8,7 @@ set -euo pipefail
 export LC_ALL=C
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out="$root/Sources/Kernels/KernelSources.swift"
+out="$root/Sources/Kernels/OpenCL/KernelSources.swift"
 tmp="$(mktemp)"
 trap 'rm -f "$tmp"' EXIT
 

@@ -10,5 +10,8 @@ if ! python3 -c "import safetensors, numpy" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check safetensors numpy >&2 \
     || echo "pip could not install safetensors: its cross-checks will be skipped" >&2
 fi
+# The layering (ARCHITECTURE.md) before anything is built: a lower target importing a higher one,
+# or library code that prints or reads the environment, fails here.
+bash scripts/check-layers.sh
 swift build -c release --build-tests
 swift test -c release --skip-build --disable-swift-testing "$@"

@@ -297,6 +297,8 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
   case kernelBuildFailed(program: String, options: String, log: String)
   case unsupportedType(DType, backend: String)
   case outOfMemory(bytes: Int, device: String)
+  /// A backend setting the kernels cannot run with.
+  case invalidOption(String)
 
   public var description: String {
     switch self {
@@ -309,6 +311,7 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
       return "OpenCL program '\(program)' failed to build with options '\(options)':\n\(log)"
     case .unsupportedType(let t, let b): return "\(b) does not support \(t)"
     case .outOfMemory(let n, let d): return "out of memory allocating \(n) bytes on \(d)"
+    case .invalidOption(let reason): return "invalid backend option: \(reason)"
     }
   }
 }

@@ -44,18 +44,22 @@ public enum DeviceSpec: Equatable, Sendable, CustomStringConvertible {
 /// - `cpu`: `CPUBackend()`.
 /// - `opencl(n)`: OpenCL device n (default 0); `BackendError.noOpenCLPlatform` if OpenCL has no
 ///   platform, `noSuchDevice` if n is out of range.
-public func makeBackend(_ spec: DeviceSpec) throws -> any Backend {
+///
+/// `openCL` configures whichever OpenCL backend is opened.
+public func makeBackend(_ spec: DeviceSpec, openCL: OpenCLBackend.Options = .init()) throws
+  -> any Backend
+{
   switch spec {
   case .cpu:
     return CPUBackend()
   case .auto:
     if let gpu = OpenCLBackend.devices().first(where: { $0.type == .gpu || $0.type == .accelerator }
     ) {
-      return try OpenCLBackend(deviceIndex: gpu.index)
+      return try OpenCLBackend(deviceIndex: gpu.index, options: openCL)
     }
     return CPUBackend()
   case .opencl(let n):
     // Throws noOpenCLPlatform when there is no platform, noSuchDevice when n is out of range.
-    return try OpenCLBackend(deviceIndex: n ?? 0)
+    return try OpenCLBackend(deviceIndex: n ?? 0, options: openCL)
   }
 }

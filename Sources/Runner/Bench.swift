@@ -37,17 +37,14 @@ struct BenchOptions: ParsableArguments {
 
   /// The backends selected by `--device`.
   func backends() throws -> [any Backend] {
+    let options = try openCLOptions(blasOnCPUDevice: !openclGemmKernel)
     if device == "all" {
       return [CPUBackend()]
         + (try OpenCLBackend.devices().indices.map {
-          try OpenCLBackend(deviceIndex: $0, blasOnCPUDevice: !openclGemmKernel)
+          try OpenCLBackend(deviceIndex: $0, options: options)
         })
     }
-    switch try DeviceSpec(parsing: device) {
-    case .opencl(let i):
-      return [try OpenCLBackend(deviceIndex: i ?? 0, blasOnCPUDevice: !openclGemmKernel)]
-    case let spec: return [try makeBackend(spec)]
-    }
+    return [try makeBackend(try DeviceSpec(parsing: device), openCL: options)]
   }
 }
 

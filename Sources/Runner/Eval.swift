@@ -28,7 +28,7 @@ struct Eval: ParsableCommand {
     if let device { c.device = device }
     c.limit = 0
     try c.validate()
-    let backend = try makeBackend(try DeviceSpec(parsing: c.device))
+    let backend = try makeBackend(try DeviceSpec(parsing: c.device), openCL: try openCLOptions())
     let (train, test) = try c.loadData()
     let trainer = try Trainer(c, backend: backend, train: train, test: test)
     try trainer.loadCheckpoint(from: url)

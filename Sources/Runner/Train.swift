@@ -118,7 +118,7 @@ struct Train: ParsableCommand {
     let c = try resolvedConfiguration()
     let outDir = URL(fileURLWithPath: c.out)
     try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
-    let backend = try makeBackend(try DeviceSpec(parsing: c.device))
+    let backend = try makeBackend(try DeviceSpec(parsing: c.device), openCL: try openCLOptions())
     let (train, test) = try c.loadData()
     let trainer = try Trainer(c, backend: backend, train: train, test: test)
     let checkpoint = outDir.appendingPathComponent("checkpoint.safetensors")
@@ -128,7 +128,9 @@ struct Train: ParsableCommand {
       try trainer.loadCheckpoint(from: checkpoint)
       history = try readMetrics(metricsURL).filter { $0.epoch <= trainer.epoch }
       if trainer.isFinished {
-        print("nothing to resume: \(c.model) has completed \(trainer.epoch) of \(c.epochs) epochs (raise --epochs to go on)")
+        print(
+          "nothing to resume: \(c.model) has completed \(trainer.epoch) of \(c.epochs) epochs (raise --epochs to go on)"
+        )
         return
       }
       print("resuming \(c.model) at epoch \(trainer.epoch + 1), batch \(trainer.batch + 1)")

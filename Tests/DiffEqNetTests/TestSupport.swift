@@ -26,7 +26,7 @@ private let openCLSetup: (backends: [any Backend], failures: [String]) = {
   var failures: [String] = []
   for (i, device) in OpenCLBackend.devices().enumerated() {
     do {
-      backends.append(try OpenCLBackend(deviceIndex: i, blasOnCPUDevice: false))
+      backends.append(try OpenCLBackend(deviceIndex: i, options: .init(blasOnCPUDevice: false)))
     } catch {
       failures.append("opencl:\(i) \(device): \(error)")
     }

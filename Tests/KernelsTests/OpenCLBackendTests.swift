@@ -15,11 +15,11 @@ final class OpenCLBackendTests: XCTestCase, KernelTestCase {
     Int(ProcessInfo.processInfo.environment["DIFFEQNET_TEST_OPENCL_DEVICE"] ?? "") ?? 0
   /// GEMM through the OpenCL kernel even on CPU devices.
   static let kernelBackend = Result {
-    try OpenCLBackend(deviceIndex: deviceIndex, blasOnCPUDevice: false)
+    try OpenCLBackend(deviceIndex: deviceIndex, options: .init(blasOnCPUDevice: false))
   }
   /// GEMM through OpenBLAS when the device is a CPU.
   static let blasBackend = Result {
-    try OpenCLBackend(deviceIndex: deviceIndex, blasOnCPUDevice: true)
+    try OpenCLBackend(deviceIndex: deviceIndex, options: .init(blasOnCPUDevice: true))
   }
 
   var rng = SplitMix64(seed: 0)
@@ -645,22 +645,40 @@ final class OpenCLBackendTests: XCTestCase, KernelTestCase {
 
   /// The configurations a device with tighter limits than this one would get (smaller
   /// reduction work-groups, smaller GEMM tiles, down to one work-item per group), forced through
-  /// the environment variables `OpenCLBackend.init` documents. float32 only: the code paths do not
-  /// depend on the type.
+  /// `OpenCLBackend.Options`. float32 only: the code paths do not depend on the type.
   func testFallbackWorkGroupConfigurations() throws {
     _ = try backend()  // skips without OpenCL
-    for (wg, tile) in [("32", "32,4,16"), ("4", "16,2,8"), ("1", "4,4,4")] {
-      setenv("DIFFEQNET_OPENCL_REDUCTION_WG", wg, 1)
-      setenv("DIFFEQNET_OPENCL_GEMM_TILE", tile, 1)
-      let b = Result { try OpenCLBackend(deviceIndex: Self.deviceIndex, blasOnCPUDevice: false) }
-      unsetenv("DIFFEQNET_OPENCL_REDUCTION_WG")
-      unsetenv("DIFFEQNET_OPENCL_GEMM_TILE")
-      let backend = try b.get()
+    let tilings = [
+      OpenCLBackend.GEMMTiling(ts: 32, wpt: 4, tsk: 16), .init(ts: 16, wpt: 2, tsk: 8),
+      .init(ts: 4, wpt: 4, tsk: 4),
+    ]
+    for (wg, tile) in zip([32, 4, 1], tilings) {
+      let backend = try OpenCLBackend(
+        deviceIndex: Self.deviceIndex,
+        options: .init(blasOnCPUDevice: false, reductionWorkGroupSize: wg, gemmTiling: tile))
       try checkReduceSum(backend, [.float32])
       try checkSoftmaxCrossEntropy(backend, [.float32])
       try checkGroupNorm(backend, [.float32])
       for (p, label) in gemmCases() where p.m * p.n * p.k <= 64 * 64 * 64 {
         try checkGEMM(backend, p, .float32, "tile \(tile) " + label)
+      }
+    }
+  }
+
+  /// Settings the kernels cannot run with are refused before any device is opened (they once
+  /// reached a division by zero with the preconditions compiled out).
+  func testInvalidOptionsAreRefused() {
+    let invalid: [OpenCLBackend.Options] = [
+      .init(reductionWorkGroupSize: 0), .init(reductionWorkGroupSize: 48),
+      .init(reductionWorkGroupSize: -4), .init(gemmTiling: .init(ts: 0, wpt: 4, tsk: 4)),
+      .init(gemmTiling: .init(ts: 16, wpt: 3, tsk: 8)),
+      .init(gemmTiling: .init(ts: 16, wpt: 4, tsk: 0)),
+    ]
+    for options in invalid {
+      XCTAssertThrowsError(try OpenCLBackend(deviceIndex: 0, options: options), "\(options)") {
+        guard case BackendError.invalidOption = $0 else {
+          return XCTFail("\(options): \($0) is not invalidOption")
+        }
       }
     }
   }

@@ -1,0 +1,149 @@
+import Kernels
+
+/// Updates a module's trainable parameters in place from their gradients.
+///
+/// Parameters are the one place where tensor storage is written in place: an update overwrites
+/// the parameter buffer (after the step no recorded graph refers to it), which keeps optimiser
+/// steps allocation-free.
+public protocol Optimizer: AnyObject {
+  /// The step size used by the next `update`; schedules set it between steps.
+  var learningRate: Double { get set }
+  /// The number of updates applied so far.
+  var step: Int { get }
+  /// Applies one update; `gradients` is keyed by parameter name as `valueAndGrad` returns it.
+  func update(_ model: Module, gradients: [String: Tensor]) throws
+  /// Named state tensors for checkpoints (e.g. `exp_avg.conv1.weight`).
+  func stateTensors() -> [String: Tensor]
+  /// Restores state saved by `stateTensors()` and the step count.
+  func loadState(_ tensors: [String: Tensor], step: Int) throws
+}
+
+/// Shared mechanics: per-parameter state buffers, created zeroed on first use.
+public class StatefulOptimizer {
+  public var learningRate: Double
+  public private(set) var step = 0
+  var slots: [String: [Tensor]] = [:]
+  let slotNames: [String]
+
+  init(learningRate: Double, slotNames: [String]) {
+    self.learningRate = learningRate
+    self.slotNames = slotNames
+  }
+
+  func apply(
+    _ model: Module, _ gradients: [String: Tensor], _ makeStep: (Int) -> OptimizerStep
+  ) throws {
+    step += 1
+    let kind = makeStep(step)
+    for (name, p) in model.trainableParameters() {
+      guard let g = gradients[name] else { continue }
+      let value = p.value
+      guard g.shape == value.shape else {
+        throw TensorError.shapeMismatch(
+          op: "optimizer update of \(name)", lhs: value.shape, rhs: g.shape)
+      }
+      try value.checkCompatible(g, "optimizer update of \(name)")
+      if slots[name] == nil { slots[name] = try slotNames.map { _ in try value.zerosLike() } }
+      let s = slots[name]!
+      try value.backend.optimizerStep(
+        kind, param: value.buffer, grad: g.buffer, state1: s[0].buffer,
+        state2: s.count > 1 ? s[1].buffer : nil, count: value.count, dtype: value.dtype)
+    }
+  }
+
+  public func stateTensors() -> [String: Tensor] {
+    var out: [String: Tensor] = [:]
+    for (name, s) in slots { for (slot, t) in zip(slotNames, s) { out["\(slot).\(name)"] = t } }
+    return out
+  }
+
+  public func loadState(_ tensors: [String: Tensor], step: Int) throws {
+    var loaded: [String: [Tensor?]] = [:]
+    for (key, t) in tensors {
+      guard let slot = slotNames.firstIndex(where: { key.hasPrefix($0 + ".") }) else {
+        throw TensorError.invalidArgument(op: "optimizer state", reason: "unknown entry \(key)")
+      }
+      let name = String(key.dropFirst(slotNames[slot].count + 1))
+      loaded[name, default: Array(repeating: nil, count: slotNames.count)][slot] = t
+    }
+    slots = try loaded.mapValues { s in
+      try s.map { t in
+        guard let t else {
+          throw TensorError.invalidArgument(op: "optimizer state", reason: "missing a slot")
+        }
+        return t
+      }
+    }
+    self.step = step
+  }
+}
+
+/// Stochastic gradient descent with momentum, optional Nesterov momentum and L2 weight decay
+/// (PyTorch's formulation, see `OptimizerStep.sgd`).
+public final class SGD: StatefulOptimizer, Optimizer {
+  public let momentum: Double
+  public let nesterov: Bool
+  public let weightDecay: Double
+
+  public init(
+    learningRate: Double, momentum: Double = 0, nesterov: Bool = false, weightDecay: Double = 0
+  ) {
+    self.momentum = momentum
+    self.nesterov = nesterov
+    self.weightDecay = weightDecay
+    super.init(learningRate: learningRate, slotNames: ["momentum_buffer"])
+  }
+
+  public func update(_ model: Module, gradients: [String: Tensor]) throws {
+    try apply(model, gradients) { _ in
+      .sgd(lr: learningRate, momentum: momentum, nesterov: nesterov, weightDecay: weightDecay)
+    }
+  }
+}
+
+/// Adam with bias correction; `decoupled` gives AdamW (weight decay applied to the weights, not
+/// added to the gradient).
+public final class Adam: StatefulOptimizer, Optimizer {
+  public let beta1: Double, beta2: Double, eps: Double, weightDecay: Double
+  public let decoupled: Bool
+
+  public init(
+    learningRate: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8,
+    weightDecay: Double = 0, decoupled: Bool = false
+  ) {
+    self.beta1 = beta1
+    self.beta2 = beta2
+    self.eps = eps
+    self.weightDecay = weightDecay
+    self.decoupled = decoupled
+    super.init(learningRate: learningRate, slotNames: ["exp_avg", "exp_avg_sq"])
+  }
+
+  /// AdamW with PyTorch's default decay of 0.01.
+  public static func adamW(learningRate: Double = 1e-3, weightDecay: Double = 1e-2) -> Adam {
+    Adam(learningRate: learningRate, weightDecay: weightDecay, decoupled: true)
+  }
+
+  public func update(_ model: Module, gradients: [String: Tensor]) throws {
+    try apply(model, gradients) { t in
+      .adam(
+        lr: learningRate, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay,
+        decoupled: decoupled, step: t)
+    }
+  }
+}
+
+/// RMSprop (PyTorch's defaults: α = 0.99, ε = 1e-8), as torchdiffeq's ode_demo trains with.
+public final class RMSprop: StatefulOptimizer, Optimizer {
+  public let alpha: Double, eps: Double
+
+  public init(learningRate: Double = 1e-2, alpha: Double = 0.99, eps: Double = 1e-8) {
+    self.alpha = alpha
+    self.eps = eps
+    super.init(learningRate: learningRate, slotNames: ["square_avg"])
+  }
+
+  public func update(_ model: Module, gradients: [String: Tensor]) throws {
+    try apply(model, gradients) { _ in .rmsprop(lr: learningRate, alpha: alpha, eps: eps) }
+  }
+}

@@ -1,0 +1,99 @@
+import Kernels
+
+extension Tensor {
+  /// 2-D cross-correlation of x [N, C, H, W] with weight [O, C, kh, kw], plus bias [O]:
+  /// y[n, o, i, j] = b[o] + Σ x[n, c, i·s − p + u, j·s − p + v] · w[o, c, u, v] (zero padding).
+  ///
+  /// Each backend chooses its lowering (`Backend.conv2d`): one batch-wide im2col GEMM by default,
+  /// chunks of images expanded in cache on the CPU (`CPUBackend+Convolution.swift`).
+  public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0)
+    throws -> Tensor
+  {
+    try checkCompatible(weight, "conv2d")
+    guard rank == 4, weight.rank == 4, shape[1] == weight.shape[1] else {
+      throw TensorError.shapeMismatch(op: "conv2d", lhs: shape, rhs: weight.shape)
+    }
+    guard stride >= 1, padding >= 0 else {
+      throw TensorError.invalidArgument(
+        op: "conv2d", reason: "stride \(stride), padding \(padding)")
+    }
+    let g = ConvGeometry(
+      n: shape[0], c: shape[1], h: shape[2], w: shape[3], kh: weight.shape[2],
+      kw: weight.shape[3], stride: stride, pad: padding)
+    guard g.outH >= 1, g.outW >= 1 else {
+      throw TensorError.invalidShape(
+        op: "conv2d", shape: shape, reason: "kernel \(weight.shape) larger than the padded input")
+    }
+    let o = weight.shape[0]
+    if let bias {
+      try checkCompatible(bias, "conv2d bias")
+      guard bias.shape == [o] else {
+        throw TensorError.shapeMismatch(op: "conv2d bias", lhs: [o], rhs: bias.shape)
+      }
+    }
+    // The bias is added by the backend's convolution (Winograd's output transform on the CPU),
+    // not as a broadcast add over the whole output afterwards.
+    let out = try empty([g.n, o, g.outH, g.outW])
+    try backend.conv2d(
+      buffer, weight.buffer, bias: bias?.buffer, out.buffer, outChannels: o, g, dtype: dtype)
+    let (x, w) = (detached, weight.detached)
+    let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
+    return out.recorded(from: inputs) { gy in
+      var grads: [Tensor?] = [
+        try Tensor.conv2dBackwardData(gy, weight: w, geometry: g),
+        try Tensor.conv2dBackwardWeights(gy, input: x, geometry: g),
+      ]
+      if inputs.count == 3 { grads.append(try gy.sum(axes: [0, 2, 3])) }
+      return grads
+    }
+  }
+
+  /// ∂L/∂x of a convolution given ∂L/∂y. Not recorded.
+  public static func conv2dBackwardData(_ gy: Tensor, weight: Tensor, geometry g: ConvGeometry)
+    throws -> Tensor
+  {
+    let dx = try gy.empty([g.n, g.c, g.h, g.w])
+    try gy.backend.conv2dBackwardData(
+      gy.buffer, weight.buffer, dx.buffer, outChannels: weight.shape[0], g, dtype: gy.dtype)
+    return dx
+  }
+
+  /// ∂L/∂W of a convolution given ∂L/∂y. Not recorded.
+  public static func conv2dBackwardWeights(_ gy: Tensor, input x: Tensor, geometry g: ConvGeometry)
+    throws -> Tensor
+  {
+    let o = gy.shape[1]
+    let dw = try gy.empty([o, g.c, g.kh, g.kw])
+    try gy.backend.conv2dBackwardWeights(
+      gy.buffer, x.buffer, dw.buffer, outChannels: o, g, dtype: gy.dtype)
+    return dw
+  }
+
+  /// Average pooling over k×k windows every `stride` pixels (no padding) of x [N, C, H, W].
+  public func avgPool2d(kernel k: Int, stride: Int? = nil) throws -> Tensor {
+    guard rank == 4 else {
+      throw TensorError.invalidShape(op: "avgPool2d", shape: shape, reason: "expected NCHW")
+    }
+    let g = PoolGeometry(
+      n: shape[0], c: shape[1], h: shape[2], w: shape[3], k: k, stride: stride ?? k)
+    guard k >= 1, g.stride >= 1, k <= g.h, k <= g.w else {
+      throw TensorError.invalidArgument(op: "avgPool2d", reason: "kernel \(k) for input \(shape)")
+    }
+    let out = try empty([g.n, g.c, g.outH, g.outW])
+    try backend.avgPool(buffer, out.buffer, g, dtype: dtype)
+    let x = detached
+    return out.recorded(from: self) { gy in
+      let dx = try x.empty(x.shape)
+      try x.backend.avgPoolGrad(gy.buffer, dx.buffer, g, dtype: x.dtype)
+      return [dx]
+    }
+  }
+
+  /// The mean over the spatial dimensions: [N, C, H, W] → [N, C].
+  public func globalAvgPool() throws -> Tensor {
+    guard rank == 4 else {
+      throw TensorError.invalidShape(op: "globalAvgPool", shape: shape, reason: "expected NCHW")
+    }
+    return try mean(axes: [2, 3])
+  }
+}

@@ -1,0 +1,53 @@
+import DiffEqCore
+import Foundation
+import Kernels
+
+/// Finding and reading data-set files: whole, size-limited, and transparently gunzipped.
+enum DataFile {
+  /// The largest file (or decompressed contents) a reader accepts: far above any supported data
+  /// set (CIFAR-10's largest file is 31 MB, MNIST's 47 MB decompressed), far below what would
+  /// exhaust memory.
+  static let defaultLimit = 1 << 30
+
+  /// `directory/name`, or `directory/name.gz` when only that exists.
+  static func locate(_ name: String, in directory: URL) throws -> URL {
+    for candidate in [name, name + ".gz"] {
+      let url = directory.appendingPathComponent(candidate)
+      if FileManager.default.fileExists(atPath: url.path) { return url }
+    }
+    throw DatasetError.fileNotFound(path: directory.appendingPathComponent(name).path + "[.gz]")
+  }
+
+  /// The contents of the regular file at `url`, decompressed if they start with the gzip magic
+  /// number (whatever the file's name), at most `limit` bytes either way.
+  static func load(_ url: URL, limit: Int = defaultLimit) throws -> [UInt8] {
+    let file = url.lastPathComponent
+    let attributes: [FileAttributeKey: Any]
+    do {
+      // attributesOfItem does not follow links, and data sets are often linked into place.
+      attributes = try FileManager.default.attributesOfItem(
+        atPath: url.resolvingSymlinksInPath().path)
+    } catch {
+      throw DatasetError.fileNotFound(path: url.path)
+    }
+    // A FIFO or a device would read forever or block.
+    guard attributes[.type] as? FileAttributeType == .typeRegular else {
+      throw DatasetError.unreadable(file: file, reason: "not a regular file")
+    }
+    if let size = (attributes[.size] as? NSNumber)?.intValue, size > limit {
+      throw DatasetError.tooLarge(file: file, bytes: size, limit: limit)
+    }
+    let bytes: [UInt8]
+    do {
+      bytes = [UInt8](try Data(contentsOf: url))
+    } catch {
+      throw DatasetError.unreadable(file: file, reason: "\(error.localizedDescription)")
+    }
+    guard Gzip.isCompressed(bytes) else { return bytes }
+    do {
+      return try Gzip.decompress(bytes, limit: limit)
+    } catch let error as GzipError {
+      throw DatasetError.corruptCompression(file: file, reason: error.reason)
+    }
+  }
+}

@@ -1,0 +1,29 @@
+import DiffEqCore
+import DiffEqODE
+import Kernels
+
+/// A convolution that sees the time t as one extra constant input channel:
+/// y = conv([x, t·1], W) with W [out, in + 1, k, k] (torchdiffeq's ConcatConv2d, weight layout
+/// included, so its checkpoints map one to one).
+public final class ConcatConv2d: Module {
+  public let conv: Conv2d
+
+  public init(
+    _ inChannels: Int, _ outChannels: Int, kernelSize: Int = 3, stride: Int = 1,
+    padding: Int = 1, dtype: DType = .float32, rng: inout RandomState, on backend: any Backend
+  ) throws {
+    conv = try Conv2d(
+      inChannels + 1, outChannels, kernelSize: kernelSize, stride: stride, padding: padding,
+      dtype: dtype, rng: &rng, on: backend)
+    super.init()
+  }
+
+  public func callAsFunction(_ t: Double, _ x: Tensor) throws -> Tensor {
+    guard x.rank == 4 else {
+      throw TensorError.invalidShape(op: "ConcatConv2d", shape: x.shape, reason: "expected NCHW")
+    }
+    let time = try Tensor.full(
+      [x.shape[0], 1, x.shape[2], x.shape[3]], t, dtype: x.dtype, on: x.backend)
+    return try conv(Tensor.concat([x, time], axis: 1))
+  }
+}

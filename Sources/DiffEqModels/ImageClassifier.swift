@@ -1,0 +1,60 @@
+import DiffEqCore
+import DiffEqODE
+import Kernels
+
+/// An image classifier of the Neural ODE paper's MNIST experiment: a downsampling stem, a
+/// feature block (an ODE block, residual blocks, or an RK-Net), and a pooling head.
+///
+/// Stem: Conv(in→64, 3×3) → GN → ReLU → Conv(64→64, 4×4, stride 2, pad 1) → GN → ReLU →
+/// Conv(64→64, 4×4, stride 2, pad 1) (28×28 → 6×6 for MNIST). Head: GN → ReLU → global average
+/// pool → Linear(64→classes). 64 is the paper's width; `width` scales it (tests use small ones).
+public final class ImageClassifier: Module, UnaryLayer {
+  public let stem0: Conv2d
+  public let stemNorm0: GroupNorm
+  public let stem1: Conv2d
+  public let stemNorm1: GroupNorm
+  public let stem2: Conv2d
+  /// Either an `ODEBlock` or residual blocks.
+  public let features: [Module]
+  public let headNorm: GroupNorm
+  public let classifier: Linear
+  public let architecture: String
+
+  public init(
+    architecture: String, inputChannels: Int, classes: Int, width: Int = 64,
+    features: (inout RandomState) throws -> [Module], dtype: DType = .float32,
+    rng: inout RandomState, on backend: any Backend
+  ) throws {
+    let groups = GroupNorm.defaultGroups(channels: width)
+    self.architecture = architecture
+    stem0 = try Conv2d(inputChannels, width, kernelSize: 3, dtype: dtype, rng: &rng, on: backend)
+    stemNorm0 = try GroupNorm(groups: groups, channels: width, dtype: dtype, on: backend)
+    stem1 = try Conv2d(
+      width, width, kernelSize: 4, stride: 2, padding: 1, dtype: dtype, rng: &rng, on: backend)
+    stemNorm1 = try GroupNorm(groups: groups, channels: width, dtype: dtype, on: backend)
+    stem2 = try Conv2d(
+      width, width, kernelSize: 4, stride: 2, padding: 1, dtype: dtype, rng: &rng, on: backend)
+    self.features = try features(&rng)
+    headNorm = try GroupNorm(groups: groups, channels: width, dtype: dtype, on: backend)
+    classifier = try Linear(width, classes, dtype: dtype, rng: &rng, on: backend)
+    super.init()
+  }
+
+  /// Logits [N, classes] for images [N, C, H, W].
+  public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    var h = try stemNorm0(stem0(x)).relu()
+    h = try stemNorm1(stem1(h)).relu()
+    h = try stem2(h)
+    for block in features {
+      guard let layer = block as? any UnaryLayer else {
+        throw TensorError.invalidArgument(
+          op: "ImageClassifier", reason: "feature block is not a layer")
+      }
+      h = try layer(h)
+    }
+    return try classifier(headNorm(h).relu().globalAvgPool())
+  }
+
+  /// The ODE block's most recent statistics, for ODE-Net and RK-Net.
+  public var odeStatistics: ODEStatistics? { (features.first as? ODEBlock)?.lastStatistics }
+}

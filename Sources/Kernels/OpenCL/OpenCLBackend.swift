@@ -1,0 +1,339 @@
+import COpenCL
+import Foundation
+
+/// The OpenCL backend: one context and one in-order command queue on one device, kernels from
+/// `kernels/*.cl` (embedded as `KernelSources`) compiled on first use for each element type.
+///
+/// Operations are enqueued asynchronously; the in-order queue runs them in submission order, so a
+/// result is visible to every later operation and to `read`, which blocks. Buffers are `cl_mem`
+/// objects from a `BufferPool` over `clCreateBuffer`. A buffer returned to the pool while kernels
+/// that use it are still queued is safe to hand out again: every later use is queued behind them.
+///
+/// `@unchecked Sendable` because the mutable state is guarded: the program cache is only touched
+/// under `lock`, and kernel arguments (`clSetKernelArg` sets state on a `cl_kernel` shared by all
+/// callers) are set and the kernel enqueued under that same lock, so concurrent launches cannot
+/// interleave their arguments. Every other OpenCL call used here is thread-safe by the OpenCL 1.2
+/// specification, and the in-order queue serialises the device work itself.
+public final class OpenCLBackend: Backend, @unchecked Sendable {
+  /// The device this backend computes on.
+  public let device: OpenCLDevice
+  public let name: String
+  public let pool: BufferPool
+  /// What the caller chose (see `Options`).
+  public let options: Options
+
+  let deviceID: cl_device_id
+  let contextHandle: ContextHandle
+  let queue: cl_command_queue
+  var context: cl_context { contextHandle.context }
+
+  /// Guards `programs`, `resolved`, and kernel argument setting plus enqueueing.
+  let lock = NSLock()
+  /// Compiled programs by (name, options).
+  private var programs: [ProgramKey: OpenCLProgram] = [:]
+  /// The configuration chosen for each (program, element type): its program and tuning.
+  private var resolved: [ResolvedKey: Resolved] = [:]
+
+  /// Opens device `deviceIndex` of the flattened list of all devices of all platforms (the order
+  /// of `OpenCLBackend.devices()`).
+  ///
+  /// Work-group sizes and the GEMM tiling are chosen from the device's and the compiled kernels'
+  /// limits unless `options` forces them (for tuning, and for testing the fallbacks).
+  public init(deviceIndex: Int = 0, options: Options = Options()) throws {
+    try options.validate()
+    let all = try OpenCLRuntime.allDevices()
+    guard all.indices.contains(deviceIndex) else {
+      throw BackendError.noSuchDevice(
+        "opencl:\(deviceIndex) (\(all.count) OpenCL device\(all.count == 1 ? "" : "s") found)")
+    }
+    let (id, info) = all[deviceIndex]
+    deviceID = id
+    device = info
+    self.options = options
+    if options.blasOnCPUDevice && info.type == .cpu { _ = OpenBLASCore.name }  // before any BLAS call
+    name = "opencl:\(deviceIndex) \(info.name)"
+
+    var err: cl_int = 0
+    var dev: cl_device_id? = id
+    let ctx = clCreateContext(nil, 1, &dev, nil, nil, &err)
+    try check(err, "clCreateContext")
+    guard let ctx else { throw BackendError.openCL(call: "clCreateContext", code: err) }
+    let handle = ContextHandle(ctx)
+    contextHandle = handle
+    // In-order (no CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE): the ordering guarantees of `Backend`
+    // then need no events.
+    let q = clCreateCommandQueue(ctx, id, 0, &err)
+    try check(err, "clCreateCommandQueue")
+    guard let q else { throw BackendError.openCL(call: "clCreateCommandQueue", code: err) }
+    queue = q
+
+    // The closures hold the context handle: the pool can outlive the backend (a live
+    // DeviceBuffer keeps it), and its buffers need the context until they are released.
+    pool = BufferPool(
+      allocate: { bytes in
+        var err: cl_int = 0
+        let mem = clCreateBuffer(handle.context, cl_mem_flags(CL_MEM_READ_WRITE), bytes, nil, &err)
+        try check(err, "clCreateBuffer(\(bytes) bytes)")
+        guard let mem else { throw BackendError.openCL(call: "clCreateBuffer", code: err) }
+        return .openCL(mem)
+      },
+      free: { allocation in
+        _ = handle  // keeps the context alive while buffers exist
+        clReleaseMemObject(allocation.mem)
+      })
+  }
+
+  deinit {
+    clFinish(queue)
+    pool.trim()
+    lock.withLock {
+      resolved = [:]
+      programs = [:]
+    }
+    clReleaseCommandQueue(queue)
+  }
+
+  /// Every OpenCL device of every platform, in the order `opencl:N` numbers them; empty (rather
+  /// than an error) when no OpenCL platform is installed or discovery fails.
+  public static func devices() -> [OpenCLDevice] {
+    (try? OpenCLRuntime.allDevices().map(\.info)) ?? []
+  }
+
+  public func supports(_ dtype: DType) -> Bool {
+    dtype == .float32 || device.supportsFP64
+  }
+
+  public func write(_ bytes: UnsafeRawBufferPointer, to buffer: DeviceBuffer) throws {
+    precondition(bytes.count <= buffer.byteCount, "write of \(bytes.count) bytes overflows buffer")
+    guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+    // Blocking: the host memory may be reused as soon as this returns.
+    try check(
+      clEnqueueWriteBuffer(
+        queue, buffer.allocation.mem, cl_bool(CL_TRUE), 0, bytes.count, base, 0, nil, nil),
+      "clEnqueueWriteBuffer")
+  }
+
+  public func read(_ buffer: DeviceBuffer, into bytes: UnsafeMutableRawBufferPointer) throws {
+    precondition(bytes.count <= buffer.byteCount, "read of \(bytes.count) bytes overflows buffer")
+    guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+    try check(
+      clEnqueueReadBuffer(
+        queue, buffer.allocation.mem, cl_bool(CL_TRUE), 0, bytes.count, base, 0, nil, nil),
+      "clEnqueueReadBuffer")
+  }
+
+  public func synchronize() throws {
+    try check(clFinish(queue), "clFinish")
+  }
+
+  /// Compiles `source` as program `name` with `options` (cached by name and options, like the
+  /// built-in programs) and returns the names of its kernels. Public so that tests and tools can
+  /// check that kernels compile on a device; a failed build throws
+  /// `BackendError.kernelBuildFailed` with the compiler's log.
+  @discardableResult
+  public func buildProgram(source: String, name: String, options: String) throws -> [String] {
+    try lock.withLock { try cachedProgram(source: source, name: name, options: options) }
+      .kernels.keys.sorted()
+  }
+}
+
+/// Owns the `cl_context`, released when the backend and every pool closure have let it go.
+final class ContextHandle: @unchecked Sendable {
+  let context: cl_context
+  init(_ context: cl_context) { self.context = context }
+  deinit { clReleaseContext(context) }
+}
+
+// MARK: - Programs and launches
+
+/// The programs built from `kernels/*.cl`, named like their files.
+enum ProgramName: String, CaseIterable {
+  case elementwise, layout, reduce, gemm, conv, norm, optim, solver
+}
+
+/// The tile configuration of `gemm.cl` (see its header).
+
+/// A kernel argument; `.real` is passed as the launch's element type.
+enum KernelArg {
+  case mem(DeviceBuffer)
+  case int(Int)
+  case uint(UInt32)
+  case real(Double)
+}
+
+private struct ProgramKey: Hashable {
+  var name: String
+  var options: String
+}
+
+private struct ResolvedKey: Hashable {
+  var program: ProgramName
+  var dtype: DType
+}
+
+/// A built-in program as configured for one element type.
+struct Resolved {
+  let program: OpenCLProgram
+  /// The work-group size the program's reductions were compiled for (-D WG), if any.
+  let workGroup: Int
+  /// The GEMM tiling compiled in, for `gemm`.
+  let tiling: OpenCLBackend.GEMMTiling?
+  /// The 1-D work-group size for kernels that fix none.
+  let flatLocal: Int
+}
+
+extension OpenCLBackend {
+  /// Builds or returns the cached program; the caller holds `lock`.
+  fileprivate func cachedProgram(source: String, name: String, options: String) throws
+    -> OpenCLProgram
+  {
+    let key = ProgramKey(name: name, options: options)
+    if let p = programs[key] { return p }
+    let p = try OpenCLProgram.build(
+      context: context, device: deviceID, source: source, name: name, options: options)
+    programs[key] = p
+    return p
+  }
+
+  func requireType(_ dtype: DType) throws {
+    if !supports(dtype) { throw BackendError.unsupportedType(dtype, backend: name) }
+  }
+
+  /// The options every program gets: the element type, and nothing that trades accuracy for speed
+  /// (float64 results are checked to 1e-12).
+  private func baseOptions(_ dtype: DType) -> String {
+    switch dtype {
+    case .float32: return "-cl-std=CL1.2 -D T=float"
+    case .float64: return "-cl-std=CL1.2 -D T=double -D USE_FP64=1"
+    }
+  }
+
+  /// Power-of-two work-group sizes for the local-memory reductions, largest first, within what the
+  /// device allows for a 1-D group.
+  private var reductionWorkGroups: [Int] {
+    let limit = min(device.maxWorkGroupSize, device.maxWorkItemSizes.first ?? 1)
+    return [256, 128, 64, 32, 16, 8, 4, 2, 1].filter { $0 <= limit }
+  }
+
+  /// The program `name` for `dtype`, configured with the largest tuning whose work-group size the
+  /// device and the compiled kernels (`CL_KERNEL_WORK_GROUP_SIZE`, which register pressure can
+  /// lower) allow. Caller holds `lock`.
+  private func resolve(_ name: ProgramName, _ dtype: DType) throws -> Resolved {
+    let key = ResolvedKey(program: name, dtype: dtype)
+    if let r = resolved[key] { return r }
+    guard let body = KernelSources.all[name.rawValue], let prelude = KernelSources.all["prelude"]
+    else {
+      preconditionFailure("kernel source \(name.rawValue) missing: run scripts/embed-kernels.sh")
+    }
+    // Every program starts with the shared prelude (element type, fp64 pragma, WG default).
+    let source = prelude + body
+    let base = baseOptions(dtype)
+    let flat = { (p: OpenCLProgram) in
+      max(1, min(256, p.maxWorkGroupSize, self.device.maxWorkGroupSize))
+    }
+    var result: Resolved?
+    switch name {
+    case .reduce, .norm, .solver:
+      for wg in options.reductionWorkGroupSize.map({ [$0] }) ?? reductionWorkGroups {
+        let p = try cachedProgram(
+          source: source, name: name.rawValue, options: base + " -D WG=\(wg)")
+        if p.maxWorkGroupSize >= wg {
+          result = Resolved(program: p, workGroup: wg, tiling: nil, flatLocal: flat(p))
+          break
+        }
+      }
+    case .gemm:
+      let sizes = device.maxWorkItemSizes
+      for t in options.gemmTiling.map({ [$0] }) ?? GEMMTiling.candidates
+      where t.threads <= device.maxWorkGroupSize && sizes.count >= 2
+        && t.threadsPerDim <= min(sizes[0], sizes[1])
+        && t.localBytes(dtype) <= device.localMemBytes
+      {
+        let p = try cachedProgram(
+          source: source, name: name.rawValue,
+          options: base + " -D TS=\(t.ts) -D WPT=\(t.wpt) -D TSK=\(t.tsk)")
+        if p.maxWorkGroupSize >= t.threads {
+          result = Resolved(program: p, workGroup: t.threads, tiling: t, flatLocal: flat(p))
+          break
+        }
+      }
+    default:
+      let p = try cachedProgram(source: source, name: name.rawValue, options: base)
+      result = Resolved(program: p, workGroup: 0, tiling: nil, flatLocal: flat(p))
+    }
+    guard let result else {
+      throw BackendError.openCL(
+        call: "choosing a work-group size for '\(name.rawValue)' on \(self.name): none fits",
+        code: CL_INVALID_WORK_GROUP_SIZE)
+    }
+    resolved[key] = result
+    return result
+  }
+
+  /// The configuration of a built-in program (building it if needed).
+  func configuration(_ name: ProgramName, _ dtype: DType) throws -> Resolved {
+    try lock.withLock { try resolve(name, dtype) }
+  }
+
+  /// Enqueues kernel `kernel` of `program` over `global` work-items (1 to 3 dimensions), each
+  /// dimension rounded up to a multiple of `local` (the kernels guard the excess). `local` nil
+  /// means 1-D groups of the program's flat size. Nothing is enqueued for an empty range.
+  func launch(
+    _ program: ProgramName, _ kernel: String, _ dtype: DType, _ args: [KernelArg],
+    global: [Int], local: [Int]? = nil
+  ) throws {
+    try requireType(dtype)
+    if global.contains(0) { return }
+    try lock.withLock {
+      let r = try resolve(program, dtype)
+      guard let k = r.program.kernels[kernel] else {
+        preconditionFailure("kernel \(kernel) missing from program \(program.rawValue)")
+      }
+      let localSize = local ?? [r.flatLocal]
+      precondition(localSize.count == global.count)
+      for (i, arg) in args.enumerated() {
+        try setArg(k, i, arg, dtype, kernel)
+      }
+      var g = zip(global, localSize).map { (n, l) in (n + l - 1) / l * l }
+      var l = localSize
+      try check(
+        clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, &l, 0, nil, nil),
+        "clEnqueueNDRangeKernel(\(kernel))")
+    }
+  }
+
+  private func setArg(
+    _ k: cl_kernel, _ index: Int, _ arg: KernelArg, _ dtype: DType, _ kernel: String
+  ) throws {
+    let i = cl_uint(index)
+    let code: cl_int
+    switch arg {
+    case .mem(let b):
+      // The kernels index with 32-bit ints.
+      precondition(
+        b.byteCount / dtype.size <= Int(Int32.max),
+        "\(kernel): buffer of \(b.byteCount) bytes exceeds the kernels' 32-bit index range")
+      var m: cl_mem? = b.allocation.mem
+      code = clSetKernelArg(k, i, MemoryLayout<cl_mem>.size, &m)
+    case .int(let v):
+      precondition(
+        v >= Int(Int32.min) && v <= Int(Int32.max),
+        "\(kernel): argument \(index) = \(v) exceeds the 32-bit index range of the kernels")
+      var x = cl_int(v)
+      code = clSetKernelArg(k, i, MemoryLayout<cl_int>.size, &x)
+    case .uint(let v):
+      var x = cl_uint(v)
+      code = clSetKernelArg(k, i, MemoryLayout<cl_uint>.size, &x)
+    case .real(let v):
+      switch dtype {
+      case .float32:
+        var x = Float(v)
+        code = clSetKernelArg(k, i, MemoryLayout<Float>.size, &x)
+      case .float64:
+        var x = v
+        code = clSetKernelArg(k, i, MemoryLayout<Double>.size, &x)
+      }
+    }
+    try check(code, "clSetKernelArg(\(kernel), \(index))")
+  }
+}
