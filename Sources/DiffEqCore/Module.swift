@@ -104,45 +104,62 @@ public protocol UnaryLayer: Module {
   func callAsFunction(_ x: Tensor) throws -> Tensor
 }
 
+/// Runs `body` with `module`'s trainable parameters set to `values` (in `trainableParameters()`
+/// order), then restores exactly the values they had, also when `body` throws: a computation
+/// nested in another differentiated one must hand back that computation's tracked parameters.
+///
+/// The one place where parameters are swapped: `vjp` swaps in tracked leaves, the ODE layer
+/// detached values (a forward solve that records nothing) or a solve's saved values (its adjoint).
+/// A nil module has no parameters and takes no values.
+public func withParameters<R>(
+  of module: Module?, setTo values: [Tensor], _ body: () throws -> R
+) rethrows -> R {
+  let parameters = module?.trainableParameters() ?? []
+  precondition(
+    parameters.count == values.count,
+    "withParameters: \(values.count) values for \(parameters.count) trainable parameters")
+  let saved = parameters.map { $0.parameter.value }
+  for (p, v) in zip(parameters, values) { p.parameter.value = v }
+  defer { for (p, v) in zip(parameters, saved) { p.parameter.value = v } }
+  return try body()
+}
+
 /// The value of `f`, which reads `model`'s parameters, and its gradient with respect to each
-/// trainable parameter, keyed by parameter name.
+/// trainable parameter, keyed by parameter name (what an `Optimizer` takes).
 public func valueAndGrad(_ model: Module, _ f: () throws -> Tensor) throws -> (
   Tensor, [String: Tensor]
 ) {
   let (value, _, grads) = try vjp(model, at: [], cotangent: nil) { _ in try f() }
-  return (value, grads)
+  let names = model.trainableParameters().map(\.name)
+  return (value, Dictionary(uniqueKeysWithValues: zip(names, grads)))
 }
 
 /// The value of `f(xs)` and the vector-Jacobian products `cotangentᵀ·∂f/∂xs` and
-/// `cotangentᵀ·∂f/∂θ` for `model`'s trainable parameters θ, in one backward pass. A nil cotangent
-/// means ones (for a scalar f, the gradient).
+/// `cotangentᵀ·∂f/∂θ` for `model`'s trainable parameters θ (in `trainableParameters()` order), in
+/// one backward pass. A nil cotangent means ones (for a scalar f, the gradient).
 public func vjp(
   _ model: Module, at xs: [Tensor], cotangent: Tensor?, _ f: ([Tensor]) throws -> Tensor
-) throws -> (Tensor, inputs: [Tensor], parameters: [String: Tensor]) {
+) throws -> (Tensor, inputs: [Tensor], parameters: [Tensor]) {
   let (ys, gx, gp) = try vjp(model, at: xs, cotangents: cotangent.map { [$0] }) { try [f($0)] }
   return (ys[0], gx, gp)
 }
 
-/// `vjp` for a function with several outputs: Σ_k cotangentsₖᵀ·∂fₖ/∂(xs, θ). Nil cotangents mean
-/// ones for every output.
+/// `vjp` for a function with several outputs: Σ_k cotangentsₖᵀ·∂fₖ/∂(xs, θ), the parameter part
+/// in `trainableParameters()` order (empty for a nil model). Nil cotangents mean ones for every
+/// output.
 public func vjp(
   _ model: Module?, at xs: [Tensor], cotangents: [Tensor]?, _ f: ([Tensor]) throws -> [Tensor]
-) throws -> ([Tensor], inputs: [Tensor], parameters: [String: Tensor]) {
+) throws -> ([Tensor], inputs: [Tensor], parameters: [Tensor]) {
   let params = model?.trainableParameters() ?? []
   // One array of leaves, the inputs then the parameters, which stand in for the parameters'
-  // values while f runs. The values are restored exactly as they were (a vjp nested in another
-  // differentiated computation must hand back that computation's tracked parameters).
-  let saved = params.map { $0.parameter.value }
-  defer { for (p, v) in zip(params, saved) { p.parameter.value = v } }
+  // values while f runs.
   var leaves: [Tensor] = []
   leaves.reserveCapacity(xs.count + params.count)
   for x in xs { leaves.append(x.trackingGradients()) }
-  for p in params {
-    let leaf = p.parameter.value.trackingGradients()
-    leaves.append(leaf)
-    p.parameter.value = leaf
+  for p in params { leaves.append(p.parameter.value.trackingGradients()) }
+  let ys = try withParameters(of: model, setTo: Array(leaves[xs.count...])) {
+    try f(Array(leaves[..<xs.count]))
   }
-  let ys = try f(Array(leaves[..<xs.count]))
   let seeds =
     try cotangents ?? ys.map { try Tensor.ones($0.shape, dtype: $0.dtype, on: $0.backend) }
   guard seeds.count == ys.count else {
@@ -150,8 +167,7 @@ public func vjp(
       op: "vjp", reason: "\(seeds.count) cotangents for \(ys.count) outputs")
   }
   var grads = try backpropagate(ys, seeds: seeds, to: leaves)
-  var named = [String: Tensor](minimumCapacity: params.count)
-  for (i, p) in params.enumerated() { named[p.name] = grads[xs.count + i] }
+  let parameterGrads = Array(grads[xs.count...])
   grads.removeSubrange(xs.count...)
-  return (ys.map(\.detached), grads, named)
+  return (ys.map(\.detached), grads, parameterGrads)
 }

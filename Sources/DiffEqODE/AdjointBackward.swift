@@ -9,23 +9,13 @@ struct AdjointBackward {
   let states: [Tensor]
   /// The parameter values the forward solve used, in `trainableParameters()` order.
   let parameterValues: [Tensor]
-  /// Their names, looked up once rather than at every function evaluation.
-  let parameterNames: [String]
   let options: ODEOptions
   let adjoint: AdjointOptions
   let statistics: ODEStatistics
 
-  var parameterEntries: [(name: String, parameter: Parameter)] {
-    field.parameters?.trainableParameters() ?? []
-  }
-
   /// Runs `body` with the parameters set to the forward solve's values.
   func withForwardParameters<R>(_ body: () throws -> R) rethrows -> R {
-    let entries = parameterEntries
-    let saved = entries.map { $0.parameter.value }
-    for (e, v) in zip(entries, parameterValues) { e.parameter.value = v.detached }
-    defer { for (e, v) in zip(entries, saved) { e.parameter.value = v } }
-    return try body()
+    try withParameters(of: field.parameters, setTo: parameterValues.map(\.detached), body)
   }
 
   /// f(t, y) and the vector-Jacobian products aᵀ∂f/∂y and aᵀ∂f/∂θ (θ in parameter order).
@@ -48,12 +38,7 @@ struct AdjointBackward {
     let (fy, gy, gp) = try vjp(field.parameters, at: [y], cotangents: [a]) { ys in
       [try field(t, ys[0])]
     }
-    return (
-      fy[0], gy[0],
-      try parameterNames.indices.map {
-        try gp[parameterNames[$0]] ?? parameterValues[$0].zerosLike()
-      }
-    )
+    return (fy[0], gy[0], gp)
   }
 
   /// ∂L/∂tᵢ for every output time: cᵢ·f(tᵢ, yᵢ) for i ≥ 1 and −(a₀ − c₀)·f(t₀, y₀), where cᵢ
@@ -151,9 +136,7 @@ struct AdjointBackward {
         // y_n also enters the next step as NAG's y_{n−1}.
         a = try aPrevious.map { try gx[0] + $0 } ?? gx[0]
         aPrevious = gx.count > 1 ? gx[1] : nil
-        for k in parameterNames.indices {
-          if let g = gp[parameterNames[k]] { aTheta[k] = try aTheta[k] + g }
-        }
+        aTheta = try zip(aTheta, gp).map { try $0 + $1 }
       }
       if let aPrevious { a = try a + aPrevious }
       return (try a + cotangents[0], aTheta)

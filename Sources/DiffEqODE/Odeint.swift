@@ -131,15 +131,14 @@ func odeint(
   let params = field.parameters?.trainableParameters() ?? []
   let paramValues = params.map { $0.parameter.value }
   var records: [ODEStepRecord] = []
-  let outs = try withDetachedParameters(field.parameters) {
+  let outs = try withParameters(of: field.parameters, setTo: paramValues.map(\.detached)) {
     try integrator(recorder: gradient == .checkpointedAdjoint ? { records.append($0) } : nil)
       .solve([y0.detached], from: t0, to: later).map { $0[0] }
   }
   let states = [y0.detached] + outs
   let stacked = try Tensor.concat(states.map { try $0.reshaped([1] + y0.shape) }, axis: 0)
   let backward = AdjointBackward(
-    field: field, times: times, states: states, parameterValues: paramValues,
-    parameterNames: params.map(\.name), options: options,
+    field: field, times: times, states: states, parameterValues: paramValues, options: options,
     adjoint: adjoint, statistics: stats)
   let timeInputs = timesTensor.map { [$0] } ?? []
   let recorded = stacked.recorded(from: [y0] + timeInputs + paramValues) { g in
@@ -162,13 +161,4 @@ func odeint(
     try recorded.slice(axis: 0, $0..<($0 + 1)).reshaped(y0.shape)
   }
   return ODESolution(trajectory: recorded, states: sliced, statistics: stats)
-}
-
-/// Runs `body` with `module`'s trainable parameters detached, so nothing it computes is recorded.
-func withDetachedParameters<R>(_ module: Module?, _ body: () throws -> R) rethrows -> R {
-  let params = module?.trainableParameters() ?? []
-  let saved = params.map { $0.parameter.value }
-  for p in params { p.parameter.value = p.parameter.value.detached }
-  defer { for (p, v) in zip(params, saved) { p.parameter.value = v } }
-  return try body()
 }

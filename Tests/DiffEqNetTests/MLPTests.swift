@@ -25,8 +25,9 @@ final class MLPTests: XCTestCase {
           XCTAssertLessThanOrEqual(eInput, tol, "input VJP, \(label)")
           let names = mlp.trainableParameters().map(\.name)
           XCTAssertEqual(fused.parameters.count, names.count, label)
-          for (name, g) in zip(names, fused.parameters) {
-            let e = relativeError(try g.toDoubles(), try gp[name]!.toDoubles())
+          XCTAssertEqual(gp.count, names.count, label)
+          for (name, (g, reference)) in zip(names, zip(fused.parameters, gp)) {
+            let e = relativeError(try g.toDoubles(), try reference.toDoubles())
             XCTAssertLessThanOrEqual(e, tol, "\(name) VJP, \(label)")
           }
         }

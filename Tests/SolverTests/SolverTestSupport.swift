@@ -47,8 +47,9 @@ final class ConvField: Module {
 }
 
 /// Every trainable parameter's gradient and y0's, flattened in a fixed order.
-func flatGradients(_ model: Module, _ gx: Tensor, _ gp: [String: Tensor]) throws -> [Double] {
+func flatGradients(_ model: Module, _ gx: Tensor, _ gp: [Tensor]) throws -> [Double] {
+  precondition(gp.count == model.trainableParameters().count)
   var out = try gx.toDoubles()
-  for (name, _) in model.trainableParameters() { out += try gp[name]!.toDoubles() }
+  for g in gp { out += try g.toDoubles() }
   return out
 }
