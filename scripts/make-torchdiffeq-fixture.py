@@ -182,7 +182,7 @@ def main():
     labels_u8 = read_idx(LABELS, 0x00000801, 1)[:COUNT]
     # transforms.ToTensor(): raw pixels / 255 in [0, 1], no normalisation.
     images = torch.from_numpy(images_u8.astype(np.float32)).div(255.0).reshape(COUNT, 1, 28, 28).contiguous()
-    labels = torch.from_numpy(labels_u8.astype(np.int64))
+    labels = torch.from_numpy(labels_u8.astype(np.float32))  # F32: what our reader takes
 
     block = model[7]
     assert isinstance(block, ODEBlock)

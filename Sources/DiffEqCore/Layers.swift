@@ -86,6 +86,8 @@ public final class GroupNorm: Module, UnaryLayer {
   /// The groups the models use for `channels`: two channels per group up to 32 groups (the
   /// Neural ODE paper's GroupNorm(32, 64)). One channel per group would normalise every channel
   /// of an image to the same statistics, which erases what a pooled head needs to see.
+  /// (torchdiffeq's `norm(dim)` takes min(32, channels): the same at 64 channels, one channel
+  /// per group below 64.)
   public static func defaultGroups(channels: Int) -> Int { max(1, min(32, channels / 2)) }
 }
 

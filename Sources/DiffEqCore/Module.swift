@@ -35,6 +35,17 @@ open class Module {
     members().compactMap { name, value in (value as? Module).map { (name, $0) } }
   }
 
+  /// This module (named "") and every module below it, parents before children, each with its
+  /// dotted path: the prefix of its parameters' names.
+  public func namedModules() -> [(name: String, module: Module)] {
+    [("", self)]
+      + children().flatMap { child in
+        child.module.namedModules().map {
+          ($0.name.isEmpty ? child.name : "\(child.name).\($0.name)", $0.module)
+        }
+      }
+  }
+
   /// Every parameter in this module and below, in a fixed order, with its dotted name.
   public func namedParameters() -> [(name: String, parameter: Parameter)] {
     if let cachedParameters { return cachedParameters }

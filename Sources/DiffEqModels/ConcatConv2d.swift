@@ -2,9 +2,10 @@ import DiffEqCore
 import DiffEqODE
 import Kernels
 
-/// A convolution that sees the time t as one extra constant input channel:
-/// y = conv([x, t·1], W) with W [out, in + 1, k, k] (torchdiffeq's ConcatConv2d, weight layout
-/// included, so its checkpoints map one to one).
+/// A convolution that sees the time t as one extra constant input channel, the first:
+/// y = conv([t·1, x], W) with W [out, 1 + in, k, k], input channel 0 the time's. This is
+/// torchdiffeq's ConcatConv2d (`torch.cat([tt, x], 1)`), weight layout included, so its weights
+/// map one to one (checkpoint format 1 put the time last; `CheckpointFormat` converts those).
 public final class ConcatConv2d: Module {
   public let conv: Conv2d
 
@@ -24,6 +25,6 @@ public final class ConcatConv2d: Module {
     }
     let time = try Tensor.full(
       [x.shape[0], 1, x.shape[2], x.shape[3]], t, dtype: x.dtype, on: x.backend)
-    return try conv(Tensor.concat([x, time], axis: 1))
+    return try conv(Tensor.concat([time, x], axis: 1))
   }
 }

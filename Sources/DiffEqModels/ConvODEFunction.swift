@@ -4,7 +4,8 @@ import Kernels
 
 /// The vector field of the MNIST ODE-Net (Chen et al. 2018, torchdiffeq's odenet_mnist):
 /// f(t, h) = GN(convₜ(ReLU(GN(convₜ(ReLU(GN(h))))))) with 3×3 ConcatConv2d layers that see t as a
-/// channel and GroupNorm with `GroupNorm.defaultGroups` (32 at 64 channels).
+/// channel and GroupNorm with `groups` groups (`GroupNorm.defaultGroups` by default: 32 at 64
+/// channels).
 public final class ConvODEFunction: Module {
   public let norm1: GroupNorm
   public let conv1: ConcatConv2d
@@ -13,11 +14,12 @@ public final class ConvODEFunction: Module {
   public let norm3: GroupNorm
 
   public init(
-    channels: Int, dtype: DType = .float32, rng: inout RandomState, on backend: any Backend
+    channels: Int, groups: Int? = nil, dtype: DType = .float32, rng: inout RandomState,
+    on backend: any Backend
   )
     throws
   {
-    let groups = GroupNorm.defaultGroups(channels: channels)
+    let groups = groups ?? GroupNorm.defaultGroups(channels: channels)
     norm1 = try GroupNorm(groups: groups, channels: channels, dtype: dtype, on: backend)
     conv1 = try ConcatConv2d(channels, channels, dtype: dtype, rng: &rng, on: backend)
     norm2 = try GroupNorm(groups: groups, channels: channels, dtype: dtype, on: backend)

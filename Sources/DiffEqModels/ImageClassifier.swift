@@ -18,14 +18,15 @@ public final class ImageClassifier: Module, UnaryLayer {
   public let features: [Module]
   public let headNorm: GroupNorm
   public let classifier: Linear
-  public let architecture: String
+  public let architecture: ModelArchitecture
 
   public init(
-    architecture: String, inputChannels: Int, classes: Int, width: Int = 64,
+    architecture: ModelArchitecture, inputChannels: Int, classes: Int, width: Int = 64,
+    groups: Int? = nil,
     features: (inout RandomState) throws -> [Module], dtype: DType = .float32,
     rng: inout RandomState, on backend: any Backend
   ) throws {
-    let groups = GroupNorm.defaultGroups(channels: width)
+    let groups = groups ?? GroupNorm.defaultGroups(channels: width)
     self.architecture = architecture
     stem0 = try Conv2d(inputChannels, width, kernelSize: 3, dtype: dtype, rng: &rng, on: backend)
     stemNorm0 = try GroupNorm(groups: groups, channels: width, dtype: dtype, on: backend)

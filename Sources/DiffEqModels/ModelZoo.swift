@@ -13,57 +13,58 @@ public enum ModelZoo {
     public var seed: UInt64 = 0
     /// ODE-Net's solver (RK-Net always backpropagates through fixed-step RK4).
     public var ode = ODEOptions(solver: .dopri5, rtol: 1e-3, atol: 1e-3)
-    public var gradient: GradientMethod = .backsolveAdjoint
+    public var gradient: GradientMethod = .backsolve
     /// RK-Net's number of RK4 steps over [0, 1].
     public var rkSteps = 4
     /// ResNet's number of residual blocks.
     public var residualBlocks = 6
     /// Channels of every layer after the first (the paper's 64).
     public var width = 64
+    /// Groups of every GroupNorm; nil: `GroupNorm.defaultGroups(channels: width)`. A model
+    /// imported from torchdiffeq has min(32, width), its rule (the same at width 64).
+    public var normGroups: Int? = nil
     public init() {}
   }
-
-  /// Names accepted by `make`.
-  public static let names = ["odenet", "resnet", "rknet"]
 
   /// A freshly initialised model.
   /// - `odenet`: the ODE block integrated by `configuration.ode`, gradients by `configuration.gradient`.
   /// - `resnet`: `residualBlocks` residual blocks in place of the ODE block.
   /// - `rknet`: the ODE block's function, backpropagated directly through `rkSteps` RK4 steps.
-  public static func make(_ name: String, _ c: Configuration, on backend: any Backend) throws
-    -> ImageClassifier
-  {
+  public static func make(
+    _ architecture: ModelArchitecture, _ c: Configuration, on backend: any Backend
+  ) throws -> ImageClassifier {
     var rng = RandomState(seed: c.seed)
     let features: (inout RandomState) throws -> [Module]
-    switch name {
-    case "odenet":
+    switch architecture {
+    case .odenet:
       features = { rng in
         [
           try ODEBlock(
-            channels: c.width, options: c.ode, gradient: c.gradient, dtype: c.dtype, rng: &rng,
-            on: backend)
-        ]
-      }
-    case "rknet":
-      features = { rng in
-        [
-          try ODEBlock(
-            channels: c.width, options: .fixed(.rk4, steps: c.rkSteps), gradient: .direct,
+            channels: c.width, groups: c.normGroups, options: c.ode, gradient: c.gradient,
             dtype: c.dtype, rng: &rng, on: backend)
         ]
       }
-    case "resnet":
+    case .rknet:
+      features = { rng in
+        [
+          try ODEBlock(
+            channels: c.width, groups: c.normGroups, options: .fixed(.rk4, steps: c.rkSteps),
+            gradient: .direct,
+            dtype: c.dtype, rng: &rng, on: backend)
+        ]
+      }
+    case .resnet:
       features = { rng in
         try (0..<c.residualBlocks).map { _ in
-          try ResidualBlock(channels: c.width, dtype: c.dtype, rng: &rng, on: backend)
+          try ResidualBlock(
+            channels: c.width, groups: c.normGroups, dtype: c.dtype, rng: &rng, on: backend)
         }
       }
-    default:
-      throw TensorError.invalidArgument(
-        op: "ModelZoo", reason: "unknown model '\(name)' (known: \(names.joined(separator: ", ")))")
     }
     return try ImageClassifier(
-      architecture: name, inputChannels: c.inputChannels, classes: c.classes, width: c.width,
+      architecture: architecture, inputChannels: c.inputChannels, classes: c.classes,
+      width: c.width,
+      groups: c.normGroups,
       features: features,
       dtype: c.dtype, rng: &rng, on: backend)
   }

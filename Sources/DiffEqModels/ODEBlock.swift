@@ -13,11 +13,12 @@ public final class ODEBlock: Module, UnaryLayer {
   public private(set) var lastStatistics = ODEStatistics()
 
   public init(
-    channels: Int, options: ODEOptions, gradient: GradientMethod,
+    channels: Int, groups: Int? = nil, options: ODEOptions, gradient: GradientMethod,
     adjoint: AdjointOptions = AdjointOptions(), dtype: DType = .float32,
     rng: inout RandomState, on backend: any Backend
   ) throws {
-    function = try ConvODEFunction(channels: channels, dtype: dtype, rng: &rng, on: backend)
+    function = try ConvODEFunction(
+      channels: channels, groups: groups, dtype: dtype, rng: &rng, on: backend)
     self.options = options
     self.gradient = gradient
     self.adjoint = adjoint
@@ -41,11 +42,10 @@ public final class ResidualBlock: Module, UnaryLayer {
   public let conv2: Conv2d
 
   public init(
-    channels: Int, dtype: DType = .float32, rng: inout RandomState, on backend: any Backend
-  )
-    throws
-  {
-    let groups = GroupNorm.defaultGroups(channels: channels)
+    channels: Int, groups: Int? = nil, dtype: DType = .float32, rng: inout RandomState,
+    on backend: any Backend
+  ) throws {
+    let groups = groups ?? GroupNorm.defaultGroups(channels: channels)
     norm1 = try GroupNorm(groups: groups, channels: channels, dtype: dtype, on: backend)
     conv1 = try Conv2d(
       channels, channels, kernelSize: 3, padding: 1, bias: false, dtype: dtype, rng: &rng,

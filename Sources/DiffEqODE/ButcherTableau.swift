@@ -35,6 +35,13 @@ public struct ButcherTableau: Sendable {
     name: "rk4", c: [0, 0.5, 0.5, 1], a: [[], [0.5], [0, 0.5], [0, 0, 1]],
     b: [1.0 / 6, 1.0 / 3, 1.0 / 3, 1.0 / 6], errorWeights: nil, order: 4, fsal: false)
 
+  /// Kutta's 3/8 rule, the fourth-order method torchdiffeq's `rk4` takes (its
+  /// `rk4_alt_step_func`): the same order as `rk4`, different stages, so its solutions differ
+  /// from `rk4`'s in the fifth-order terms.
+  public static let rk38 = ButcherTableau(
+    name: "rk38", c: [0, 1.0 / 3, 2.0 / 3, 1], a: [[], [1.0 / 3], [-1.0 / 3, 1], [1, -1, 1]],
+    b: [0.125, 0.375, 0.375, 0.125], errorWeights: nil, order: 4, fsal: false)
+
   /// Bogacki–Shampine 3(2).
   public static let bosh3 = ButcherTableau(
     name: "bosh3", c: [0, 0.5, 0.75, 1],

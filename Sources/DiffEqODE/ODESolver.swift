@@ -4,18 +4,21 @@ import Kernels
 /// The integration methods `odeint` offers.
 public enum ODESolver: Equatable, Sendable, CustomStringConvertible {
   case euler, midpoint, heun, rk4
+  /// Kutta's 3/8 rule (torchdiffeq's `rk4`).
+  case rk38
   /// Nesterov-accelerated first-order two-step method with momentum μ ∈ [0, 1); see `NAGStepper`.
   case nag(momentum: Double)
   case bosh3, dopri5, tsit5
 
-  /// Parses `euler`, `midpoint`, `heun`, `rk4`, `nag` (μ = 0.5), `nag:0.9`, `bosh3`, `dopri5`,
-  /// `tsit5`.
+  /// Parses `euler`, `midpoint`, `heun`, `rk4`, `rk38`, `nag` (μ = 0.5), `nag:0.9`, `bosh3`,
+  /// `dopri5`, `tsit5`.
   public init(parsing s: String) throws {
     switch s.lowercased() {
     case "euler": self = .euler
     case "midpoint": self = .midpoint
     case "heun": self = .heun
     case "rk4": self = .rk4
+    case "rk38": self = .rk38
     case "bosh3": self = .bosh3
     case "dopri5": self = .dopri5
     case "tsit5": self = .tsit5
@@ -27,7 +30,7 @@ public enum ODESolver: Equatable, Sendable, CustomStringConvertible {
       self = .nag(momentum: mu)
     default:
       throw ODEError.invalidOptions(
-        "unknown solver \(s) (euler, midpoint, heun, rk4, nag[:μ], bosh3, dopri5, tsit5)")
+        "unknown solver \(s) (euler, midpoint, heun, rk4, rk38, nag[:μ], bosh3, dopri5, tsit5)")
     }
   }
 
@@ -37,6 +40,18 @@ public enum ODESolver: Equatable, Sendable, CustomStringConvertible {
     default: return tableau?.name ?? "?"
     }
   }
+}
+
+/// Settings spell a solver as `init(parsing:)` reads it and `description` writes it.
+extension ODESolver: Codable {
+  public init(from decoder: any Decoder) throws {
+    self = try ODESolver(parsing: try decoder.singleValueContainer().decode(String.self))
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.singleValueContainer()
+    try container.encode(description)
+  }
 
   /// The Runge–Kutta coefficients, for every solver but NAG.
   public var tableau: ButcherTableau? {
@@ -45,6 +60,7 @@ public enum ODESolver: Equatable, Sendable, CustomStringConvertible {
     case .midpoint: return .midpoint
     case .heun: return .heun
     case .rk4: return .rk4
+    case .rk38: return .rk38
     case .bosh3: return .bosh3
     case .dopri5: return .dopri5
     case .tsit5: return .tsit5

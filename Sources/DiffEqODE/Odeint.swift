@@ -25,21 +25,40 @@ public struct VectorField {
   public func callAsFunction(_ t: Double, _ y: Tensor) throws -> Tensor { try f(t, y) }
 }
 
-/// How gradients of a solution flow back to y0 and θ.
-public enum GradientMethod: String, Sendable, CaseIterable {
+/// How gradients of a solution flow back to y0 and θ. Spelled `direct`, `backsolve` and
+/// `checkpointed` in settings and on the command line; `adjoint` is read as `backsolve`.
+public enum GradientMethod: String, Sendable, CaseIterable, Codable {
   /// Backpropagation through every solver operation: exact for the discrete solution; memory
   /// grows with the number of steps.
   case direct
   /// The adjoint ODE solved backward from the final time: memory independent of the number of
   /// steps (only the outputs are kept); exact up to the backward solve's tolerance.
-  case backsolveAdjoint
+  case backsolve
   /// State checkpoints at every accepted step, each step recomputed and backpropagated: exact
   /// gradients of the discrete solution with memory O(steps × state), stable where backsolve's
   /// reverse-time reconstruction of y is not.
-  case checkpointedAdjoint
+  case checkpointed
+
+  /// Parses a setting's spelling: a case name, or `adjoint` for `backsolve`.
+  public init(parsing text: String) throws {
+    switch text.lowercased() {
+    case "adjoint": self = .backsolve
+    case let name:
+      guard let method = GradientMethod(rawValue: name) else {
+        throw ODEError.invalidOptions(
+          "unknown gradient method '\(text)' (direct, backsolve, checkpointed; adjoint = backsolve)"
+        )
+      }
+      self = method
+    }
+  }
+
+  public init(from decoder: any Decoder) throws {
+    self = try GradientMethod(parsing: try decoder.singleValueContainer().decode(String.self))
+  }
 }
 
-/// The backward solve of `.backsolveAdjoint`: solver and tolerances (nil: the forward ones), and
+/// The backward solve of `.backsolve`: solver and tolerances (nil: the forward ones), and
 /// whether the error norm leaves the parameter adjoint out (the seminorm; fewer rejected steps).
 public struct AdjointOptions: Sendable {
   public var solver: ODESolver? = nil
@@ -95,7 +114,7 @@ public func odeint(
   if times.isTracked && gradient == .direct {
     throw TensorError.invalidArgument(
       op: "odeint",
-      reason: "gradients with respect to times need .backsolveAdjoint or .checkpointedAdjoint")
+      reason: "gradients with respect to times need .backsolve or .checkpointed")
   }
   return try odeint(
     field, y0, times: try times.toDoubles(), timesTensor: times.isTracked ? times : nil,
@@ -132,7 +151,7 @@ func odeint(
   let paramValues = params.map { $0.parameter.value }
   var records: [ODEStepRecord] = []
   let outs = try withParameters(of: field.parameters, setTo: paramValues.map(\.detached)) {
-    try integrator(recorder: gradient == .checkpointedAdjoint ? { records.append($0) } : nil)
+    try integrator(recorder: gradient == .checkpointed ? { records.append($0) } : nil)
       .solve([y0.detached], from: t0, to: later).map { $0[0] }
   }
   let states = [y0.detached] + outs
@@ -146,7 +165,7 @@ func odeint(
       try g.slice(axis: 0, $0..<($0 + 1)).reshaped(y0.shape)
     }
     let (dy0, dtheta) =
-      gradient == .checkpointedAdjoint
+      gradient == .checkpointed
       ? try backward.checkpointed(records, cotangents: cotangents)
       : try backward.backsolve(cotangents: cotangents)
     guard let timesTensor else { return [dy0] + dtheta }

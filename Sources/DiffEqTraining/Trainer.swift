@@ -1,54 +1,45 @@
 import DiffEqCore
 import DiffEqData
-import DiffEqModels
-import DiffEqODE
 import Foundation
 import Kernels
 
-/// Trains an `ImageClassifier` with softmax cross-entropy, evaluates it, and checkpoints it so
-/// that a stopped run resumes exactly where it stopped.
+/// Trains any `TrainingTask` by gradient descent, evaluates it after each epoch, and checkpoints
+/// it so that a stopped run resumes exactly where it stopped.
 ///
 /// Position bookkeeping: `epoch` counts completed epochs and `batch` the batches done in the
-/// current one; both go into checkpoints with the optimiser's state. Every random choice of the
-/// data pipeline is a function of (seed, epoch, batch), so a resumed run on the CPU backend
-/// repeats bit for bit what an uninterrupted one computes.
-public final class Trainer {
+/// current one; both go into checkpoints with the optimiser's state. A task's batches are a
+/// function of (seed, epoch, batch), so a resumed run on the CPU backend repeats bit for bit what
+/// an uninterrupted one computes.
+public final class Trainer<Task: TrainingTask> {
   public let configuration: TrainingConfiguration
   public let backend: any Backend
-  public let model: ImageClassifier
+  public let task: Task
   public let optimizer: any Optimizer
-  public let trainLoader: BatchLoader
-  public let testLoader: BatchLoader
   public private(set) var epoch = 0
   public private(set) var batch = 0
   /// Set from another thread (a signal handler) to stop after the current step.
   public let stopRequested = StopFlag()
   private let schedule: LearningRateSchedule
 
-  public init(
-    _ configuration: TrainingConfiguration, backend: any Backend, train: ImageDataset,
-    test: ImageDataset
-  )
-    throws
-  {
+  /// A trainer for `task` with the optimiser, schedule and length `configuration` gives.
+  public init(_ task: Task, configuration: TrainingConfiguration, backend: any Backend) throws {
     try configuration.validate()
     self.configuration = configuration
     self.backend = backend
-    let c = try configuration.modelConfiguration(channels: train.channels, classes: train.classes)
-    model = try ModelZoo.make(configuration.model, c, on: backend)
+    self.task = task
     optimizer = configuration.makeOptimizer()
-    let cifar = configuration.format.hasPrefix("cifar")
-    trainLoader = try BatchLoader(
-      train, batchSize: configuration.batchSize, normalization: configuration.normalization,
-      augmentation: Augmentation(cropPadding: configuration.cropPadding, horizontalFlip: cifar),
-      shuffle: true, dropLast: false, seed: configuration.seed)
-    testLoader = try BatchLoader(
-      test, batchSize: max(configuration.batchSize, 128),
-      normalization: configuration.normalization,
-      shuffle: false, seed: configuration.seed)
-    schedule = configuration.learningRateSchedule(
-      totalSteps: configuration.epochs * trainLoader.batchesPerEpoch)
+    let (totalSteps, overflow) = configuration.epochs.multipliedReportingOverflow(
+      by: task.batchesPerEpoch)
+    guard !overflow else {
+      throw TensorError.invalidArgument(
+        op: "configuration",
+        reason: "\(configuration.epochs) epochs of \(task.batchesPerEpoch) batches are too many")
+    }
+    schedule = configuration.learningRateSchedule(totalSteps: totalSteps)
   }
+
+  /// The module being trained.
+  public var model: Module { task.model }
 
   /// Whether every epoch has been run.
   public var isFinished: Bool { epoch >= configuration.epochs }
@@ -60,21 +51,20 @@ public final class Trainer {
     let start = Date()
     backend.pool.resetPeak()
     var lossSum = 0.0
-    var correct = 0
+    var metricSums: [String: Double] = [:]
     var seen = 0
     var nfeForward = 0
     var nfeBackward = 0
-    let batches = trainLoader.batchesPerEpoch
-    for b in Prefetcher(trainLoader, epoch: epoch, startingAt: batch) {
-      let step = epoch * batches + batch
+    var steps = 0
+    let batches = task.batchesPerEpoch
+    for b in task.trainingBatches(epoch: epoch, from: batch) {
       optimizer.learningRate = schedule.rate(
-        base: configuration.lr, step: step, warmup: configuration.warmupSteps)
-      let (images, labels) = try b.tensors(on: backend)
-      var logits: Tensor?
+        base: configuration.lr, step: epoch * batches + batch, warmup: configuration.warmupSteps)
+      var sums: (() throws -> [String: Double])?
       let (loss, grads) = try valueAndGrad(model) {
-        let out = try model(images)
-        logits = out.detached
-        return try out.softmaxCrossEntropy(labels: labels)
+        let (loss, metrics) = try task.loss(on: b)
+        sums = metrics
+        return loss
       }
       try optimizer.update(model, gradients: grads)
       let lossValue = try loss.item()
@@ -83,110 +73,83 @@ public final class Trainer {
           op: "training",
           reason: "the loss became \(lossValue) at epoch \(epoch + 1), batch \(batch + 1)")
       }
-      lossSum += lossValue * Double(b.count)
-      correct += try Self.correctCount(logits!, b.labels)
-      seen += b.count
-      if let s = model.odeStatistics {
-        nfeForward += s.forwardEvaluations
-        nfeBackward += s.backwardEvaluations
-      }
+      let count = task.sampleCount(b)
+      lossSum += lossValue * Double(count)
+      for (name, value) in try sums?() ?? [:] { metricSums[name, default: 0] += value }
+      seen += count
+      steps += 1
+      let statistics = task.solverStatistics
+      nfeForward += statistics?.forwardEvaluations ?? 0
+      nfeBackward += statistics?.backwardEvaluations ?? 0
       batch += 1
       let elapsed = Date().timeIntervalSince(start)
       let rate = Double(seen) / max(elapsed, 1e-9)
-      let remainingImages =
-        Double(batches - batch) * Double(configuration.batchSize)
-        + Double(configuration.epochs - epoch - 1) * Double(trainLoader.dataset.count)
+      let remainingSamples =
+        Double(task.samplesPerEpoch) * Double(batches - batch) / Double(max(1, batches))
+        + Double(configuration.epochs - epoch - 1) * Double(task.samplesPerEpoch)
       report(
         BatchProgress(
           epoch: epoch + 1, epochs: configuration.epochs, batch: batch, batches: batches,
-          loss: lossSum / Double(seen), accuracy: Double(correct) / Double(seen),
-          nfeForward: model.odeStatistics?.forwardEvaluations ?? 0,
-          nfeBackward: model.odeStatistics?.backwardEvaluations ?? 0, imagesPerSecond: rate,
-          remainingSeconds: remainingImages / max(rate, 1e-9)))
+          loss: lossSum / Double(seen), metrics: metricSums.mapValues { $0 / Double(seen) },
+          nfeForward: statistics?.forwardEvaluations ?? 0,
+          nfeBackward: statistics?.backwardEvaluations ?? 0, samplesPerSecond: rate,
+          remainingSeconds: remainingSamples / max(rate, 1e-9)))
       if stopRequested.isSet && batch < batches { return nil }
     }
     let seconds = Date().timeIntervalSince(start)
     let peak = backend.pool.peakBytes
-    let (testLoss, testAccuracy) = try evaluate(testLoader)
-    let steps = Double(max(1, batch))
-    let metrics = EpochMetrics(
-      epoch: epoch + 1, trainLoss: lossSum / Double(max(1, seen)),
-      trainAccuracy: Double(correct) / Double(max(1, seen)), testLoss: testLoss,
-      testAccuracy: testAccuracy, nfeForward: Double(nfeForward) / steps,
-      nfeBackward: Double(nfeBackward) / steps, seconds: seconds,
-      imagesPerSecond: Double(seen) / max(seconds, 1e-9), learningRate: optimizer.learningRate,
+    let (testLoss, testMetrics) = try task.evaluate()
+    var metrics: [String: Double] = [:]
+    for m in task.metrics {
+      metrics[EpochMetrics.key("train", m.name)] = (metricSums[m.name] ?? 0) / Double(max(1, seen))
+      if let v = testMetrics[m.name] { metrics[EpochMetrics.key("test", m.name)] = v }
+    }
+    let perStep = Double(max(1, steps))
+    let result = EpochMetrics(
+      epoch: epoch + 1, trainLoss: lossSum / Double(max(1, seen)), testLoss: testLoss,
+      metrics: metrics, nfeForward: Double(nfeForward) / perStep,
+      nfeBackward: Double(nfeBackward) / perStep, seconds: seconds,
+      samplesPerSecond: Double(seen) / max(seconds, 1e-9), learningRate: optimizer.learningRate,
       peakBytes: peak)
     epoch += 1
     batch = 0
-    return metrics
-  }
-
-  /// Mean loss and accuracy of the model on every batch of `loader`, in evaluation mode.
-  public func evaluate(_ loader: BatchLoader, predictions: ((Batch, [Int]) -> Void)? = nil) throws
-    -> (loss: Double, accuracy: Double)
-  {
-    model.train(false)
-    defer { model.train(true) }
-    var lossSum = 0.0
-    var correct = 0
-    var seen = 0
-    for b in Prefetcher(loader, epoch: 0) {
-      let (images, labels) = try b.tensors(on: backend)
-      let logits = try model(images)
-      lossSum += try logits.softmaxCrossEntropy(labels: labels).item() * Double(b.count)
-      let predicted = try Self.argmax(logits)
-      correct += zip(predicted, b.labels).filter { Float($0) == $1 }.count
-      predictions?(b, predicted)
-      seen += b.count
-    }
-    return (lossSum / Double(max(1, seen)), Double(correct) / Double(max(1, seen)))
-  }
-
-  static func argmax(_ logits: Tensor) throws -> [Int] {
-    let v = try logits.toFloats()
-    let k = logits.shape[1]
-    return (0..<logits.shape[0]).map { r in
-      var best = 0
-      for j in 1..<k where v[r * k + j] > v[r * k + best] { best = j }
-      return best
-    }
-  }
-
-  static func correctCount(_ logits: Tensor, _ labels: [Float]) throws -> Int {
-    zip(try argmax(logits), labels).filter { Float($0) == $1 }.count
+    return result
   }
 
   // MARK: Checkpoints
 
-  /// Writes the model, optimiser state and position to `url` atomically.
+  /// Writes the model, the optimiser's state and the position to `url` atomically, in the
+  /// current `CheckpointFormat`.
   public func saveCheckpoint(to url: URL) throws {
     try Checkpoint.save(
       model: model, optimizer: optimizer,
       metadata: [
-        "model": configuration.model, "config": try Checkpoint.json(configuration),
-        "epoch": String(epoch), "batch": String(batch), "format": "diffeqnet-checkpoint-1",
+        CheckpointFormat.key: CheckpointFormat.current.name, "model": task.modelName,
+        "config": try Checkpoint.json(configuration), "epoch": String(epoch),
+        "batch": String(batch),
       ], to: url)
   }
 
-  /// Restores a checkpoint written by `saveCheckpoint`, rejecting one written for another model.
+  /// Restores a checkpoint written by `saveCheckpoint` (or by an earlier format, converted), and
+  /// rejects one of another model or format before anything is changed: a rejected checkpoint
+  /// leaves the model, the optimiser and the position as they were.
   public func loadCheckpoint(from url: URL) throws {
-    let file = url.lastPathComponent
-    let metadata = try Checkpoint.load(from: url, into: model, optimizer: optimizer)
-    guard metadata["format"] == "diffeqnet-checkpoint-1" else {
+    let name = url.lastPathComponent
+    var contents = try SafeTensorsFile.read(from: url)
+    let format = try CheckpointFormat(of: contents.metadata, file: name)
+    guard contents.metadata["model"] == task.modelName else {
       throw CheckpointError.invalidMetadata(
-        file: file, key: "format", reason: "not a DiffEqNet training checkpoint")
+        file: name, key: "model",
+        reason: "written for '\(contents.metadata["model"] ?? "?")', not '\(task.modelName)'")
     }
-    guard metadata["model"] == configuration.model else {
-      throw CheckpointError.invalidMetadata(
-        file: file, key: "model",
-        reason: "written for '\(metadata["model"] ?? "?")', not '\(configuration.model)'")
-    }
-    guard let e = metadata["epoch"].flatMap(Int.init), let b = metadata["batch"].flatMap(Int.init),
-      e >= 0, b >= 0
+    guard let e = contents.metadata["epoch"].flatMap(Int.init),
+      let b = contents.metadata["batch"].flatMap(Int.init), e >= 0, b >= 0
     else {
       throw CheckpointError.invalidMetadata(
-        file: file, key: "epoch", reason: "missing or not a number")
+        file: name, key: "epoch", reason: "missing or not a number")
     }
+    try format.upgrade(&contents, for: model, file: name)
+    try Checkpoint.load(contents, file: name, into: model, optimizer: optimizer)
     epoch = e
     batch = b
   }

@@ -6,22 +6,24 @@ import Foundation
 import Kernels
 
 /// Everything that defines a training run; saved as `config.json` and in every checkpoint, and
-/// read back by `--resume`. Keys mirror the CLI's flags.
+/// read back by `--resume`. Keys mirror the CLI's flags; each setting is a type, parsed once, and
+/// spelled in JSON as on the command line (`"solver": "nag:0.9"`, `"gradient": "backsolve"`).
 public struct TrainingConfiguration: Codable, Sendable, Equatable {
-  public var model = "odenet"
-  /// A folder holding the data set's files.
-  public var data = "data/mnist-5k"
-  /// `mnist` (also Fashion-MNIST: the same IDX files), `cifar10` or `cifar100`.
-  public var format = "mnist"
-  public var device = "auto"
-  public var solver = "dopri5"
+  public var model: ModelArchitecture = .odenet
+  /// A folder holding the data set's files, relative to the working directory. The default names
+  /// the MNIST subset bundled with DiffEqNet, which `runner` also finds from elsewhere.
+  public var data = TrainingConfiguration.bundledData
+  public var format: DataFormat = .mnist
+  public var device: DeviceSpec = .auto
+  public var solver: ODESolver = .dopri5
   public var rtol = 1e-3
   public var atol = 1e-3
-  /// `direct`, `adjoint` (backsolve) or `checkpointed`.
-  public var gradient = "adjoint"
+  public var gradient: GradientMethod = .backsolve
   public var rkSteps = 4
   /// Channels after the stem's first convolution (the paper's 64).
   public var width = 64
+  /// Groups of every GroupNorm (nil: `GroupNorm.defaultGroups(channels: width)`).
+  public var normGroups: Int? = nil
   /// Residual blocks of the ResNet baseline.
   public var residualBlocks = 6
   /// Use only the first `limit` training and test images (0: all), for quick runs and tests.
@@ -31,35 +33,48 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// Peak learning rate. SGD with Nesterov momentum at 0.1 is torchdiffeq's recipe for ODE-Net
   /// and, measured here, learns this architecture (GroupNorm, pooled head) far faster than Adam.
   public var lr = 0.1
-  /// `sgd`, `adam` or `adamw`.
-  public var optimizer = "sgd"
+  public var optimizer: OptimizerKind = .sgd
   public var momentum = 0.9
   public var weightDecay = 5e-4
-  /// `constant`, `step` or `cosine`.
-  public var schedule = "cosine"
+  public var schedule: ScheduleKind = .cosine
   /// Linear warm-up length in optimiser steps.
   public var warmupSteps = 30
   /// Zero padding for random crops (0 disables); CIFAR also flips horizontally.
   public var cropPadding = 2
+  /// How pixels are scaled before the model sees them: part of the model (nil: the data format's
+  /// standard normalisation). A model imported from torchdiffeq takes raw [0, 1] pixels
+  /// (`Normalization.identity`).
+  public var normalization: Normalization? = nil
   public var seed: UInt64 = 0
   public var out = "runs/latest"
 
+  /// The data folder of the bundled MNIST subset, as the default `data` spells it.
+  public static let bundledData = "data/mnist-5k"
+
   public init() {}
+
+  /// The optimisers a run can use.
+  public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
+    /// SGD with Nesterov momentum (`momentum`) and L2 weight decay.
+    case sgd
+    /// Adam with L2 weight decay.
+    case adam
+    /// Adam with decoupled weight decay.
+    case adamw
+  }
+
+  /// The learning-rate schedules a run can use (after the linear warm-up).
+  public enum ScheduleKind: String, Sendable, CaseIterable, Codable {
+    case constant
+    /// ×0.1 at every third of the run.
+    case step
+    /// Cosine decay to 1% of `lr`.
+    case cosine
+  }
 
   /// Throws a message naming the first invalid setting.
   public func validate() throws {
     func fail(_ s: String) -> Error { TensorError.invalidArgument(op: "configuration", reason: s) }
-    guard ModelZoo.names.contains(model) else {
-      throw fail("unknown model '\(model)' (known: \(ModelZoo.names.joined(separator: ", ")))")
-    }
-    guard ["mnist", "fashion-mnist", "cifar10", "cifar100"].contains(format) else {
-      throw fail("unknown data format '\(format)' (mnist, fashion-mnist, cifar10, cifar100)")
-    }
-    _ = try DeviceSpec(parsing: device)
-    _ = try ODESolver(parsing: solver)
-    guard gradientMethod != nil else {
-      throw fail("unknown gradient '\(gradient)' (direct, adjoint, checkpointed)")
-    }
     guard epochs >= 1 else { throw fail("epochs must be at least 1, got \(epochs)") }
     guard batchSize >= 1 else { throw fail("batch size must be at least 1, got \(batchSize)") }
     guard lr > 0, lr.isFinite else { throw fail("learning rate must be positive, got \(lr)") }
@@ -68,61 +83,63 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     guard width >= 1, residualBlocks >= 1, limit >= 0 else {
       throw fail("width and residual blocks must be positive, limit not negative")
     }
-    guard ["sgd", "adam", "adamw"].contains(optimizer) else {
-      throw fail("unknown optimizer '\(optimizer)' (sgd, adam, adamw)")
+    if let g = normGroups, g < 1 || width % g != 0 {
+      throw fail("norm groups must divide the width \(width), got \(g)")
     }
-    guard ["constant", "step", "cosine"].contains(schedule) else {
-      throw fail("unknown schedule '\(schedule)' (constant, step, cosine)")
+    if case .nag(let mu) = solver, !(mu >= 0 && mu < 1) {
+      throw fail("NAG momentum must lie in [0, 1), got \(mu)")
     }
     guard cropPadding >= 0, warmupSteps >= 0, weightDecay >= 0 else {
       throw fail("crop padding, warm-up and weight decay must not be negative")
     }
   }
 
-  public var gradientMethod: GradientMethod? {
-    switch gradient {
-    case "direct": return .direct
-    case "adjoint", "backsolve": return .backsolveAdjoint
-    case "checkpointed": return .checkpointedAdjoint
-    default: return nil
-    }
-  }
-
   /// The model-zoo configuration these settings describe, for a data set's shape.
-  public func modelConfiguration(channels: Int, classes: Int) throws -> ModelZoo.Configuration {
+  public func modelConfiguration(channels: Int, classes: Int) -> ModelZoo.Configuration {
     var c = ModelZoo.Configuration()
     c.inputChannels = channels
     c.classes = classes
     c.seed = seed
-    c.ode = ODEOptions(solver: try ODESolver(parsing: solver), rtol: rtol, atol: atol)
+    c.ode = ODEOptions(solver: solver, rtol: rtol, atol: atol)
     if !c.ode.solver.isAdaptive { c.ode.steps = rkSteps }
-    c.gradient = gradientMethod ?? .backsolveAdjoint
+    c.gradient = gradient
     c.rkSteps = rkSteps
     c.width = width
+    c.normGroups = normGroups
     c.residualBlocks = residualBlocks
     return c
   }
 
   public func makeOptimizer() -> any Optimizer {
     switch optimizer {
-    case "sgd":
+    case .sgd:
       return SGD(learningRate: lr, momentum: momentum, nesterov: true, weightDecay: weightDecay)
-    case "adam": return Adam(learningRate: lr, weightDecay: weightDecay)
-    default: return Adam(learningRate: lr, weightDecay: weightDecay, decoupled: true)
+    case .adam: return Adam(learningRate: lr, weightDecay: weightDecay)
+    case .adamw: return Adam(learningRate: lr, weightDecay: weightDecay, decoupled: true)
     }
   }
 
   public func learningRateSchedule(totalSteps: Int) -> LearningRateSchedule {
     switch schedule {
-    case "constant": return .constant
-    case "step": return .step(every: max(1, totalSteps / 3), gamma: 0.1)
-    default: return .cosine(totalSteps: totalSteps, minimum: lr * 0.01)
+    case .constant: return .constant
+    case .step: return .step(every: max(1, totalSteps / 3), gamma: 0.1)
+    case .cosine: return .cosine(totalSteps: totalSteps, minimum: lr * 0.01)
     }
   }
 
-  /// The training and test sets (their first `limit` images when `limit` > 0).
-  public func loadData() throws -> (train: ImageDataset, test: ImageDataset) {
-    let (train, test) = try loadFullData()
+  /// The training and test sets from `folder` (default: `data`, relative to the working
+  /// directory), their first `limit` images when `limit` > 0.
+  public func loadData(from folder: URL? = nil) throws -> (train: ImageDataset, test: ImageDataset)
+  {
+    let dir = folder ?? URL(fileURLWithPath: data)
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory),
+      isDirectory.boolValue
+    else {
+      throw DatasetError.invalidArgument("data folder '\(dir.path)' does not exist")
+    }
+    let train = try format.load(dir, split: .train)
+    let test = try format.load(dir, split: .test)
     return (try Self.first(limit, of: train), try Self.first(limit, of: test))
   }
 
@@ -133,39 +150,30 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
       channels: d.channels, height: d.height, width: d.width, classes: d.classes)
   }
 
-  private func loadFullData() throws -> (train: ImageDataset, test: ImageDataset) {
-    let dir = URL(fileURLWithPath: data)
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory),
-      isDirectory.boolValue
-    else {
-      throw DatasetError.invalidArgument("data folder '\(data)' does not exist")
-    }
-    switch format {
-    case "cifar10":
-      return (
-        try ImageDataset.cifar10(directory: dir, split: .train),
-        try ImageDataset.cifar10(directory: dir, split: .test)
-      )
-    case "cifar100":
-      return (
-        try ImageDataset.cifar100(directory: dir, split: .train),
-        try ImageDataset.cifar100(directory: dir, split: .test)
-      )
-    default:
-      return (
-        try ImageDataset.mnist(directory: dir, split: .train, name: format),
-        try ImageDataset.mnist(directory: dir, split: .test, name: format)
-      )
-    }
+  /// How pixels are scaled for the model: `normalization`, else the format's standard one.
+  public var inputNormalization: Normalization {
+    normalization ?? format.standardNormalization
   }
+}
 
-  /// Per-channel normalisation for the data set.
-  public var normalization: Normalization {
-    switch format {
-    case "cifar10": return .cifar10
-    case "cifar100": return .cifar100
-    default: return .mnist
+extension TrainingConfiguration.OptimizerKind {
+  public init(from decoder: any Decoder) throws {
+    let text = try decoder.singleValueContainer().decode(String.self)
+    guard let kind = Self(rawValue: text.lowercased()) else {
+      throw TensorError.invalidArgument(
+        op: "configuration", reason: "unknown optimizer '\(text)' (sgd, adam, adamw)")
     }
+    self = kind
+  }
+}
+
+extension TrainingConfiguration.ScheduleKind {
+  public init(from decoder: any Decoder) throws {
+    let text = try decoder.singleValueContainer().decode(String.self)
+    guard let kind = Self(rawValue: text.lowercased()) else {
+      throw TensorError.invalidArgument(
+        op: "configuration", reason: "unknown schedule '\(text)' (constant, step, cosine)")
+    }
+    self = kind
   }
 }

@@ -36,6 +36,18 @@ public enum DeviceSpec: Equatable, Sendable, CustomStringConvertible {
   }
 }
 
+/// Settings spell a device as `init(parsing:)` reads it and `description` writes it.
+extension DeviceSpec: Codable {
+  public init(from decoder: any Decoder) throws {
+    self = try DeviceSpec(parsing: try decoder.singleValueContainer().decode(String.self))
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.singleValueContainer()
+    try container.encode(description)
+  }
+}
+
 /// The backend `spec` names.
 ///
 /// - `auto`: the first OpenCL device of type GPU or accelerator, else `CPUBackend()` (an OpenCL

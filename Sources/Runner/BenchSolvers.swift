@@ -125,16 +125,16 @@ struct BenchSolvers: ParsableCommand {
       emit("rk4_forward", steps: 10, try run(rk4, gradient: nil))
     }
     if groups.contains("rk4_adjoint") {
-      emit("rk4_adjoint", steps: 10, try run(rk4, gradient: .backsolveAdjoint))
+      emit("rk4_adjoint", steps: 10, try run(rk4, gradient: .backsolve))
     }
     if groups.contains("dopri5_adjoint") {
       let dopri = ODEOptions(solver: .dopri5, rtol: 1e-3, atol: 1e-3)
-      let d = try run(dopri, gradient: .backsolveAdjoint)
+      let d = try run(dopri, gradient: .backsolve)
       emit("dopri5_adjoint", steps: d.1.acceptedSteps + d.1.rejectedSteps, d)
     }
     for steps in [10, 40, 160] where groups.contains("memory") {
       for (config, method) in [
-        ("rk4_direct_memory", GradientMethod.direct), ("rk4_adjoint_memory", .backsolveAdjoint),
+        ("rk4_direct_memory", GradientMethod.direct), ("rk4_adjoint_memory", .backsolve),
       ] {
         // Direct backpropagation through 160 RK4 steps holds every activation: skip what would
         // not fit comfortably in this machine's memory rather than swap.
@@ -176,7 +176,7 @@ struct BenchSolvers: ParsableCommand {
       // The demo's loss: the mean absolute error over the whole predicted trajectory.
       let (value, grads) = try valueAndGrad(model) {
         let sol = try odeint(
-          model.field, y0, times: data.batchTimes, options: options, gradient: .backsolveAdjoint)
+          model.field, y0, times: data.batchTimes, options: options, gradient: .backsolve)
         stats = sol.statistics
         return try (sol.trajectory - targets).abs().mean()
       }

@@ -24,28 +24,28 @@ struct Eval: ParsableCommand {
     var c = try Checkpoint.decode(
       TrainingConfiguration.self, key: "config", in: file.metadata, file: url.lastPathComponent)
     if let data { c.data = data }
-    if let format { c.format = format }
-    if let device { c.device = device }
+    if let format { c.format = try DataFormat(parsing: format) }
+    if let device { c.device = try DeviceSpec(parsing: device) }
     c.limit = 0
     try c.validate()
-    let backend = try makeBackend(try DeviceSpec(parsing: c.device), openCL: try openCLOptions())
-    let (train, test) = try c.loadData()
+    let backend = try makeBackend(c.device, openCL: try openCLOptions())
+    let (train, test) = try c.loadData(from: try dataFolder(c.data, givenAsFlag: data != nil))
     let trainer = try Trainer(c, backend: backend, train: train, test: test)
     try trainer.loadCheckpoint(from: url)
+    let task = trainer.task
     var lines = ["index,label,predicted"]
     var nfe = 0
     var batches = 0
-    let (loss, accuracy) = try trainer.evaluate(trainer.testLoader) { batch, predicted in
+    let (loss, accuracy) = try task.evaluate(task.testLoader) { batch, predicted in
       for (i, (index, p)) in zip(batch.indices, predicted).enumerated() {
         lines.append("\(index),\(Int(batch.labels[i])),\(p)")
       }
-      nfe += trainer.model.odeStatistics?.forwardEvaluations ?? 0
+      nfe += task.solverStatistics?.forwardEvaluations ?? 0
       batches += 1
     }
     print(
-      String(
-        format: "%@ on %@ (%d images): loss %.4f  accuracy %.2f%%  NFE %.1f per batch",
-        c.model, c.data, test.count, loss, 100 * accuracy, Double(nfe) / Double(max(1, batches))))
+      "\(c.model) on \(c.data) (\(test.count) images): loss \(fixed(loss, 4))  accuracy \(fixed(100 * accuracy, 2))%  NFE \(fixed(Double(nfe) / Double(max(1, batches)), 1)) per batch"
+    )
     if let predictions {
       try (lines.joined(separator: "\n") + "\n").write(
         toFile: predictions, atomically: true, encoding: .utf8)

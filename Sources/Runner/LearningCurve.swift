@@ -1,11 +1,17 @@
 import DiffEqNet
 import Foundation
 
-/// The learning curves as a standalone SVG: training and test loss (left axis) and test accuracy
-/// (right axis) against the epoch.
+/// The learning curves as a standalone SVG: training and test loss (left axis) and the task's
+/// first fraction metric on the test split, e.g. accuracy (right axis, 0–100%), against the epoch.
 struct LearningCurve {
   let history: [EpochMetrics]
-  init(_ history: [EpochMetrics]) { self.history = history }
+  /// The metric on the right axis, if the task has a fraction metric.
+  let fraction: TaskMetric?
+
+  init(_ history: [EpochMetrics], metrics: [TaskMetric]) {
+    self.history = history
+    fraction = metrics.first(where: \.isFraction)
+  }
 
   func svg(width: Double = 640, height: Double = 360) -> String {
     let (left, right, top, bottom) = (60.0, 60.0, 30.0, 40.0)
@@ -27,7 +33,7 @@ struct LearningCurve {
       <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
       <rect width="100%" height="100%" fill="white"/>
       <rect x="\(left)" y="\(top)" width="\(plotW)" height="\(plotH)" fill="none" stroke="#888"/>
-      <text x="\(left)" y="18">loss (left, 0–\(String(format: "%.3g", maxLoss))) and test accuracy (right, 0–100%) by epoch</text>
+      <text x="\(left)" y="18">loss (left, 0–\(String(format: "%.3g", maxLoss)))\(fraction.map { " and test \($0.name) (right, 0–100%)" } ?? "") by epoch</text>
 
       """
     for i in 0...4 {
@@ -44,12 +50,14 @@ struct LearningCurve {
     }
     s += line(history.map { (x($0.epoch), yLoss($0.trainLoss)) }, "#1f77b4", "train loss") + "\n"
     s += line(history.map { (x($0.epoch), yLoss($0.testLoss)) }, "#ff7f0e", "test loss") + "\n"
-    s +=
-      line(history.map { (x($0.epoch), yAcc($0.testAccuracy)) }, "#2ca02c", "test accuracy") + "\n"
+    if let fraction {
+      let points = history.compactMap { m in m.test(fraction.name).map { (x(m.epoch), yAcc($0)) } }
+      s += line(points, "#2ca02c", "test \(fraction.name)") + "\n"
+    }
     s += """
       <text x="\(left + 10)" y="\(height - 8)" fill="#1f77b4">train loss</text>
       <text x="\(left + 100)" y="\(height - 8)" fill="#ff7f0e">test loss</text>
-      <text x="\(left + 180)" y="\(height - 8)" fill="#2ca02c">test accuracy</text>
+      <text x="\(left + 180)" y="\(height - 8)" fill="#2ca02c">\(fraction.map { "test \($0.name)" } ?? "")</text>
       </svg>
 
       """

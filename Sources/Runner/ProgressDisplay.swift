@@ -4,15 +4,21 @@ import Foundation
 /// A one-line live progress bar on a terminal; on a pipe or file, a plain line every tenth of an
 /// epoch.
 final class ProgressDisplay {
+  private let metrics: [TaskMetric]
   private let isTerminal = isatty(STDOUT_FILENO) != 0
   private var lastLogged = -1
   private var drawn = false
 
+  init(metrics: [TaskMetric]) { self.metrics = metrics }
+
   func update(_ p: BatchProgress) {
-    let text = String(
-      format: "epoch %d/%d batch %d/%d  loss %.4f  acc %.2f%%  NFE %d/%d  %.0f img/s  ETA %@",
-      p.epoch, p.epochs, p.batch, p.batches, p.loss, 100 * p.accuracy, p.nfeForward,
-      p.nfeBackward, p.imagesPerSecond, duration(p.remainingSeconds))
+    var text =
+      "epoch \(p.epoch)/\(p.epochs) batch \(p.batch)/\(p.batches)  loss \(fixed(p.loss, 4))"
+    for metric in metrics {
+      if let v = p.metrics[metric.name] { text += "  \(metric.name) \(formatted(v, metric))" }
+    }
+    text +=
+      "  NFE \(p.nfeForward)/\(p.nfeBackward)  \(fixed(p.samplesPerSecond, 0)) samples/s  ETA \(duration(p.remainingSeconds))"
     if isTerminal {
       let width = 24
       let filled = p.batches > 0 ? width * p.batch / p.batches : 0

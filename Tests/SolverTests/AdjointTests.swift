@@ -40,10 +40,10 @@ final class AdjointTests: XCTestCase {
       let (_, direct, _) = try lossAndGradients(
         model, model.field, y0, times: times, options: options, method: .direct, weights: w)
       let (_, checkpointed, _) = try lossAndGradients(
-        model, model.field, y0, times: times, options: options, method: .checkpointedAdjoint,
+        model, model.field, y0, times: times, options: options, method: .checkpointed,
         weights: w)
       let (_, backsolve, stats) = try lossAndGradients(
-        model, model.field, y0, times: times, options: options, method: .backsolveAdjoint,
+        model, model.field, y0, times: times, options: options, method: .backsolve,
         weights: w)
       let eCheck = relativeError(checkpointed, direct)
       let eBack = relativeError(backsolve, direct)
@@ -66,10 +66,10 @@ final class AdjointTests: XCTestCase {
     let options = ODEOptions(solver: .dopri5, rtol: 1e-10, atol: 1e-10)
     let onTape = VectorField(parameters: mlp) { _, y in try mlp(y) }
     let (_, fused, _) = try lossAndGradients(
-      mlp, mlp.vectorField, y0, times: times, options: options, method: .backsolveAdjoint,
+      mlp, mlp.vectorField, y0, times: times, options: options, method: .backsolve,
       weights: w)
     let (_, tape, _) = try lossAndGradients(
-      mlp, onTape, y0, times: times, options: options, method: .backsolveAdjoint, weights: w)
+      mlp, onTape, y0, times: times, options: options, method: .backsolve, weights: w)
     let (_, direct, _) = try lossAndGradients(
       mlp, onTape, y0, times: times, options: options, method: .direct, weights: w)
     XCTAssertLessThan(relativeError(fused, tape), 1e-12, "hand-derived VJP vs tape")
@@ -90,7 +90,7 @@ final class AdjointTests: XCTestCase {
     XCTAssertThrowsError(
       try lossAndGradients(
         mlp, bad, y0, times: [0, 1], options: .fixed(.rk4, steps: 2),
-        method: .backsolveAdjoint, weights: try weights([3, 2], 2))
+        method: .backsolve, weights: try weights([3, 2], 2))
     ) { XCTAssertTrue("\($0)".contains("parameter gradients"), "\($0)") }
   }
 
@@ -115,7 +115,7 @@ final class AdjointTests: XCTestCase {
       minus[i] -= eps
       return (try loss(plus) - loss(minus)) / (2 * eps)
     }
-    for method in [GradientMethod.backsolveAdjoint, .checkpointedAdjoint] {
+    for method in [GradientMethod.backsolve, .checkpointed] {
       let times = try Tensor(hostTimes, shape: [hostTimes.count], dtype: .float64, on: cpu)
       let (_, grads) = try valueAndGrad(at: [y0, times]) { xs in
         let sol = try odeint(model.field, xs[0], times: xs[1], options: options, gradient: method)
@@ -178,7 +178,7 @@ final class AdjointTests: XCTestCase {
     let w = try weights([3, 2], times.count)
     let options = ODEOptions(solver: .dopri5, rtol: 1e-11, atol: 1e-11)
     let (_, analytic, _) = try lossAndGradients(
-      model, model.field, y0, times: times, options: options, method: .backsolveAdjoint, weights: w)
+      model, model.field, y0, times: times, options: options, method: .backsolve, weights: w)
     // Perturb y0 entries and every parameter entry; central differences.
     let eps = 1e-6
     func loss() throws -> Double {
@@ -235,10 +235,10 @@ final class AdjointTests: XCTestCase {
       let (_, direct, _) = try lossAndGradients(
         model, model.field, y0, times: times, options: options, method: .direct, weights: w)
       let (_, checkpointed, _) = try lossAndGradients(
-        model, model.field, y0, times: times, options: options, method: .checkpointedAdjoint,
+        model, model.field, y0, times: times, options: options, method: .checkpointed,
         weights: w)
       let (_, backsolve, _) = try lossAndGradients(
-        model, model.field, y0, times: times, options: options, method: .backsolveAdjoint,
+        model, model.field, y0, times: times, options: options, method: .backsolve,
         weights: w)
       XCTAssertLessThan(
         relativeError(checkpointed, direct), 1e-12, "\(options.solver) checkpointed vs direct")
@@ -257,13 +257,13 @@ final class AdjointTests: XCTestCase {
     let (_, direct, _) = try lossAndGradients(
       model, model.field, y0, times: times, options: options, method: .direct, weights: w)
     let (_, checkpointed, _) = try lossAndGradients(
-      model, model.field, y0, times: times, options: options, method: .checkpointedAdjoint,
+      model, model.field, y0, times: times, options: options, method: .checkpointed,
       weights: w)
     XCTAssertLessThan(relativeError(checkpointed, direct), 1e-12, "NAG checkpointed vs direct")
     // Backsolve with NAG integrates the continuous adjoint with a first-order method: it agrees
     // with the discrete gradient only to O(h); with a fine RK4 backward solve, to O(h) as well.
     let (_, backsolve, _) = try lossAndGradients(
-      model, model.field, y0, times: times, options: options, method: .backsolveAdjoint,
+      model, model.field, y0, times: times, options: options, method: .backsolve,
       adjoint: AdjointOptions(solver: .rk4), weights: w)
     XCTAssertLessThan(relativeError(backsolve, direct), 0.05, "NAG backsolve vs direct")
   }

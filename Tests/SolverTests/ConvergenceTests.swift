@@ -31,7 +31,7 @@ final class ConvergenceTests: XCTestCase {
 
   func testFixedStepSolversConvergeAtTheirOrder() throws {
     let cases: [(ODESolver, Double, Int)] = [
-      (.euler, 1, 32), (.midpoint, 2, 32), (.heun, 2, 32), (.rk4, 4, 16),
+      (.euler, 1, 32), (.midpoint, 2, 32), (.heun, 2, 32), (.rk4, 4, 16), (.rk38, 4, 16),
       (.nag(momentum: 0.5), 1, 64),
       (.nag(momentum: 0.9), 1, 256),
     ]

@@ -21,8 +21,8 @@ final class MemoryAndErrorTests: XCTestCase {
   }
 
   func testBacksolveMemoryDoesNotGrowWithSteps() throws {
-    let adjoint10 = try peakBytes(.backsolveAdjoint, steps: 10)
-    let adjoint160 = try peakBytes(.backsolveAdjoint, steps: 160)
+    let adjoint10 = try peakBytes(.backsolve, steps: 10)
+    let adjoint160 = try peakBytes(.backsolve, steps: 160)
     let change = Double(abs(adjoint160 - adjoint10)) / Double(adjoint10)
     XCTAssertLessThan(
       change, 0.05, "backsolve peak bytes 10 steps \(adjoint10), 160 steps \(adjoint160)")

@@ -8,7 +8,7 @@ final class TrainingTests: XCTestCase {
   static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent()
 
-  func configuration(_ model: String) -> TrainingConfiguration {
+  func configuration(_ model: ModelArchitecture) -> TrainingConfiguration {
     var c = TrainingConfiguration()
     c.model = model
     c.data = Self.root.appendingPathComponent("data/mnist-5k").path
@@ -19,7 +19,7 @@ final class TrainingTests: XCTestCase {
     c.lr = 0.1
     c.warmupSteps = 10
     c.cropPadding = 0
-    c.solver = "rk4"
+    c.solver = .rk4
     c.rkSteps = 2
     return c
   }
@@ -32,7 +32,7 @@ final class TrainingTests: XCTestCase {
     for backend in try backends() {
       // 12 epochs each: with 8 the ODE-Net was still at the edge of its initial plateau, and
       // whether it had left it depended on rounding (float32 summation order), not on the code.
-      for model in ["resnet", "odenet"] {
+      for model in [ModelArchitecture.resnet, .odenet] {
         let epochs = 12
         var c = configuration(model)
         c.epochs = epochs
@@ -51,8 +51,9 @@ final class TrainingTests: XCTestCase {
           last.trainLoss, 0.75 * first!,
           "\(model) on \(backend.name): loss \(first!) → \(last.trainLoss)")
         XCTAssertGreaterThan(
-          last.testAccuracy, 0.3, "\(model) on \(backend.name): test accuracy \(last.testAccuracy)")
-        if model == "odenet" { XCTAssertGreaterThan(last.nfeForward, 0, "ODE-Net must report NFE") }
+          last.test("accuracy") ?? 0, 0.3,
+          "\(model) on \(backend.name): test accuracy \(last.test("accuracy") ?? 0)")
+        if model == .odenet { XCTAssertGreaterThan(last.nfeForward, 0, "ODE-Net must report NFE") }
       }
     }
   }
@@ -61,7 +62,7 @@ final class TrainingTests: XCTestCase {
   /// does), writing a checkpoint, and resuming in a fresh trainer: every parameter bit for bit.
   func testResumeContinuesBitForBit() throws {
     let cpu = CPUBackend()
-    var c = configuration("odenet")
+    var c = configuration(.odenet)
     c.limit = 128
     c.epochs = 2
     c.cropPadding = 2
@@ -98,7 +99,7 @@ final class TrainingTests: XCTestCase {
 
   func testForeignAndTruncatedCheckpointsAreRejected() throws {
     let cpu = CPUBackend()
-    let c = configuration("resnet")
+    let c = configuration(.resnet)
     let (train, test) = try c.loadData()
     let trainer = try Trainer(c, backend: cpu, train: train, test: test)
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -108,7 +109,7 @@ final class TrainingTests: XCTestCase {
     let url = dir.appendingPathComponent("a.safetensors")
     try trainer.saveCheckpoint(to: url)
     // Another architecture's checkpoint.
-    let other = try Trainer(configuration("odenet"), backend: cpu, train: train, test: test)
+    let other = try Trainer(configuration(.odenet), backend: cpu, train: train, test: test)
     XCTAssertThrowsError(try other.loadCheckpoint(from: url)) {
       XCTAssertTrue("\($0)".contains("a.safetensors"), "\($0)")
     }
@@ -125,8 +126,8 @@ final class TrainingTests: XCTestCase {
     XCTAssertThrowsError(try trainer.loadCheckpoint(from: foreign))
   }
 
-  /// Runs the built `runner` and returns its exit status and combined output.
-  func runner(_ arguments: [String]) throws -> (Int32, String) {
+  /// Runs the built `runner` in `directory` and returns its exit status and combined output.
+  static func runner(_ arguments: [String], in directory: URL = root) throws -> (Int32, String) {
     let binary = Self.root.appendingPathComponent(".build/release/runner")
     guard FileManager.default.isExecutableFile(atPath: binary.path) else {
       throw XCTSkip("runner is not built at \(binary.path)")
@@ -134,7 +135,7 @@ final class TrainingTests: XCTestCase {
     let process = Process()
     process.executableURL = binary
     process.arguments = arguments
-    process.currentDirectoryURL = Self.root
+    process.currentDirectoryURL = directory
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
@@ -153,20 +154,22 @@ final class TrainingTests: XCTestCase {
       "--model", "resnet", "--width", "8", "--residual-blocks", "1", "--limit", "64",
       "--batch-size", "32", "--device", "cpu", "--out", dir.path,
     ]
-    let (status, output) = try runner(["train", "--epochs", "1"] + common)
+    let (status, output) = try Self.runner(["train", "--epochs", "1"] + common)
     XCTAssertEqual(status, 0, output)
     for file in ["config.json", "metrics.jsonl", "curve.svg", "checkpoint.safetensors"] {
       XCTAssertTrue(
         FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path),
         "missing \(file)")
     }
-    let (status2, output2) = try runner(["train", "--resume", "--epochs", "2", "--out", dir.path])
+    let (status2, output2) = try Self.runner([
+      "train", "--resume", "--epochs", "2", "--out", dir.path,
+    ])
     XCTAssertEqual(status2, 0, output2)
     XCTAssertTrue(output2.contains("resuming resnet at epoch 2"), output2)
     let lines = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
       .split(separator: "\n")
     XCTAssertEqual(lines.count, 2, "one metrics line per epoch across the resume")
-    let (status3, output3) = try runner([
+    let (status3, output3) = try Self.runner([
       "eval", "--checkpoint", dir.appendingPathComponent("checkpoint.safetensors").path, "--device",
       "cpu",
     ])
@@ -174,10 +177,36 @@ final class TrainingTests: XCTestCase {
     XCTAssertTrue(output3.contains("accuracy"), output3)
   }
 
+  /// With no --data, `runner train` finds the bundled data set from any working directory, and
+  /// `--config` takes a run's config.json (here one written by checkpoint format 1's runner).
+  func testCLITrainsFromAnyDirectoryWithAnOldConfig() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "diffeqnet-anywhere-\(UUID())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let config = Self.root.appendingPathComponent("Tests/Fixtures/main-v1/config.json")
+    let (status, output) = try Self.runner(
+      [
+        "train", "--config", config.path, "--epochs", "1", "--limit", "64", "--out", "run",
+      ], in: dir)
+    XCTAssertEqual(status, 0, output)
+    XCTAssertTrue(output.contains("from data/mnist-5k"), output)
+    let saved = try Data(contentsOf: dir.appendingPathComponent("run/config.json"))
+    let run = try XCTUnwrap(try JSONSerialization.jsonObject(with: saved) as? [String: Any])
+    let settings = try XCTUnwrap(run["configuration"] as? [String: Any])
+    XCTAssertEqual(settings["width"] as? Int, 8, "the old config's width was applied")
+    XCTAssertEqual(settings["gradient"] as? String, "backsolve")
+    // An explicit --data stays relative to the working directory.
+    let (status2, output2) = try Self.runner(
+      ["train", "--data", "data/mnist-5k", "--epochs", "1", "--out", "run2"], in: dir)
+    XCTAssertNotEqual(status2, 0, output2)
+    XCTAssertTrue(output2.contains("does not exist"), output2)
+  }
+
   func testCLIRejectsBadArguments() throws {
     let cases: [([String], String)] = [
       (["train", "--epochs", "0"], "epochs must be at least 1"),
-      (["train", "--model", "nope"], "unknown model 'nope'"),
+      (["train", "--model", "nope"], "'nope' is invalid for '--model"),
       (["train", "--data", "/nonexistent/folder", "--epochs", "1"], "does not exist"),
       (["train", "--device", "gpu7"], "gpu7"),
       (["train", "--solver", "rk9"], "unknown solver"),
@@ -186,7 +215,7 @@ final class TrainingTests: XCTestCase {
       (["bench", "solvers", "--only", "rk5_adjoint"], "unknown group 'rk5_adjoint'"),
     ]
     for (arguments, message) in cases {
-      let (status, output) = try runner(arguments)
+      let (status, output) = try Self.runner(arguments)
       XCTAssertNotEqual(status, 0, "\(arguments) must fail")
       XCTAssertTrue(output.contains(message), "\(arguments): expected '\(message)' in:\n\(output)")
       XCTAssertFalse(output.contains("Fatal error"), "\(arguments) crashed:\n\(output)")

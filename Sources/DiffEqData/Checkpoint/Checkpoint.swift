@@ -52,8 +52,17 @@ public enum Checkpoint {
   public static func load(from url: URL, into model: Module, optimizer: (any Optimizer)? = nil)
     throws -> [String: String]
   {
-    let file = url.lastPathComponent
-    let contents = try SafeTensorsFile.read(from: url)
+    try load(
+      SafeTensorsFile.read(from: url), file: url.lastPathComponent, into: model,
+      optimizer: optimizer)
+  }
+
+  /// `load(from:into:optimizer:)` for a file already read (`file` names it in errors).
+  @discardableResult
+  public static func load(
+    _ contents: SafeTensorsFile, file: String, into model: Module,
+    optimizer: (any Optimizer)? = nil
+  ) throws -> [String: String] {
     let parameters = model.namedParameters()
     let byName = Dictionary(
       parameters.map { ($0.name, $0.parameter) }, uniquingKeysWith: { first, _ in first })
