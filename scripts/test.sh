@@ -15,3 +15,6 @@ fi
 bash scripts/check-layers.sh
 swift build -c release --build-tests
 swift test -c release --skip-build --disable-swift-testing "$@"
+# The public API from outside: Examples/NeuralODEFit depends on this checkout by version (which
+# SwiftPM refuses if a library target carries unsafeFlags) and must fit its ODE.
+bash scripts/build-example.sh

@@ -1,5 +1,4 @@
 import DiffEqCore
-import DiffEqODE
 import Kernels
 
 /// A convolution that sees the time t as one extra constant input channel, the first:

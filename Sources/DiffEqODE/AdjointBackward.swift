@@ -1,5 +1,4 @@
 import DiffEqCore
-import Kernels
 
 /// The backward passes of the adjoint gradient methods, for one forward solve.
 struct AdjointBackward {

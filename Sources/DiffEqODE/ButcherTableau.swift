@@ -1,6 +1,3 @@
-import DiffEqCore
-import Kernels
-
 /// The coefficients of an explicit Runge–Kutta method:
 /// k_i = f(t + c_i h, y + h Σ_{j<i} a_ij k_j),  y₁ = y + h Σ b_i k_i,
 /// and for embedded pairs the error estimate e = h Σ (b_i − b̂_i) k_i.

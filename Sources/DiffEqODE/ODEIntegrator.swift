@@ -1,6 +1,5 @@
 import DiffEqCore
 import Foundation
-import Kernels
 
 /// A first-order system whose state is a list of tensors: one for an ODE's y, several for the
 /// adjoint system [y, a, a_θ…]. `f(t, y)` returns dy/dt component by component.

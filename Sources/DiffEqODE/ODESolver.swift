@@ -1,6 +1,3 @@
-import DiffEqCore
-import Kernels
-
 /// The integration methods `odeint` offers.
 public enum ODESolver: Equatable, Sendable, CustomStringConvertible {
   case euler, midpoint, heun, rk4

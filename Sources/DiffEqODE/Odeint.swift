@@ -1,5 +1,4 @@
 import DiffEqCore
-import Kernels
 
 /// dy/dt = f(t, y; θ): a differentiable closure and the module that owns its parameters θ (nil
 /// when it has none). The adjoint methods differentiate with respect to exactly these parameters.

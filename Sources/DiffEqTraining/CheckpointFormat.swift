@@ -1,7 +1,6 @@
 import DiffEqCore
 import DiffEqData
 import DiffEqModels
-import Kernels
 
 /// The versions of DiffEqNet's training checkpoint, recorded in its metadata under `format`
 /// (`diffeqnet-checkpoint-N`). A checkpoint of an older version is converted on load; one of a

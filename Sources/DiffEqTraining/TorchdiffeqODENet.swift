@@ -2,7 +2,6 @@ import DiffEqCore
 import DiffEqData
 import DiffEqModels
 import Foundation
-import Kernels
 
 /// The MNIST ODE-Net of torchdiffeq's `examples/odenet_mnist.py` as a state_dict: our parameter
 /// names mapped to its `nn.Sequential` of the downsampling layers (0–6), the ODE block (7) and the

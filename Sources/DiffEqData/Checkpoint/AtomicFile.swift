@@ -1,6 +1,4 @@
-import DiffEqCore
 import Foundation
-import Kernels
 
 #if canImport(Glibc)
   import Glibc

@@ -1,6 +1,5 @@
 import DiffEqCore
 import Foundation
-import Kernels
 
 /// Saving and restoring a training run as one safetensors file.
 ///

@@ -1,6 +1,3 @@
-import DiffEqCore
-import Kernels
-
 /// Why a checkpoint could not be read, written or applied. Every message begins with the file
 /// concerned and then says what is wrong.
 public enum CheckpointError: Error, CustomStringConvertible, Equatable, Sendable {

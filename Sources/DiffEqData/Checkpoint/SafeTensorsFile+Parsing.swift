@@ -1,4 +1,3 @@
-import DiffEqCore
 import Kernels
 
 extension SafeTensorsFile {

@@ -1,4 +1,3 @@
-import DiffEqCore
 import Foundation
 import Kernels
 

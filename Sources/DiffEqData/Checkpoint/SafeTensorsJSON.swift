@@ -1,6 +1,3 @@
-import DiffEqCore
-import Kernels
-
 /// A parsed JSON (RFC 8259) value, as a safetensors header needs it: object members keep their
 /// order and numbers keep their text, so integers of any size are checked exactly rather than
 /// through a `Double`.

@@ -1,6 +1,3 @@
-import DiffEqCore
-import Kernels
-
 /// Random training-time transformations applied by `BatchLoader`, in torchvision's order and
 /// semantics: `RandomCrop(size, padding: cropPadding)` then `RandomHorizontalFlip()`.
 ///

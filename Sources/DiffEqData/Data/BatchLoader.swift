@@ -1,5 +1,4 @@
 import DiffEqCore
-import Kernels
 
 /// Cuts an `ImageDataset` into normalised, optionally shuffled and augmented mini-batches.
 ///

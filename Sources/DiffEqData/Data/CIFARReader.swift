@@ -1,6 +1,4 @@
-import DiffEqCore
 import Foundation
-import Kernels
 
 /// Reads the binary versions of CIFAR-10 and CIFAR-100 (raw, or gzip-compressed with the same
 /// layout).

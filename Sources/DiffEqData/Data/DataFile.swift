@@ -1,6 +1,4 @@
-import DiffEqCore
 import Foundation
-import Kernels
 
 /// Finding and reading data-set files: whole, size-limited, and transparently gunzipped.
 enum DataFile {

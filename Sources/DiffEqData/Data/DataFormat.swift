@@ -1,4 +1,3 @@
-import DiffEqCore
 import Foundation
 
 /// How a data folder's files are laid out, by the name settings and the command line use.

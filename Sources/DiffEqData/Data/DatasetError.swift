@@ -1,6 +1,3 @@
-import DiffEqCore
-import Kernels
-
 /// Why a data set could not be loaded, or a loader not configured. Every message begins with the
 /// file it concerns (its name; the full path when it is missing) and then says what is wrong.
 public enum DatasetError: Error, CustomStringConvertible, Equatable, Sendable {

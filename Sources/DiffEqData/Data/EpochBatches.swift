@@ -1,6 +1,3 @@
-import DiffEqCore
-import Kernels
-
 /// The batches of one epoch of a `BatchLoader`, from a starting batch to the end of the epoch.
 public struct EpochBatches: Sequence, Sendable {
   public let loader: BatchLoader

@@ -1,6 +1,3 @@
-import DiffEqCore
-import Kernels
-
 internal import CZlib
 
 /// gzip (RFC 1952) compression and decompression in memory, through zlib.

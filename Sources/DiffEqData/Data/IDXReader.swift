@@ -1,6 +1,4 @@
-import DiffEqCore
 import Foundation
-import Kernels
 
 /// Reads the IDX files of MNIST and Fashion-MNIST (`train-images-idx3-ubyte`,
 /// `train-labels-idx1-ubyte`, `t10k-…`), raw or gzip-compressed.

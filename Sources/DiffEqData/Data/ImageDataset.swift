@@ -1,6 +1,3 @@
-import DiffEqCore
-import Kernels
-
 /// A labelled image-classification data set held in memory as 8-bit pixels.
 ///
 /// Loaded by `ImageDataset.mnist(directory:split:)`, `.cifar10(directory:split:)` and

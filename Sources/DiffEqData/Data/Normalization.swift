@@ -1,6 +1,3 @@
-import DiffEqCore
-import Kernels
-
 /// Per-channel standardisation of 8-bit pixels: a pixel p of channel c becomes
 /// `(p / 255 − mean[c]) / std[c]`, as torchvision's `ToTensor` followed by `Normalize` computes.
 ///

@@ -1,6 +1,4 @@
-import DiffEqCore
 import Foundation
-import Kernels
 
 /// Produces the batches of one epoch on a background thread, at most `depth` ahead of the
 /// consumer, so that assembling the next batch overlaps the computation on the current one.

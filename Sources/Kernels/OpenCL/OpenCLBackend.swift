@@ -50,7 +50,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     deviceID = id
     device = info
     self.options = options
-    if options.blasOnCPUDevice && info.type == .cpu { _ = OpenBLASCore.name }  // before any BLAS call
+    // Before any BLAS call.
+    if options.blasOnCPUDevice && info.type == .cpu { _ = OpenBLASCore.name }
     name = "opencl:\(deviceIndex) \(info.name)"
 
     var err: cl_int = 0
