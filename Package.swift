@@ -66,7 +66,7 @@ let package = Package(
       dependencies: ["Kernels", "CWinograd", "COpenBLASCore", "NumericTestSupport"]),
     .testTarget(name: "DiffEqNetTests", dependencies: ["DiffEqNet", "NumericTestSupport"]),
     .testTarget(name: "SolverTests", dependencies: ["DiffEqNet", "NumericTestSupport"]),
-    .testTarget(name: "TrainingTests", dependencies: ["DiffEqNet"]),
-    .testTarget(name: "DataTests", dependencies: ["DiffEqNet"]),
+    .testTarget(name: "TrainingTests", dependencies: ["DiffEqNet", "NumericTestSupport"]),
+    .testTarget(name: "DataTests", dependencies: ["DiffEqNet", "NumericTestSupport"]),
   ]
 )

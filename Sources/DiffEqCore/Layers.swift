@@ -37,7 +37,7 @@ public final class Conv2d: Module, UnaryLayer {
     _ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
     bias: Bool = true, dtype: DType = .float32, rng: inout RandomState, on backend: any Backend
   ) throws {
-    let bound = 1 / Double(inChannels * kernelSize * kernelSize).squareRoot()
+    let bound = 1 / (Double(inChannels) * Double(kernelSize) * Double(kernelSize)).squareRoot()
     weight = Parameter(
       try .uniform(
         [outChannels, inChannels, kernelSize, kernelSize], low: -bound, high: bound, dtype: dtype,

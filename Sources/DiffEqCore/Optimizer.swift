@@ -57,7 +57,15 @@ public class StatefulOptimizer {
     return out
   }
 
+  /// The largest step count `loadState` accepts: far beyond any run (2⁴⁰ updates), and far
+  /// from the overflow of the next `step += 1`.
+  public static let maxStep = 1 << 40
+
   public func loadState(_ tensors: [String: Tensor], step: Int) throws {
+    guard (0...Self.maxStep).contains(step) else {
+      throw TensorError.invalidArgument(
+        op: "optimizer state", reason: "step \(step) is outside 0...\(Self.maxStep)")
+    }
     var loaded: [String: [Tensor?]] = [:]
     for (key, t) in tensors {
       guard let slot = slotNames.firstIndex(where: { key.hasPrefix($0 + ".") }) else {

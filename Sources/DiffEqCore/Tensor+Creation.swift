@@ -32,6 +32,19 @@ extension Tensor {
     try values.withUnsafeBytes { try backend.write($0, to: buffer) }
   }
 
+  /// The most elements `normal` and `uniform` draw: they fill a host array first, and an
+  /// allocation that fails there would end the process rather than throw.
+  public static let maxHostDraw = 1 << 32
+
+  static func hostDrawCount(_ shape: [Int], op: String) throws -> Int {
+    let n = try elementCount(shape, op: op)
+    guard n <= maxHostDraw else {
+      throw TensorError.invalidShape(
+        op: op, shape: shape, reason: "\(n) elements exceed the \(maxHostDraw) drawn on the host")
+    }
+    return n
+  }
+
   /// Every element equal to `value`.
   public static func full(
     _ shape: [Int], _ value: Double, dtype: DType = .float32, on backend: any Backend
@@ -55,7 +68,7 @@ extension Tensor {
     _ shape: [Int], mean: Double = 0, std: Double = 1, dtype: DType = .float32,
     rng: inout RandomState, on backend: any Backend
   ) throws -> Tensor {
-    let n = shape.reduce(1, *)
+    let n = try hostDrawCount(shape, op: "normal")
     var values = [Double](repeating: 0, count: n)
     for i in 0..<n { values[i] = mean + std * rng.nextNormal() }
     return try Tensor(values, shape: shape, dtype: dtype, on: backend)
@@ -66,7 +79,7 @@ extension Tensor {
     _ shape: [Int], low: Double = 0, high: Double = 1, dtype: DType = .float32,
     rng: inout RandomState, on backend: any Backend
   ) throws -> Tensor {
-    let n = shape.reduce(1, *)
+    let n = try hostDrawCount(shape, op: "uniform")
     var values = [Double](repeating: 0, count: n)
     for i in 0..<n { values[i] = low + (high - low) * rng.nextUniform() }
     return try Tensor(values, shape: shape, dtype: dtype, on: backend)

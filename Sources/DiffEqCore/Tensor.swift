@@ -43,14 +43,28 @@ public struct Tensor {
     try Tensor.empty(shape, dtype: dtype, on: backend)
   }
 
+  /// The number of elements of `shape`, or an error naming `op` when a size is negative or the
+  /// product overflows (shapes come from settings and files, not only from code).
+  static func elementCount(_ shape: [Int], op: String) throws -> Int {
+    var n = 1
+    for size in shape {
+      guard size >= 0 else {
+        throw TensorError.invalidShape(op: op, shape: shape, reason: "negative size \(size)")
+      }
+      let (product, overflow) = n.multipliedReportingOverflow(by: size)
+      guard !overflow else {
+        throw TensorError.invalidShape(op: op, shape: shape, reason: "more than Int.max elements")
+      }
+      n = product
+    }
+    return n
+  }
+
   static func empty(_ shape: [Int], dtype: DType, on backend: any Backend) throws -> Tensor {
     guard backend.supports(dtype) else {
       throw BackendError.unsupportedType(dtype, backend: backend.name)
     }
-    if let bad = shape.first(where: { $0 < 0 }) {
-      throw TensorError.invalidShape(op: "allocate", shape: shape, reason: "negative size \(bad)")
-    }
-    let buffer = try backend.allocate(shape.reduce(1, *), dtype)
+    let buffer = try backend.allocate(try elementCount(shape, op: "allocate"), dtype)
     return Tensor(shape: shape, dtype: dtype, backend: backend, buffer: buffer)
   }
 

@@ -283,11 +283,16 @@ struct ODEIntegrator {
 
   // MARK: Fixed step
 
-  /// The equal steps that split [a, b] no longer than the configured step size.
-  func stepCount(_ a: Double, _ b: Double, t0: Double, tEnd: Double) -> Int {
+  /// The equal steps that split [a, b] no longer than the configured step size; more than
+  /// `maxSteps` is an error, not an endless (or, past Int.max, trapping) loop.
+  func stepCount(_ a: Double, _ b: Double, t0: Double, tEnd: Double) throws -> Int {
     let h = options.stepSize ?? options.steps.map { (tEnd - t0) / Double($0) }
     guard let h else { return 1 }
-    return max(1, Int(((b - a) / h - 1e-9).rounded(.up)))
+    let n = ((b - a) / h - 1e-9).rounded(.up)
+    guard n.isFinite, n <= Double(options.maxSteps) else {
+      throw ODEError.maxStepsReached(steps: options.maxSteps, t: a)
+    }
+    return max(1, Int(n))
   }
 
   func solveFixed(
@@ -297,7 +302,7 @@ struct ODEIntegrator {
     var t = t0
     var y = y0
     for (index, target) in times.enumerated() {
-      let n = stepCount(t, target, t0: t0, tEnd: times.last!)
+      let n = try stepCount(t, target, t0: t0, tEnd: times.last!)
       let h = (target - t) / Double(n)
       for i in 0..<n {
         let step = try rungeKuttaStep(tableau, t: t, h: h, y: y, firstStage: nil)
@@ -324,7 +329,7 @@ struct ODEIntegrator {
     var y = y0
     var previous: [Tensor]? = nil
     for (index, target) in times.enumerated() {
-      let n = stepCount(t, target, t0: t0, tEnd: times.last!)
+      let n = try stepCount(t, target, t0: t0, tEnd: times.last!)
       let h = (target - t) / Double(n)
       for i in 0..<n {
         recorder?(

@@ -111,8 +111,10 @@ public struct ODEOptions: Sendable {
     if let h = stepSize, !(h > 0 && h.isFinite) {
       throw ODEError.invalidOptions("step size must be positive, got \(h)")
     }
-    if let n = steps, n < 1 { throw ODEError.invalidOptions("steps must be at least 1, got \(n)") }
     guard maxSteps >= 1 else { throw ODEError.invalidOptions("maxSteps must be at least 1") }
+    if let n = steps, !(1...maxSteps).contains(n) {
+      throw ODEError.invalidOptions("steps must lie in 1...\(maxSteps) (maxSteps), got \(n)")
+    }
     guard safety > 0, safety <= 1, minFactor > 0, minFactor < 1, maxFactor > 1 else {
       throw ODEError.invalidOptions("safety in (0, 1], minFactor in (0, 1), maxFactor > 1")
     }

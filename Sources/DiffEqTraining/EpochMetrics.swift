@@ -15,11 +15,13 @@ public struct EpochMetrics: Sendable, Equatable {
   public var learningRate: Double
   /// Peak bytes held by the backend's pool during the epoch.
   public var peakBytes: Int
+  /// Batches left out because their loss or gradients were not finite (`onNonFinite: .skip`).
+  public var skippedBatches: Int
 
   public init(
     epoch: Int, trainLoss: Double, testLoss: Double, metrics: [String: Double],
     nfeForward: Double, nfeBackward: Double, seconds: Double, samplesPerSecond: Double,
-    learningRate: Double, peakBytes: Int
+    learningRate: Double, peakBytes: Int, skippedBatches: Int = 0
   ) {
     self.epoch = epoch
     self.trainLoss = trainLoss
@@ -31,6 +33,7 @@ public struct EpochMetrics: Sendable, Equatable {
     self.samplesPerSecond = samplesPerSecond
     self.learningRate = learningRate
     self.peakBytes = peakBytes
+    self.skippedBatches = skippedBatches
   }
 
   /// The metric `name` measured on the test split (`test` + `name`, capitalised).
@@ -54,7 +57,7 @@ extension EpochMetrics: Codable {
 
   private static let common: Set<String> = [
     "epoch", "trainLoss", "testLoss", "nfeForward", "nfeBackward", "seconds", "samplesPerSecond",
-    "learningRate", "peakBytes",
+    "learningRate", "peakBytes", "skippedBatches",
   ]
 
   public init(from decoder: any Decoder) throws {
@@ -71,6 +74,7 @@ extension EpochMetrics: Codable {
       ?? c.decode(Double.self, forKey: Key("imagesPerSecond"))
     learningRate = try c.decode(Double.self, forKey: Key("learningRate"))
     peakBytes = try c.decode(Int.self, forKey: Key("peakBytes"))
+    skippedBatches = try c.decodeIfPresent(Int.self, forKey: Key("skippedBatches")) ?? 0
     metrics = [:]
     for key in c.allKeys
     where !Self.common.contains(key.stringValue) && key.stringValue != "imagesPerSecond" {
@@ -89,6 +93,7 @@ extension EpochMetrics: Codable {
     try c.encode(samplesPerSecond, forKey: Key("samplesPerSecond"))
     try c.encode(learningRate, forKey: Key("learningRate"))
     try c.encode(peakBytes, forKey: Key("peakBytes"))
+    try c.encode(skippedBatches, forKey: Key("skippedBatches"))
     for (name, value) in metrics where !Self.common.contains(name) {
       try c.encode(value, forKey: Key(name))
     }

@@ -46,7 +46,12 @@ public final class Trainer<Task: TrainingTask> {
 
   /// Trains the rest of the current epoch (from `batch`), reporting each step. Returns the
   /// epoch's metrics, or nil if a stop was requested before its end (the position is kept).
-  public func trainEpoch(_ report: (BatchProgress) -> Void) throws -> EpochMetrics? {
+  ///
+  /// A batch whose loss or gradients are not finite changes nothing: it stops the run with an
+  /// error naming the epoch and batch, or, with `onNonFinite: .skip`, is counted and passed over.
+  /// `report` runs after each batch at a consistent position (a checkpoint saved there resumes
+  /// exactly).
+  public func trainEpoch(_ report: (BatchProgress) throws -> Void) throws -> EpochMetrics? {
     model.train(true)
     let start = Date()
     backend.pool.resetPeak()
@@ -56,6 +61,7 @@ public final class Trainer<Task: TrainingTask> {
     var nfeForward = 0
     var nfeBackward = 0
     var steps = 0
+    var skipped = 0
     let batches = task.batchesPerEpoch
     for b in task.trainingBatches(epoch: epoch, from: batch) {
       optimizer.learningRate = schedule.rate(
@@ -66,13 +72,20 @@ public final class Trainer<Task: TrainingTask> {
         sums = metrics
         return loss
       }
-      try optimizer.update(model, gradients: grads)
       let lossValue = try loss.item()
-      guard lossValue.isFinite else {
-        throw TensorError.invalidArgument(
-          op: "training",
-          reason: "the loss became \(lossValue) at epoch \(epoch + 1), batch \(batch + 1)")
+      if let problem = try Self.nonFinite(loss: lossValue, gradients: grads) {
+        guard configuration.onNonFinite == .skip else {
+          throw TensorError.invalidArgument(
+            op: "training",
+            reason: "\(problem) at epoch \(epoch + 1), batch \(batch + 1) (--on-nan skip passes "
+              + "over such batches)")
+        }
+        skipped += 1
+        batch += 1
+        if stopRequested.isSet && batch < batches { return nil }
+        continue
       }
+      try optimizer.update(model, gradients: grads)
       let count = task.sampleCount(b)
       lossSum += lossValue * Double(count)
       for (name, value) in try sums?() ?? [:] { metricSums[name, default: 0] += value }
@@ -87,7 +100,7 @@ public final class Trainer<Task: TrainingTask> {
       let remainingSamples =
         Double(task.samplesPerEpoch) * Double(batches - batch) / Double(max(1, batches))
         + Double(configuration.epochs - epoch - 1) * Double(task.samplesPerEpoch)
-      report(
+      try report(
         BatchProgress(
           epoch: epoch + 1, epochs: configuration.epochs, batch: batch, batches: batches,
           loss: lossSum / Double(seen), metrics: metricSums.mapValues { $0 / Double(seen) },
@@ -110,10 +123,24 @@ public final class Trainer<Task: TrainingTask> {
       metrics: metrics, nfeForward: Double(nfeForward) / perStep,
       nfeBackward: Double(nfeBackward) / perStep, seconds: seconds,
       samplesPerSecond: Double(seen) / max(seconds, 1e-9), learningRate: optimizer.learningRate,
-      peakBytes: peak)
+      peakBytes: peak, skippedBatches: skipped)
     epoch += 1
     batch = 0
     return result
+  }
+
+  /// What is not finite about a step, or nil. The gradients are checked through one sum of
+  /// squares per parameter, reduced on the device: an overflow to infinity counts as exploded.
+  static func nonFinite(loss: Double, gradients: [String: Tensor]) throws -> String? {
+    guard loss.isFinite else { return "the loss became \(loss)" }
+    var total: Tensor?
+    for (_, g) in gradients.sorted(by: { $0.key < $1.key }) {
+      let squares = try (g * g).sum()
+      total = try total.map { try $0 + squares } ?? squares
+    }
+    guard let total else { return nil }
+    let norm = try total.item()
+    return norm.isFinite ? nil : "the gradient's squared norm became \(norm)"
   }
 
   // MARK: Checkpoints

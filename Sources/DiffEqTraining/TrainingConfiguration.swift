@@ -47,6 +47,21 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var normalization: Normalization? = nil
   public var seed: UInt64 = 0
   public var out = "runs/latest"
+  /// Also checkpoint every this many batches within an epoch (nil: at the end of each epoch only),
+  /// so that a long epoch killed late loses little. Optional so that runs saved before it existed
+  /// still decode.
+  public var checkpointEvery: Int? = nil
+  /// What a non-finite loss or gradient does (nil: `.stop`).
+  public var onNonFinite: NonFinitePolicy? = nil
+
+  /// What a batch whose loss or gradients are NaN or infinite does to the run.
+  public enum NonFinitePolicy: String, Sendable, CaseIterable, Codable {
+    /// Stop with an error naming the epoch and batch; the last checkpoint is kept.
+    case stop
+    /// Leave the parameters and the optimiser untouched for this batch, count it
+    /// (`EpochMetrics.skippedBatches`) and go on.
+    case skip
+  }
 
   /// The data folder of the bundled MNIST subset, as the default `data` spells it.
   public static let bundledData = "data/mnist-5k"
@@ -72,25 +87,49 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     case cosine
   }
 
-  /// Throws a message naming the first invalid setting.
+  /// The largest values `validate` accepts: far beyond any run this library is for, and far
+  /// below where a count would overflow or an allocation could not be made.
+  public enum Limits {
+    public static let epochs = 1_000_000
+    public static let batchSize = 1 << 20
+    /// The same as `ODEOptions.maxSteps`' default: more steps over [0, 1] is a hang, not a run.
+    public static let rkSteps = 100_000
+    public static let width = 4096
+    public static let residualBlocks = 1000
+    public static let cropPadding = 64
+    public static let warmupSteps = 1 << 40
+  }
+
+  /// Throws a message naming the first invalid setting (and the bound it broke).
   public func validate() throws {
     func fail(_ s: String) -> Error { TensorError.invalidArgument(op: "configuration", reason: s) }
-    guard epochs >= 1 else { throw fail("epochs must be at least 1, got \(epochs)") }
-    guard batchSize >= 1 else { throw fail("batch size must be at least 1, got \(batchSize)") }
+    func check(_ name: String, _ value: Int, _ range: ClosedRange<Int>) throws {
+      guard range.contains(value) else {
+        throw fail("\(name) must lie in \(range.lowerBound)...\(range.upperBound), got \(value)")
+      }
+    }
+    try check("epochs", epochs, 1...Limits.epochs)
+    try check("batch size", batchSize, 1...Limits.batchSize)
+    try check("rk-steps", rkSteps, 1...Limits.rkSteps)
+    try check("width", width, 1...Limits.width)
+    try check("residual blocks", residualBlocks, 1...Limits.residualBlocks)
+    try check("crop padding", cropPadding, 0...Limits.cropPadding)
+    try check("warm-up steps", warmupSteps, 0...Limits.warmupSteps)
+    try check("limit", limit, 0...Int.max)
+    if let n = checkpointEvery { try check("checkpoint-every", n, 1...Int.max) }
     guard lr > 0, lr.isFinite else { throw fail("learning rate must be positive, got \(lr)") }
-    guard rtol > 0, atol > 0 else { throw fail("tolerances must be positive") }
-    guard rkSteps >= 1 else { throw fail("rk-steps must be at least 1") }
-    guard width >= 1, residualBlocks >= 1, limit >= 0 else {
-      throw fail("width and residual blocks must be positive, limit not negative")
+    guard rtol > 0, atol > 0, rtol.isFinite, atol.isFinite else {
+      throw fail("tolerances must be positive and finite")
+    }
+    guard momentum >= 0, momentum < 1 else { throw fail("momentum must lie in [0, 1)") }
+    guard weightDecay >= 0, weightDecay.isFinite else {
+      throw fail("weight decay must be finite and not negative")
     }
     if let g = normGroups, g < 1 || width % g != 0 {
       throw fail("norm groups must divide the width \(width), got \(g)")
     }
     if case .nag(let mu) = solver, !(mu >= 0 && mu < 1) {
       throw fail("NAG momentum must lie in [0, 1), got \(mu)")
-    }
-    guard cropPadding >= 0, warmupSteps >= 0, weightDecay >= 0 else {
-      throw fail("crop padding, warm-up and weight decay must not be negative")
     }
   }
 

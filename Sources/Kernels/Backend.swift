@@ -299,6 +299,8 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
   case outOfMemory(bytes: Int, device: String)
   /// A backend setting the kernels cannot run with.
   case invalidOption(String)
+  /// A buffer whose byte size overflows, or exceeds `BufferPool.maxBytes`.
+  case allocationTooLarge(elements: Int, dtype: DType)
 
   public var description: String {
     switch self {
@@ -312,6 +314,8 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
     case .unsupportedType(let t, let b): return "\(b) does not support \(t)"
     case .outOfMemory(let n, let d): return "out of memory allocating \(n) bytes on \(d)"
     case .invalidOption(let reason): return "invalid backend option: \(reason)"
+    case .allocationTooLarge(let n, let t):
+      return "cannot allocate \(n) elements of \(t): more than \(BufferPool.maxBytes) bytes"
     }
   }
 }

@@ -57,6 +57,10 @@ public final class BufferPool: @unchecked Sendable {
   deinit { trim() }
 
   /// Sizes are rounded to 256 bytes (small) or 64 KiB (large) so that nearby sizes share lists.
+  /// The largest buffer the pool hands out (2⁵⁶ bytes): beyond any device, and far enough from
+  /// Int.max that rounding a size up cannot overflow.
+  public static let maxBytes = 1 << 56
+
   static func roundedSize(_ bytes: Int) -> Int {
     let granule = bytes < smallLimit ? 256 : (1 << 16)
     return max(granule, (bytes + granule - 1) / granule * granule)
@@ -147,8 +151,13 @@ public final class DeviceBuffer {
 
 extension BufferPool {
   /// A buffer for `count` elements of `dtype` (at least one element, so empty tensors are legal).
+  /// A size beyond `maxBytes` is an error, not a wrapped product.
   public func buffer(_ count: Int, _ dtype: DType) throws -> DeviceBuffer {
-    let (a, size) = try take(max(1, count) * dtype.size)
+    let (bytes, overflow) = max(1, count).multipliedReportingOverflow(by: dtype.size)
+    guard !overflow, bytes <= Self.maxBytes else {
+      throw BackendError.allocationTooLarge(elements: count, dtype: dtype)
+    }
+    let (a, size) = try take(bytes)
     return DeviceBuffer(allocation: a, byteCount: size, pool: self)
   }
 }

@@ -20,9 +20,9 @@ struct Eval: ParsableCommand {
 
   func run() throws {
     let url = URL(fileURLWithPath: checkpoint)
-    let file = try SafeTensorsFile.read(from: url)
     var c = try Checkpoint.decode(
-      TrainingConfiguration.self, key: "config", in: file.metadata, file: url.lastPathComponent)
+      TrainingConfiguration.self, key: "config", in: try SafeTensorsFile.readMetadata(from: url),
+      file: url.lastPathComponent)
     if let data { c.data = data }
     if let format { c.format = try DataFormat(parsing: format) }
     if let device { c.device = try DeviceSpec(parsing: device) }

@@ -22,9 +22,9 @@ struct Export: ParsableCommand {
 
   func run() throws {
     let url = URL(fileURLWithPath: checkpoint)
-    let file = try SafeTensorsFile.read(from: url)
     let c = try Checkpoint.decode(
-      TrainingConfiguration.self, key: "config", in: file.metadata, file: url.lastPathComponent)
+      TrainingConfiguration.self, key: "config", in: try SafeTensorsFile.readMetadata(from: url),
+      file: url.lastPathComponent)
     let trainer = try Trainer(
       c, backend: CPUBackend(), train: try placeholderData(c), test: try placeholderData(c))
     try trainer.loadCheckpoint(from: url)

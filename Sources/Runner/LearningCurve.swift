@@ -18,14 +18,16 @@ struct LearningCurve {
     let plotW = width - left - right
     let plotH = height - top - bottom
     let epochs = Double(max(1, history.count))
-    let maxLoss = max(1e-9, history.flatMap { [$0.trainLoss, $0.testLoss] }.max() ?? 1)
+    // A diverged epoch's NaN or infinite loss is left out of the scale and the lines.
+    let maxLoss = max(
+      1e-9, history.flatMap { [$0.trainLoss, $0.testLoss] }.filter(\.isFinite).max() ?? 1)
     func x(_ e: Int) -> Double {
       left + plotW * (history.count <= 1 ? 0.5 : Double(e - 1) / (epochs - 1))
     }
     func yLoss(_ v: Double) -> Double { top + plotH * (1 - v / maxLoss) }
     func yAcc(_ v: Double) -> Double { top + plotH * (1 - v) }
     func line(_ points: [(Double, Double)], _ color: String, _ label: String) -> String {
-      let p = points.map { String(format: "%.1f,%.1f", $0.0, $0.1) }.joined(separator: " ")
+      let p = points.filter { $0.0.isFinite && $0.1.isFinite }.map { String(format: "%.1f,%.1f", $0.0, $0.1) }.joined(separator: " ")
       return
         "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(p)\"><title>\(label)</title></polyline>"
     }

@@ -40,6 +40,12 @@ struct SettingFlags: ParsableArguments {
   @Option(help: "Zero padding of random crops (0 disables augmentation).") var cropPadding: Int?
   @Option(help: "Seed of initialisation, shuffling and augmentation.") var seed: UInt64?
   @Option(help: "Output folder.") var out: String?
+  @Option(help: "Also checkpoint every N batches within an epoch (default: at its end only).")
+  var checkpointEvery: Int?
+  @Option(
+    name: .customLong("on-nan"),
+    help: "A NaN or infinite loss or gradient: stop the run (default) or skip the batch.")
+  var onNonFinite: TrainingConfiguration.NonFinitePolicy?
 
   /// The flags given, as JSON values under their configuration keys.
   func settings() throws -> [String: Any] {
@@ -76,6 +82,7 @@ extension ModelArchitecture: ExpressibleByArgument {}
 extension DataFormat: ExpressibleByArgument {}
 extension TrainingConfiguration.OptimizerKind: ExpressibleByArgument {}
 extension TrainingConfiguration.ScheduleKind: ExpressibleByArgument {}
+extension TrainingConfiguration.NonFinitePolicy: ExpressibleByArgument {}
 
 /// Settings merged in order: `base`, then each layer's keys (a JSON file, the flags). An unknown
 /// key, or a value its setting cannot take, is a `ValidationError` naming `source`.

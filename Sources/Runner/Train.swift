@@ -38,7 +38,7 @@ struct Train: ParsableCommand {
       guard FileManager.default.fileExists(atPath: url.path) else {
         throw ValidationError("--resume: no checkpoint at \(url.path)")
       }
-      let metadata = try SafeTensorsFile.read(from: url).metadata
+      let metadata = try SafeTensorsFile.readMetadata(from: url)
       c = try Checkpoint.decode(
         TrainingConfiguration.self, key: "config", in: metadata, file: url.lastPathComponent)
     }
@@ -77,16 +77,27 @@ func writeJSON<T: Encodable>(_ value: T, to url: URL) throws {
   try encoder.encode(value).write(to: url, options: .atomic)
 }
 
+/// How metrics.jsonl spells a loss that is not finite (a skipped run's test loss can be NaN);
+/// JSON itself has no such numbers.
+let nonFiniteSpelling = (positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+
 func writeMetrics(_ history: [EpochMetrics], to url: URL) throws {
   let encoder = JSONEncoder()
   encoder.outputFormatting = [.sortedKeys]
+  encoder.nonConformingFloatEncodingStrategy = .convertToString(
+    positiveInfinity: nonFiniteSpelling.positiveInfinity,
+    negativeInfinity: nonFiniteSpelling.negativeInfinity, nan: nonFiniteSpelling.nan)
   let lines = try history.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
   try (lines.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
 }
 
 func readMetrics(_ url: URL) throws -> [EpochMetrics] {
   guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
+  let decoder = JSONDecoder()
+  decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+    positiveInfinity: nonFiniteSpelling.positiveInfinity,
+    negativeInfinity: nonFiniteSpelling.negativeInfinity, nan: nonFiniteSpelling.nan)
   return try text.split(separator: "\n").map {
-    try JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8))
+    try decoder.decode(EpochMetrics.self, from: Data($0.utf8))
   }
 }

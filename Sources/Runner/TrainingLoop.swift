@@ -1,10 +1,12 @@
+import ArgumentParser
 import DiffEqNet
 import Foundation
 
 /// Runs `trainer` to its last epoch with what every task gets alike: `--resume` from
 /// `<folder>/checkpoint.safetensors`, a live progress line, Ctrl-C to checkpoint and stop, and
 /// after each epoch the checkpoint, `metrics.jsonl`, `curve.svg`, `config.json` and the task's
-/// own outputs (`TrainingTask.writeArtifacts`).
+/// own outputs (`TrainingTask.writeArtifacts`). A run stopped by Ctrl-C exits with status 130
+/// (after its checkpoint), as an interrupted program does.
 func runTraining<Task: TrainingTask>(_ trainer: Trainer<Task>, in folder: URL, resume: Bool)
   throws
 {
@@ -33,14 +35,20 @@ func runTraining<Task: TrainingTask>(_ trainer: Trainer<Task>, in folder: URL, r
   let interrupt = InterruptHandler(trainer.stopRequested)
   defer { interrupt.restore() }
   let progress = ProgressDisplay(metrics: trainer.task.metrics)
+  let every = c.checkpointEvery ?? Int.max
   while !trainer.isFinished {
-    guard let m = try trainer.trainEpoch(progress.update) else {
+    let finished = try trainer.trainEpoch { p in
+      progress.update(p)
+      // Mid-epoch checkpoints; the one at the epoch's end is written below, with its metrics.
+      if p.batch % every == 0 && p.batch < p.batches { try trainer.saveCheckpoint(to: checkpoint) }
+    }
+    guard let m = finished else {
       try trainer.saveCheckpoint(to: checkpoint)
       progress.finishLine()
       print(
         "stopped at epoch \(trainer.epoch + 1), batch \(trainer.batch); checkpoint written to \(checkpoint.path) (continue with --resume)"
       )
-      return
+      throw ExitCode(130)
     }
     try trainer.saveCheckpoint(to: checkpoint)
     history.append(m)
@@ -53,7 +61,7 @@ func runTraining<Task: TrainingTask>(_ trainer: Trainer<Task>, in folder: URL, r
     fflush(nil)
     if trainer.stopRequested.isSet {
       print("stopped after epoch \(m.epoch); continue with --resume")
-      return
+      throw ExitCode(130)
     }
   }
 }
@@ -68,8 +76,10 @@ func epochSummary(_ m: EpochMetrics, epochs: Int, metrics: [TaskMetric]) -> Stri
   for metric in metrics {
     if let v = m.test(metric.name) { text += " \(metric.name) \(formatted(v, metric))" }
   }
+  text +=
+    "  NFE \(fixed(m.nfeForward, 1))/\(fixed(m.nfeBackward, 1))  \(fixed(m.seconds, 1)) s  \(fixed(m.samplesPerSecond, 0)) samples/s"
+  if m.skippedBatches > 0 { text += "  \(m.skippedBatches) batches skipped (not finite)" }
   return text
-    + "  NFE \(fixed(m.nfeForward, 1))/\(fixed(m.nfeBackward, 1))  \(fixed(m.seconds, 1)) s  \(fixed(m.samplesPerSecond, 0)) samples/s"
 }
 
 /// A metric's value as shown: a percentage for fractions.

@@ -1,5 +1,6 @@
 import DiffEqNet
 import Foundation
+import NumericTestSupport
 import XCTest
 
 /// Files exchanged with Hugging Face's Python `safetensors`, when it is installed (skipped
@@ -23,7 +24,7 @@ final class SafeTensorsPythonTests: XCTestCase {
 
   func requireSafetensors() throws {
     guard let result = try python("import safetensors, numpy"), result.status == 0 else {
-      throw XCTSkip("Python's safetensors and numpy are not installed")
+      throw missing(.python, "Python's safetensors and numpy are not installed")
     }
   }
 

@@ -11,7 +11,10 @@ let sharedCPU = CPUBackend()
 /// Every backend the tests run on: the CPU, then each OpenCL device present. This is the one
 /// place a new backend is added.
 func testBackends() -> [any Backend] {
-  [sharedCPU] + openCLBackends
+  if openCLBackends.isEmpty && TestRequirement.opencl.isRequired {
+    XCTFail("DIFFEQNET_REQUIRE names opencl, but no OpenCL backend opened: \(openCLFailures)")
+  }
+  return [sharedCPU] + openCLBackends
 }
 
 /// One backend per OpenCL device, built once (kernel compilation is slow); empty without devices.

@@ -32,7 +32,9 @@ final class SolverKernelTests: XCTestCase, KernelTestCase {
   /// The CPU backend, and the OpenCL backend when a device exists; each with the types it supports.
   func backends() throws -> [(backend: any Backend, dtypes: [DType])] {
     var all: [(any Backend, [DType])] = [(CPUBackend(), [.float32, .float64])]
-    if !OpenCLBackend.devices().isEmpty {
+    if OpenCLBackend.devices().isEmpty {
+      if TestRequirement.opencl.isRequired { XCTFail("DIFFEQNET_REQUIRE names opencl: no device") }
+    } else {
       let b = try Self.openCL.get()
       all.append((b, b.supports(.float64) ? [.float32, .float64] : [.float32]))
     }

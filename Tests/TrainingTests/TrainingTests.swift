@@ -1,5 +1,6 @@
 import DiffEqNet
 import Foundation
+import NumericTestSupport
 import XCTest
 
 /// End-to-end training on a slice of the bundled MNIST subset, checkpoint resume, and the CLI's
@@ -25,7 +26,11 @@ final class TrainingTests: XCTestCase {
   }
 
   func backends() throws -> [any Backend] {
-    [CPUBackend()] + (OpenCLBackend.devices().isEmpty ? [] : [try OpenCLBackend(deviceIndex: 0)])
+    if OpenCLBackend.devices().isEmpty {
+      if TestRequirement.opencl.isRequired { XCTFail("DIFFEQNET_REQUIRE names opencl: no device") }
+      return [CPUBackend()]
+    }
+    return [CPUBackend(), try OpenCLBackend(deviceIndex: 0)]
   }
 
   func testTrainingReducesLossAndBeatsChance() throws {
@@ -127,21 +132,31 @@ final class TrainingTests: XCTestCase {
   }
 
   /// Runs the built `runner` in `directory` and returns its exit status and combined output.
-  static func runner(_ arguments: [String], in directory: URL = root) throws -> (Int32, String) {
+  static func runner(
+    _ arguments: [String], in directory: URL = root, environment: [String: String] = [:]
+  ) throws -> (Int32, String) {
     let binary = Self.root.appendingPathComponent(".build/release/runner")
     guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-      throw XCTSkip("runner is not built at \(binary.path)")
+      throw missing(.runner, "runner is not built at \(binary.path)")
     }
     let process = Process()
     process.executableURL = binary
     process.arguments = arguments
     process.currentDirectoryURL = directory
+    if !environment.isEmpty {
+      process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
     try process.run()
     let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
+    // A release-mode trap prints nothing: the termination reason is what tells a crash.
+    XCTAssertEqual(
+      process.terminationReason, .exit,
+      "runner \(arguments.joined(separator: " ")) ended by signal \(process.terminationStatus):\n\(output)"
+    )
     return (process.terminationStatus, output)
   }
 
@@ -205,7 +220,7 @@ final class TrainingTests: XCTestCase {
 
   func testCLIRejectsBadArguments() throws {
     let cases: [([String], String)] = [
-      (["train", "--epochs", "0"], "epochs must be at least 1"),
+      (["train", "--epochs", "0"], "epochs must lie in 1..."),
       (["train", "--model", "nope"], "'nope' is invalid for '--model"),
       (["train", "--data", "/nonexistent/folder", "--epochs", "1"], "does not exist"),
       (["train", "--device", "gpu7"], "gpu7"),

@@ -1,15 +1,13 @@
 import Kernels
 
 extension SafeTensorsFile {
-  /// Parses and validates a whole safetensors file held in memory; `file` names it in errors.
-  ///
-  /// Checks, in order: the length prefix is present, at most `maxHeaderLength` and within the
-  /// file; the header is a UTF-8 JSON object; each entry has exactly `dtype` (F32 or F64),
-  /// `shape` (non-negative integers) and `data_offsets` (two integers, begin ≤ end) whose span
-  /// equals the shape's byte size; `__metadata__`, if present, maps strings to strings; and the
-  /// tensors tile the data section exactly, without overlaps or gaps. Never traps: every defect
-  /// throws `CheckpointError`.
-  public init(bytes: [UInt8], file: String = "<memory>") throws {
+  /// The header of a safetensors file whose first bytes are `bytes` (the whole file, or at
+  /// least its length prefix and header): where the data starts, the metadata, and each tensor's
+  /// type, shape and offsets, validated as `init(bytes:file:)` documents.
+  static func parseHeader(_ bytes: [UInt8], file: String) throws -> (
+    headerEnd: Int, metadata: [String: String],
+    layout: [(name: String, dtype: DType, shape: [Int], begin: Int, end: Int)]
+  ) {
     guard bytes.count >= 8 else {
       throw CheckpointError.truncated(
         file: file, size: bytes.count, needed: 8, what: "the 8-byte header length")
@@ -51,6 +49,25 @@ extension SafeTensorsFile {
         layout.append((name, dtype, shape, begin, end))
       }
     }
+
+    return (headerEnd, metadata, layout)
+  }
+
+  /// The metadata of a header (`bytes` holds the length prefix and the header).
+  static func headerMetadata(_ bytes: [UInt8], file: String) throws -> [String: String] {
+    try parseHeader(bytes, file: file).metadata
+  }
+
+  /// Parses and validates a whole safetensors file held in memory; `file` names it in errors.
+  ///
+  /// Checks, in order: the length prefix is present, at most `maxHeaderLength` and within the
+  /// file; the header is a UTF-8 JSON object; each entry has exactly `dtype` (F32 or F64),
+  /// `shape` (non-negative integers) and `data_offsets` (two integers, begin ≤ end) whose span
+  /// equals the shape's byte size; `__metadata__`, if present, maps strings to strings; and the
+  /// tensors tile the data section exactly, without overlaps or gaps. Never traps: every defect
+  /// throws `CheckpointError`.
+  public init(bytes: [UInt8], file: String = "<memory>") throws {
+    var (headerEnd, metadata, layout) = try Self.parseHeader(bytes, file: file)
 
     // The sorted offsets must tile 0..<end exactly; the header thereby fixes the data size.
     layout.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }

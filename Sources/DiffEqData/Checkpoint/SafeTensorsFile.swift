@@ -26,17 +26,75 @@ public struct SafeTensorsFile: Sendable, Equatable {
     self.metadata = metadata
   }
 
+  /// The largest file `read` accepts (64 GiB): above any checkpoint this library writes, below
+  /// what reading would exhaust memory with.
+  public static let maxFileSize = 1 << 36
+
   /// The contents of the safetensors file at `url`, fully validated; throws `CheckpointError`
-  /// naming the file for any defect.
+  /// naming the file for any defect. Only a regular file of at most `maxFileSize` bytes is read:
+  /// a device (`/dev/zero`) or a FIFO would be read forever.
   public static func read(from url: URL) throws -> SafeTensorsFile {
     let file = url.lastPathComponent
+    let handle = try open(url)
+    defer { try? handle.close() }
     let bytes: [UInt8]
     do {
-      bytes = [UInt8](try Data(contentsOf: url))
+      bytes = [UInt8](try handle.readToEnd() ?? Data())
     } catch {
       throw CheckpointError.io(file: file, reason: "cannot read: \(error.localizedDescription)")
     }
     return try SafeTensorsFile(bytes: bytes, file: file)
+  }
+
+  /// The metadata of the safetensors file at `url`, reading only its header (a resume reads the
+  /// settings before the whole checkpoint). The header is validated as `read` validates it;
+  /// the tensors' data is not read.
+  public static func readMetadata(from url: URL) throws -> [String: String] {
+    let file = url.lastPathComponent
+    let handle = try open(url)
+    defer { try? handle.close() }
+    do {
+      let prefix = [UInt8](try handle.read(upToCount: 8) ?? Data())
+      guard prefix.count == 8 else {
+        throw CheckpointError.truncated(
+          file: file, size: prefix.count, needed: 8, what: "the 8-byte header length")
+      }
+      let length = prefix.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+      guard length <= UInt64(maxHeaderLength) else {
+        throw CheckpointError.notSafeTensors(
+          file: file, reason: "header length \(length) exceeds \(maxHeaderLength) bytes")
+      }
+      let header = [UInt8](try handle.read(upToCount: Int(length)) ?? Data())
+      return try SafeTensorsFile.headerMetadata(prefix + header, file: file)
+    } catch let error as CheckpointError {
+      throw error
+    } catch {
+      throw CheckpointError.io(file: file, reason: "cannot read: \(error.localizedDescription)")
+    }
+  }
+
+  /// A handle on `url` after checking that it is a regular file within `maxFileSize`.
+  private static func open(_ url: URL) throws -> FileHandle {
+    let file = url.lastPathComponent
+    let attributes: [FileAttributeKey: Any]
+    do {
+      attributes = try FileManager.default.attributesOfItem(
+        atPath: url.resolvingSymlinksInPath().path)
+    } catch {
+      throw CheckpointError.io(file: file, reason: "cannot read: \(error.localizedDescription)")
+    }
+    guard attributes[.type] as? FileAttributeType == .typeRegular else {
+      throw CheckpointError.io(file: file, reason: "not a regular file")
+    }
+    if let size = (attributes[.size] as? NSNumber)?.intValue, size > maxFileSize {
+      throw CheckpointError.io(
+        file: file, reason: "\(size) bytes exceed the limit of \(maxFileSize) bytes")
+    }
+    do {
+      return try FileHandle(forReadingFrom: url)
+    } catch {
+      throw CheckpointError.io(file: file, reason: "cannot read: \(error.localizedDescription)")
+    }
   }
 
   /// Writes the file atomically: to a temporary file beside `url`, synced, then renamed over

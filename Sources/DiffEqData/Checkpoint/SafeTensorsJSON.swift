@@ -13,6 +13,12 @@ enum SafeTensorsJSON {
   case array([SafeTensorsJSON])
   case object([(key: String, value: SafeTensorsJSON)])
 
+  /// The most elements of one array: a safetensors header's arrays are shapes and offset pairs,
+  /// and a shape of millions of (zero) dimensions would cost gigabytes of parse nodes.
+  static let maxArrayElements = 64
+  /// The most members of one object: one per tensor, plus `__metadata__`.
+  static let maxObjectMembers = 1_000_000
+
   /// Parses exactly one value surrounded by optional whitespace.
   static func parse(_ bytes: ArraySlice<UInt8>) throws -> SafeTensorsJSON {
     var parser = SafeTensorsJSONParser(bytes: Array(bytes))
@@ -127,6 +133,9 @@ private struct SafeTensorsJSONParser {
       skipWhitespace()
       try expect(":")
       skipWhitespace()
+      guard members.count < SafeTensorsJSON.maxObjectMembers else {
+        throw error("an object has more than \(SafeTensorsJSON.maxObjectMembers) members")
+      }
       members.append((key, try value(depth: depth + 1)))
       skipWhitespace()
       if current == UInt8(ascii: ",") {
@@ -148,6 +157,9 @@ private struct SafeTensorsJSONParser {
     }
     while true {
       skipWhitespace()
+      guard elements.count < SafeTensorsJSON.maxArrayElements else {
+        throw error("an array has more than \(SafeTensorsJSON.maxArrayElements) elements")
+      }
       elements.append(try value(depth: depth + 1))
       skipWhitespace()
       if current == UInt8(ascii: ",") {

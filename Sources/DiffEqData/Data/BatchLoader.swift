@@ -46,7 +46,8 @@ public struct BatchLoader: Sendable {
 
   /// The number of batches in every epoch.
   public var batchesPerEpoch: Int {
-    dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+    // Written so that no batch size, up to Int.max, overflows.
+    dataset.count / batchSize + (dropLast || dataset.count % batchSize == 0 ? 0 : 1)
   }
 
   /// The order in which epoch `epoch` visits the data set: a permutation of `0..<count` that

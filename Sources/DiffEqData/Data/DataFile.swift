@@ -17,8 +17,12 @@ enum DataFile {
   }
 
   /// The contents of the regular file at `url`, decompressed if they start with the gzip magic
-  /// number (whatever the file's name), at most `limit` bytes either way.
-  static func load(_ url: URL, limit: Int = defaultLimit) throws -> [UInt8] {
+  /// number (whatever the file's name), at most `limit` bytes either way. `declaredSize` reads
+  /// the size the format's header declares off the first decompressed bytes (see
+  /// `Gzip.decompress`), so a small compressed file cannot inflate far beyond it.
+  static func load(
+    _ url: URL, limit: Int = defaultLimit, declaredSize: (([UInt8]) throws -> Int?)? = nil
+  ) throws -> [UInt8] {
     let file = url.lastPathComponent
     let attributes: [FileAttributeKey: Any]
     do {
@@ -43,7 +47,7 @@ enum DataFile {
     }
     guard Gzip.isCompressed(bytes) else { return bytes }
     do {
-      return try Gzip.decompress(bytes, limit: limit)
+      return try Gzip.decompress(bytes, limit: limit, declaredSize: declaredSize)
     } catch let error as GzipError {
       throw DatasetError.corruptCompression(file: file, reason: error.reason)
     }

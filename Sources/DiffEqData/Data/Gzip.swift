@@ -16,7 +16,13 @@ public enum Gzip {
   /// a trailer), truncated, followed by non-gzip bytes, or that would decompress to more than
   /// `limit` bytes; the limit is checked as output is produced, so a decompression bomb costs at
   /// most `limit` bytes of memory.
-  public static func decompress(_ bytes: [UInt8], limit: Int = 1 << 30) throws -> [UInt8] {
+  ///
+  /// `declaredSize`, given the output so far, returns the whole output's size once the format's
+  /// own header says it (nil while it needs more bytes; it may throw on a bad header): from then on
+  /// that is the limit, so a file whose header promises little cannot inflate to `limit`.
+  public static func decompress(
+    _ bytes: [UInt8], limit: Int = 1 << 30, declaredSize: (([UInt8]) throws -> Int?)? = nil
+  ) throws -> [UInt8] {
     guard isCompressed(bytes) else { throw GzipError("not gzip data (no 1f 8b magic number)") }
     var stream = z_stream()
     guard czlib_inflate_init_gzip(&stream) == Z_OK else {
@@ -31,6 +37,8 @@ public enum Gzip {
       n < 4 ? 0 : bytes[(n - 4)...].reversed().reduce(0) { $0 << 8 | Int($1) }
     var out: [UInt8] = []
     out.reserveCapacity(min(isize, limit, n.multipliedReportingOverflow(by: 1032).partialValue))
+    var limit = limit
+    var declared = false
     let chunk = 1 << 16
     var buffer = [UInt8](repeating: 0, count: chunk)
 
@@ -53,9 +61,19 @@ public enum Gzip {
         }
         let produced = chunk - Int(stream.avail_out)
         guard out.count + produced <= limit else {
-          throw GzipError("decompresses to more than the limit of \(limit) bytes")
+          throw GzipError(
+            declared
+              ? "decompresses to more than the \(limit) bytes its header declares"
+              : "decompresses to more than the limit of \(limit) bytes")
         }
         out.append(contentsOf: buffer[0..<produced])
+        if !declared, let declaredSize, let size = try declaredSize(out) {
+          declared = true
+          limit = min(limit, size)
+          guard out.count <= limit else {
+            throw GzipError("decompresses to more than the \(limit) bytes its header declares")
+          }
+        }
         let unread = Int(stream.avail_in) + (n - fed)
         switch status {
         case Z_OK:

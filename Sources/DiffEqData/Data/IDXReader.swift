@@ -17,12 +17,22 @@ public enum IDXReader {
   public static func readImages(at url: URL) throws -> (
     count: Int, height: Int, width: Int, pixels: [UInt8]
   ) {
-    try parseImages(DataFile.load(url), file: url.lastPathComponent)
+    let file = url.lastPathComponent
+    return try parseImages(
+      DataFile.load(url) { prefix in
+        prefix.count < 16 ? nil : 16 + (try imagesSize(prefix, file: file))
+      }, file: file)
   }
 
   /// The labels of an IDX1 file, each checked to be in `0..<classes`.
   public static func readLabels(at url: URL, classes: Int = 10) throws -> [Int] {
-    try parseLabels(DataFile.load(url), file: url.lastPathComponent, classes: classes)
+    let file = url.lastPathComponent
+    return try parseLabels(
+      DataFile.load(url) { prefix in
+        guard prefix.count >= 8 else { return nil }
+        try checkMagic(prefix, file: file, expected: labelsMagic, kind: "IDX labels")
+        return 8 + Int(prefix.bigEndianUInt32(at: 4))
+      }, file: file, classes: classes)
   }
 
   /// The single-channel data set made of an images file and its labels file.
@@ -52,17 +62,29 @@ public enum IDXReader {
     let count = Int(bytes.bigEndianUInt32(at: 4))
     let height = Int(bytes.bigEndianUInt32(at: 8))
     let width = Int(bytes.bigEndianUInt32(at: 12))
+    let total = try imagesSize(bytes, file: file)
+    try checkSize(
+      bytes, file: file, expected: 16 + total, what: "\(count) images of \(height)x\(width)")
+    return (count, height, width, Array(bytes[16...]))
+  }
+
+  /// The pixel bytes the images header at the start of `bytes` (16 bytes or more) declares,
+  /// after checking its magic number and that the size is plausible.
+  static func imagesSize(_ bytes: [UInt8], file: String) throws -> Int {
+    try checkMagic(bytes, file: file, expected: imagesMagic, kind: "IDX images")
+    let count = Int(bytes.bigEndianUInt32(at: 4))
+    let height = Int(bytes.bigEndianUInt32(at: 8))
+    let width = Int(bytes.bigEndianUInt32(at: 12))
     guard height > 0, width > 0 else {
       throw DatasetError.invalidHeader(file: file, reason: "image size \(height)x\(width)")
     }
-    let what = "\(count) images of \(height)x\(width)"
     let (pixels, o1) = height.multipliedReportingOverflow(by: width)
     let (total, o2) = pixels.multipliedReportingOverflow(by: count)
     guard !(o1 || o2), total <= DataFile.defaultLimit else {
-      throw DatasetError.invalidHeader(file: file, reason: "\(what) is implausibly large")
+      throw DatasetError.invalidHeader(
+        file: file, reason: "\(count) images of \(height)x\(width) is implausibly large")
     }
-    try checkSize(bytes, file: file, expected: 16 + total, what: what)
-    return (count, height, width, Array(bytes[16...]))
+    return total
   }
 
   static func parseLabels(_ bytes: [UInt8], file: String, classes: Int) throws -> [Int] {

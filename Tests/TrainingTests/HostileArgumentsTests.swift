@@ -1,0 +1,93 @@
+import DiffEqNet
+import Foundation
+import XCTest
+
+/// Settings and files that once trapped, hung or allocated without bound, given to `runner` as a
+/// user would: each must end in a non-zero exit (not a signal) with a message naming the problem.
+final class HostileArgumentsTests: XCTestCase {
+  func expectRefusal(
+    _ arguments: [String], _ message: String, environment: [String: String] = [:],
+    file: StaticString = #filePath, line: UInt = #line
+  ) throws {
+    let (status, output) = try TrainingTests.runner(arguments, environment: environment)
+    XCTAssertNotEqual(status, 0, "\(arguments) must fail", file: file, line: line)
+    XCTAssertTrue(
+      output.contains(message), "\(arguments): expected '\(message)' in:\n\(output)", file: file,
+      line: line)
+  }
+
+  func temporaryDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(UUID())")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+    return url
+  }
+
+  func testOverflowingFlagsAreRefused() throws {
+    let big = String(Int.max)
+    try expectRefusal(["train", "--epochs", big], "epochs must lie in 1...1000000")
+    try expectRefusal(["train", "--batch-size", big], "batch size must lie in")
+    try expectRefusal(["train", "--width", String(1 << 62)], "width must lie in 1...4096")
+    try expectRefusal(["train", "--rk-steps", big, "--model", "rknet"], "rk-steps must lie in")
+    try expectRefusal(["train", "--rk-steps", "1000000000"], "rk-steps must lie in")
+    try expectRefusal(["train", "--norm-groups", "3", "--width", "8"], "norm groups must divide")
+  }
+
+  func testOverflowingSettingsInAConfigFileAreRefused() throws {
+    let dir = try temporaryDirectory()
+    let config = dir.appendingPathComponent("run.json")
+    try #"{"epochs": 9223372036854775807}"#.write(to: config, atomically: true, encoding: .utf8)
+    try expectRefusal(["train", "--config", config.path], "epochs must lie in")
+    try #"{"solver": "rk9"}"#.write(to: config, atomically: true, encoding: .utf8)
+    try expectRefusal(["train", "--config", config.path], "unknown solver rk9")
+  }
+
+  /// A checkpoint whose own settings or optimiser step are hostile is refused on resume.
+  func testHostileCheckpointsAreRefusedOnResume() throws {
+    let dir = try temporaryDirectory()
+    let (status, output) = try TrainingTests.runner([
+      "train", "--model", "resnet", "--width", "8", "--residual-blocks", "1", "--limit", "32",
+      "--epochs", "1", "--device", "cpu", "--out", dir.path,
+    ])
+    XCTAssertEqual(status, 0, output)
+    let url = dir.appendingPathComponent("checkpoint.safetensors")
+    let good = try SafeTensorsFile.read(from: url)
+
+    var file = good
+    file.metadata[Checkpoint.stepKey] = String(Int.max)
+    try file.write(to: url)
+    try expectRefusal(["train", "--resume", "--epochs", "2", "--out", dir.path], "outside 0...")
+
+    file = good
+    file.metadata["config"] = file.metadata["config"]!.replacingOccurrences(
+      of: #""epochs":1"#, with: #""epochs":9223372036854775807"#)
+    try file.write(to: url)
+    try expectRefusal(["train", "--resume", "--out", dir.path], "epochs must lie in")
+  }
+
+  func testDevicesAndFIFOsAreRefusedAsCheckpoints() throws {
+    try expectRefusal(["eval", "--checkpoint", "/dev/zero"], "not a regular file")
+    try expectRefusal(
+      ["export", "--checkpoint", "/dev/zero", "--torchdiffeq", "/dev/null"],
+      "not a regular file")
+    let fifo = try temporaryDirectory().appendingPathComponent("checkpoint.safetensors")
+    XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+    try expectRefusal(["eval", "--checkpoint", fifo.path], "not a regular file")
+    try expectRefusal(
+      ["train", "--resume", "--out", fifo.deletingLastPathComponent().path], "not a regular file")
+  }
+
+  func testMalformedOpenCLTuningIsRefused() throws {
+    for (name, value, message) in [
+      ("DIFFEQNET_OPENCL_GEMM_TILE", "0,0,0", "TS a multiple of WPT"),
+      ("DIFFEQNET_OPENCL_GEMM_TILE", "16,3,8", "TS a multiple of WPT"),
+      ("DIFFEQNET_OPENCL_GEMM_TILE", "16,4", "is not TS,WPT,TSK"),
+      ("DIFFEQNET_OPENCL_REDUCTION_WG", "3", "not a positive power of two"),
+      ("DIFFEQNET_OPENCL_REDUCTION_WG", "x", "is not an integer"),
+    ] {
+      try expectRefusal(
+        ["bench", "kernels", "--device", "opencl", "--only", "gemm"], message,
+        environment: [name: value])
+    }
+  }
+}

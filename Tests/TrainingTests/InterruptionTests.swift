@@ -1,0 +1,160 @@
+import DiffEqNet
+import Foundation
+import NumericTestSupport
+import XCTest
+
+/// A run stopped by Ctrl-C, or killed outright, resumes to exactly the parameters of a run that
+/// was never stopped.
+final class InterruptionTests: XCTestCase {
+  /// A small ODE-Net run: 64 batches per epoch of about 10 ms each, a checkpoint every 2.
+  func arguments(_ out: URL, epochs: Int = 2) -> [String] {
+    [
+      "train", "--width", "8", "--limit", "512", "--batch-size", "8", "--epochs", String(epochs),
+      "--device", "cpu", "--checkpoint-every", "2", "--out", out.path,
+    ]
+  }
+
+  func temporaryDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("interrupt-\(UUID())")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+    return url
+  }
+
+  /// `runner` started in the background, its output going to a file.
+  func start(_ arguments: [String], log: URL) throws -> Process {
+    let binary = TrainingTests.root.appendingPathComponent(".build/release/runner")
+    guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+      throw missing(.runner, "runner is not built at \(binary.path)")
+    }
+    FileManager.default.createFile(atPath: log.path, contents: nil)
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    let handle = try FileHandle(forWritingTo: log)
+    process.standardOutput = handle
+    process.standardError = handle
+    try process.run()
+    return process
+  }
+
+  /// Waits until `url` exists (the first checkpoint), failing after a minute.
+  func waitFor(_ url: URL) throws {
+    let deadline = Date().addingTimeInterval(60)
+    while !FileManager.default.fileExists(atPath: url.path) {
+      guard Date() < deadline else {
+        throw RequirementMissing(reason: "no \(url.lastPathComponent)")
+      }
+      usleep(5_000)
+    }
+  }
+
+  /// Every tensor (parameters and optimiser state) and the position of two checkpoints agree.
+  func assertSameRun(_ a: URL, _ b: URL, _ label: String) throws {
+    let x = try SafeTensorsFile.read(from: a)
+    let y = try SafeTensorsFile.read(from: b)
+    XCTAssertEqual(Set(x.tensors.keys), Set(y.tensors.keys), label)
+    for (key, tensor) in x.tensors {
+      XCTAssertEqual(tensor, y.tensors[key], "\(label): \(key) differs")
+    }
+    for key in ["epoch", "batch", Checkpoint.stepKey] {
+      XCTAssertEqual(x.metadata[key], y.metadata[key], "\(label): \(key)")
+    }
+  }
+
+  /// The uninterrupted run's final checkpoint.
+  func reference(_ dir: URL) throws -> URL {
+    let out = dir.appendingPathComponent("reference")
+    let (status, output) = try TrainingTests.runner(arguments(out))
+    XCTAssertEqual(status, 0, output)
+    return out.appendingPathComponent("checkpoint.safetensors")
+  }
+
+  /// Resumes `out` until its run finishes.
+  func resume(_ out: URL) throws {
+    let (status, output) = try TrainingTests.runner(["train", "--resume", "--out", out.path])
+    XCTAssertEqual(status, 0, output)
+  }
+
+  /// SIGINT: the run finishes its step, checkpoints at that batch, exits with 130, and resumes.
+  func testCtrlCCheckpointsTheCurrentBatchAndResumes() throws {
+    let dir = try temporaryDirectory()
+    let expected = try reference(dir)
+    let out = dir.appendingPathComponent("interrupted")
+    let log = dir.appendingPathComponent("log.txt")
+    let process = try start(arguments(out), log: log)
+    try waitFor(out.appendingPathComponent("checkpoint.safetensors"))
+    usleep(150_000)
+    kill(process.processIdentifier, SIGINT)
+    process.waitUntilExit()
+    let text = try String(contentsOf: log, encoding: .utf8)
+    XCTAssertEqual(process.terminationReason, .exit, text)
+    XCTAssertEqual(process.terminationStatus, 130, text)
+    // "stopped at epoch E, batch B; checkpoint written …"
+    let stopped = try XCTUnwrap(
+      text.split(separator: "\n").first { $0.hasPrefix("stopped at epoch") }, text)
+    let numbers = stopped.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+    let metadata = try SafeTensorsFile.readMetadata(
+      from: out.appendingPathComponent("checkpoint.safetensors"))
+    XCTAssertEqual(metadata["epoch"].flatMap(Int.init), numbers[0] - 1, String(stopped))
+    XCTAssertEqual(metadata["batch"].flatMap(Int.init), numbers[1], String(stopped))
+    try resume(out)
+    try assertSameRun(out.appendingPathComponent("checkpoint.safetensors"), expected, "Ctrl-C")
+  }
+
+  /// SIGKILL at several moments after the first checkpoint (some land during a checkpoint write,
+  /// which happens every other batch): the surviving checkpoint loads, and resuming from it ends
+  /// bit for bit where the uninterrupted run ends.
+  func testKillNineAtAnyMomentResumesExactly() throws {
+    let dir = try temporaryDirectory()
+    let expected = try reference(dir)
+    var rng = SystemRandomNumberGenerator()
+    for trial in 0..<3 {
+      let out = dir.appendingPathComponent("killed-\(trial)")
+      let process = try start(arguments(out), log: dir.appendingPathComponent("log-\(trial).txt"))
+      try waitFor(out.appendingPathComponent("checkpoint.safetensors"))
+      usleep(UInt32.random(in: 0...600_000, using: &rng))
+      kill(process.processIdentifier, SIGKILL)
+      process.waitUntilExit()
+      XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+      // What survived is a whole checkpoint, whatever the write in flight was doing.
+      XCTAssertNoThrow(
+        try SafeTensorsFile.read(from: out.appendingPathComponent("checkpoint.safetensors")))
+      try resume(out)
+      try assertSameRun(
+        out.appendingPathComponent("checkpoint.safetensors"), expected, "kill -9, trial \(trial)")
+    }
+  }
+
+  /// A loss that becomes NaN stops the run naming the epoch and batch, and keeps the last good
+  /// checkpoint; `--on-nan skip` passes over such batches and counts them.
+  func testNonFiniteLossStopsOrIsSkipped() throws {
+    let dir = try temporaryDirectory()
+    let out = dir.appendingPathComponent("nan")
+    let common = [
+      "train", "--model", "resnet", "--width", "8", "--residual-blocks", "1", "--limit", "64",
+      "--batch-size", "16", "--device", "cpu", "--warmup-steps", "0", "--out", out.path,
+    ]
+    var (status, output) = try TrainingTests.runner(common + ["--epochs", "1"])
+    XCTAssertEqual(status, 0, output)
+    let checkpoint = out.appendingPathComponent("checkpoint.safetensors")
+    let good = try SafeTensorsFile.read(from: checkpoint)
+    // A learning rate of 1e300 overflows the parameters in the first step of epoch 2.
+    (status, output) = try TrainingTests.runner(
+      ["train", "--resume", "--epochs", "2", "--lr", "1e300", "--out", out.path])
+    XCTAssertNotEqual(status, 0, output)
+    XCTAssertTrue(output.contains("at epoch 2, batch "), output)
+    XCTAssertEqual(try SafeTensorsFile.read(from: checkpoint), good, "the last good checkpoint")
+
+    (status, output) = try TrainingTests.runner(
+      [
+        "train", "--resume", "--epochs", "2", "--lr", "1e300", "--on-nan", "skip", "--out",
+        out.path,
+      ])
+    XCTAssertEqual(status, 0, output)
+    XCTAssertTrue(output.contains("batches skipped (not finite)"), output)
+    let metrics = try String(
+      contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+    XCTAssertTrue(metrics.contains(#""skippedBatches":"#), metrics)
+  }
+}
