@@ -27,7 +27,8 @@ struct LearningCurve {
     func yLoss(_ v: Double) -> Double { top + plotH * (1 - v / maxLoss) }
     func yAcc(_ v: Double) -> Double { top + plotH * (1 - v) }
     func line(_ points: [(Double, Double)], _ color: String, _ label: String) -> String {
-      let p = points.filter { $0.0.isFinite && $0.1.isFinite }.map { String(format: "%.1f,%.1f", $0.0, $0.1) }.joined(separator: " ")
+      let p = points.filter { $0.0.isFinite && $0.1.isFinite }
+        .map { String(format: "%.1f,%.1f", $0.0, $0.1) }.joined(separator: " ")
       return
         "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(p)\"><title>\(label)</title></polyline>"
     }
