@@ -170,13 +170,23 @@ final class AdjointTests: XCTestCase {
     }
   }
 
+  /// The backsolve adjoint of every adaptive solver against central differences.
   func testGradientsMatchFiniteDifferences() throws {
+    // Bosh3 is third order: 1e-9 keeps its step count (and the 76 solves) reasonable.
+    for (solver, tol, bound) in [
+      (ODESolver.dopri5, 1e-11, 1e-6), (.tsit5, 1e-11, 1e-6), (.bosh3, 1e-9, 1e-5),
+    ] {
+      try checkGradientsAgainstFiniteDifferences(
+        ODEOptions(solver: solver, rtol: tol, atol: tol), bound: bound)
+    }
+  }
+
+  func checkGradientsAgainstFiniteDifferences(_ options: ODEOptions, bound: Double) throws {
     let model = try MLPField(dim: 2, hidden: 5, dtype: .float64, seed: 3, on: cpu)
     var rng = RandomState(seed: 4)
     let y0 = try Tensor.normal([3, 2], dtype: .float64, rng: &rng, on: cpu)
     let times = [0, 0.5, 1.0]
     let w = try weights([3, 2], times.count)
-    let options = ODEOptions(solver: .dopri5, rtol: 1e-11, atol: 1e-11)
     let (_, analytic, _) = try lossAndGradients(
       model, model.field, y0, times: times, options: options, method: .backsolve, weights: w)
     // Perturb y0 entries and every parameter entry; central differences.
@@ -220,7 +230,34 @@ final class AdjointTests: XCTestCase {
     }
     let e = relativeError(analytic, numeric)
     XCTAssertLessThan(
-      e, 1e-6, "backsolve adjoint vs central differences: relative error \(e) (≤ 1e-6)")
+      e, bound,
+      "\(options.solver) backsolve adjoint vs central differences: relative error \(e) (≤ \(bound))"
+    )
+  }
+
+  /// The seminorm (the backward error norm leaves the parameter adjoint out) gives the same
+  /// gradients within the tolerance, in no more backward steps than the full norm.
+  func testSeminormKeepsGradientsAndSavesSteps() throws {
+    let model = try MLPField(dim: 3, hidden: 8, dtype: .float64, seed: 12, on: cpu)
+    var rng = RandomState(seed: 13)
+    let y0 = try Tensor.normal([4, 3], dtype: .float64, rng: &rng, on: cpu)
+    let times = [0, 0.5, 2.0]
+    let w = try weights([4, 3], times.count)
+    let options = ODEOptions(solver: .dopri5, rtol: 1e-7, atol: 1e-7)
+    let (_, semi, semiStats) = try lossAndGradients(
+      model, model.field, y0, times: times, options: options, method: .backsolve,
+      adjoint: AdjointOptions(seminorm: true), weights: w)
+    let (_, full, fullStats) = try lossAndGradients(
+      model, model.field, y0, times: times, options: options, method: .backsolve,
+      adjoint: AdjointOptions(seminorm: false), weights: w)
+    XCTAssertLessThan(relativeError(semi, full), 1e-5, "seminorm vs full norm gradients")
+    XCTAssertLessThanOrEqual(
+      semiStats.backwardAcceptedSteps + semiStats.backwardRejectedSteps,
+      fullStats.backwardAcceptedSteps + fullStats.backwardRejectedSteps,
+      "seminorm vs full norm backward steps (accepted + rejected)")
+    XCTAssertNotEqual(
+      semiStats.backwardEvaluations, fullStats.backwardEvaluations,
+      "the seminorm must change the backward solve at all")
   }
 
   func testConvFieldWithTimeChannel() throws {

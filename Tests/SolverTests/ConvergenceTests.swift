@@ -50,6 +50,113 @@ final class ConvergenceTests: XCTestCase {
     }
   }
 
+  /// NAG on y' = λy against the two-step sequence computed by hand from its definition
+  /// (`NAGStepper`): an Euler start, then z = y_n + μ(y_n − y_{n−1}),
+  /// y_{n+1} = z + (1 − μ)h·λz. A solver that ignored μ (Euler) differs at the second step.
+  func testNAGFollowsItsTwoStepRecurrence() throws {
+    let lambda = -0.7
+    for mu in [0.5, 0.9] {
+      let h = 0.25
+      var expected = [1.0]
+      var previous = 1.0
+      var y = 1.0 + h * lambda * 1.0  // the Euler start
+      expected.append(y)
+      for _ in 2...4 {
+        let z = y + mu * (y - previous)
+        previous = y
+        y = z + (1 - mu) * h * lambda * z
+        expected.append(y)
+      }
+      let x = try Tensor([1], shape: [1], dtype: .float64, on: cpu)
+      let f = field { _, y in try y * lambda }
+      let sol = try odeint(
+        f, x, times: [0, 0.25, 0.5, 0.75, 1.0], options: .fixed(.nag(momentum: mu), steps: 4))
+      let got = try sol.states.map { try $0.toDoubles()[0] }
+      for (g, e) in zip(got, expected) {
+        XCTAssertEqual(
+          g, e, accuracy: 1e-15 * max(1, abs(e)), "NAG μ = \(mu): \(got) vs \(expected)")
+      }
+      let euler = try odeint(f, x, times: [0, 1], options: .fixed(.euler, steps: 4))
+      XCTAssertGreaterThan(abs(try euler.states[1].toDoubles()[0] - expected[4]), 1e-3)
+    }
+  }
+
+  /// Output intervals of unequal length (so unequal steps): NAG carries y_{n−1} across each
+  /// output time as it does within an interval (the hand-computed sequence), and still converges
+  /// at first order as the step halves.
+  func testNAGAcrossUnequalOutputIntervals() throws {
+    let lambda = -1.1
+    let mu = 0.6
+    let times = [0, 0.25, 1.0]
+    func expected(stepSize: Double) -> [Double] {
+      var out = [1.0]
+      var t = 0.0
+      var y = 1.0
+      var previous: Double? = nil
+      for target in times.dropFirst() {
+        let n = Int(((target - t) / stepSize - 1e-9).rounded(.up))
+        let h = (target - t) / Double(n)
+        for _ in 0..<n {
+          let next: Double
+          if let p = previous {
+            let z = y + mu * (y - p)
+            next = z + (1 - mu) * h * lambda * z
+          } else {
+            next = y + h * lambda * y
+          }
+          previous = y
+          y = next
+        }
+        t = target
+        out.append(y)
+      }
+      return out
+    }
+    let x = try Tensor([1], shape: [1], dtype: .float64, on: cpu)
+    let f = field { _, y in try y * lambda }
+    var errors: [Double] = []
+    for stepSize in [0.1, 0.05, 0.025] {
+      var options = ODEOptions(solver: .nag(momentum: mu))
+      options.stepSize = stepSize
+      let got = try odeint(f, x, times: times, options: options).states.map {
+        try $0.toDoubles()[0]
+      }
+      let want = expected(stepSize: stepSize)
+      for (g, e) in zip(got, want) { XCTAssertEqual(g, e, accuracy: 1e-14, "h = \(stepSize)") }
+      errors.append(abs(got[2] - exp(lambda * 1.0)))
+    }
+    let order = log2(errors[1] / errors[2])
+    XCTAssertEqual(order, 1, accuracy: 0.3, "observed order \(order), errors \(errors)")
+  }
+
+  /// Dopri5's dense output between step points, at (nearly) fixed steps: its error falls at least
+  /// at fourth order as h halves, where linear interpolation between steps would fall at second.
+  func testDopri5DenseOutputConvergesAtItsOrder() throws {
+    let x = try Tensor([1, 0.5], shape: [2], dtype: .float64, on: cpu)
+    let f = field { t, y in try y * -0.8 + Foundation.sin(3 * t) }
+    // Reference: the same problem at a far smaller step, at the same output times.
+    let outputs = stride(from: 0.0, through: 2.0, by: 0.137).map { $0 }
+    let reference = try odeint(
+      f, x, times: outputs, options: ODEOptions(solver: .dopri5, rtol: 1e-13, atol: 1e-13))
+    func error(step h: Double) throws -> Double {
+      // Tolerances that accept every step and a growth factor of almost 1: fixed steps of h.
+      var options = ODEOptions(solver: .dopri5, rtol: 1e3, atol: 1e3)
+      options.firstStep = h
+      options.maxFactor = 1 + 1e-12
+      options.safety = 1
+      let sol = try odeint(f, x, times: outputs, options: options)
+      var worst = 0.0
+      for (a, b) in zip(sol.states, reference.states) {
+        worst = max(worst, zip(try a.toDoubles(), try b.toDoubles()).map { abs($0 - $1) }.max()!)
+      }
+      return worst
+    }
+    let e1 = try error(step: 0.2)
+    let e2 = try error(step: 0.1)
+    let order = log2(e1 / e2)
+    XCTAssertGreaterThan(order, 3.7, "dense output: errors \(e1), \(e2), observed order \(order)")
+  }
+
   func testNAGWithZeroMomentumIsEuler() throws {
     let x = try Tensor([0.3, -0.7], shape: [2], dtype: .float64, on: cpu)
     let f = field { t, y in try (y * t).tanh() + 0.1 }

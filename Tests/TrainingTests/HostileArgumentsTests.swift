@@ -65,6 +65,34 @@ final class HostileArgumentsTests: XCTestCase {
     try expectRefusal(["train", "--resume", "--out", dir.path], "epochs must lie in")
   }
 
+  /// A checkpoint write that fails (the file-size limit, as a full disk would, makes `write`
+  /// fail with EFBIG) is a clear error, and the previous checkpoint stays whole and loadable,
+  /// with no temporary file left beside it.
+  func testAFailedCheckpointWriteKeepsThePreviousOne() throws {
+    let dir = try temporaryDirectory()
+    let common = [
+      "--model", "resnet", "--width", "8", "--residual-blocks", "1", "--limit", "32",
+      "--device", "cpu", "--out", dir.path,
+    ]
+    var (status, output) = try TrainingTests.runner(["train", "--epochs", "1"] + common)
+    XCTAssertEqual(status, 0, output)
+    let url = dir.appendingPathComponent("checkpoint.safetensors")
+    let before = try SafeTensorsFile.read(from: url)
+    let binary = TrainingTests.root.appendingPathComponent(".build/release/runner").path
+    // 16 blocks of 512 bytes: room for config.json, not for a checkpoint. SIGXFSZ is ignored so
+    // that the write fails instead of killing the process.
+    let script = "ulimit -f 16; trap '' XFSZ; exec \"$0\" \"$@\""
+    (status, output) = try TrainingTests.run(
+      "/bin/bash", ["-c", script, binary, "train", "--resume", "--epochs", "2"] + common)
+    XCTAssertNotEqual(status, 0, output)
+    XCTAssertTrue(output.contains("cannot write"), output)
+    XCTAssertTrue(output.contains("checkpoint.safetensors"), output)
+    XCTAssertEqual(try SafeTensorsFile.read(from: url), before, "the previous checkpoint")
+    let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+      .filter { $0.contains(".tmp-") }
+    XCTAssertEqual(leftovers, [], "temporary files left behind")
+  }
+
   func testDevicesAndFIFOsAreRefusedAsCheckpoints() throws {
     try expectRefusal(["eval", "--checkpoint", "/dev/zero"], "not a regular file")
     try expectRefusal(

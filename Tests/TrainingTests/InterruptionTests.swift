@@ -102,6 +102,24 @@ final class InterruptionTests: XCTestCase {
     try assertSameRun(out.appendingPathComponent("checkpoint.safetensors"), expected, "Ctrl-C")
   }
 
+  /// A second Ctrl-C while the first is being honoured ends the process at once with 130, by
+  /// `_exit` rather than a crash of threads torn down under the workers (a race that `exit` from
+  /// the signal queue could lose); the last checkpoint written is whole.
+  func testSecondCtrlCExitsAtOnce() throws {
+    let dir = try temporaryDirectory()
+    let out = dir.appendingPathComponent("twice")
+    let process = try start(arguments(out, epochs: 3), log: dir.appendingPathComponent("log.txt"))
+    try waitFor(out.appendingPathComponent("checkpoint.safetensors"))
+    kill(process.processIdentifier, SIGINT)
+    usleep(1_000)
+    kill(process.processIdentifier, SIGINT)
+    process.waitUntilExit()
+    XCTAssertEqual(process.terminationReason, .exit)
+    XCTAssertEqual(process.terminationStatus, 130)
+    XCTAssertNoThrow(
+      try SafeTensorsFile.read(from: out.appendingPathComponent("checkpoint.safetensors")))
+  }
+
   /// SIGKILL at several moments after the first checkpoint (some land during a checkpoint write,
   /// which happens every other batch): the surviving checkpoint loads, and resuming from it ends
   /// bit for bit where the uninterrupted run ends.

@@ -63,6 +63,27 @@ final class TrainingTests: XCTestCase {
     }
   }
 
+  /// `runner train`'s defaults (ODE-Net, Dopri5 at 1e-3, the backsolve adjoint, float32, width
+  /// 64), one batch on every backend: a finite loss, and forward and backward solves that ran.
+  func testDefaultConfigurationTrainsOnEveryBackend() throws {
+    for backend in try backends() {
+      var c = TrainingConfiguration()
+      c.data = Self.root.appendingPathComponent("data/mnist-5k").path
+      c.limit = 32
+      c.batchSize = 32
+      c.epochs = 1
+      XCTAssertEqual(c.model, .odenet)
+      XCTAssertEqual(c.solver, .dopri5)
+      XCTAssertEqual(c.gradient, .backsolve)
+      let (train, test) = try c.loadData()
+      let trainer = try Trainer(c, backend: backend, train: train, test: test)
+      let m = try XCTUnwrap(try trainer.trainEpoch { _ in })
+      XCTAssertTrue(m.trainLoss.isFinite && m.testLoss.isFinite, backend.name)
+      XCTAssertGreaterThan(m.nfeForward, 0, backend.name)
+      XCTAssertGreaterThan(m.nfeBackward, 0, backend.name)
+    }
+  }
+
   /// Training two epochs equals training one, stopping mid-way through the second (as Ctrl-C
   /// does), writing a checkpoint, and resuming in a fresh trainer: every parameter bit for bit.
   func testResumeContinuesBitForBit() throws {
@@ -139,8 +160,40 @@ final class TrainingTests: XCTestCase {
     guard FileManager.default.isExecutableFile(atPath: binary.path) else {
       throw missing(.runner, "runner is not built at \(binary.path)")
     }
+    if let stale = staleSource {
+      XCTFail("runner at \(binary.path) is older than \(stale): rebuild before these tests")
+    }
+    return try run(binary.path, arguments, in: directory, environment: environment)
+  }
+
+  /// A source file newer than the built runner, if any: CLI tests of a stale binary would test
+  /// code that no longer exists.
+  static let staleSource: String? = {
+    let fm = FileManager.default
+    let binary = root.appendingPathComponent(".build/release/runner").path
+    guard let built = (try? fm.attributesOfItem(atPath: binary))?[.modificationDate] as? Date
+    else { return nil }
+    let sources = root.appendingPathComponent("Sources")
+    for case let path as String in fm.enumerator(atPath: sources.path) ?? .init()
+    where path.hasSuffix(".swift") || path.hasSuffix(".c") || path.hasSuffix(".h") {
+      let full = sources.appendingPathComponent(path).path
+      if let date = (try? fm.attributesOfItem(atPath: full))?[.modificationDate] as? Date,
+        date > built
+      {
+        return "Sources/\(path)"
+      }
+    }
+    return nil
+  }()
+
+  /// Runs `executable` with `arguments` and returns its exit status and combined output; a
+  /// process that ends by a signal fails the test.
+  static func run(
+    _ executable: String, _ arguments: [String], in directory: URL = root,
+    environment: [String: String] = [:]
+  ) throws -> (Int32, String) {
     let process = Process()
-    process.executableURL = binary
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.currentDirectoryURL = directory
     if !environment.isEmpty {
@@ -155,7 +208,7 @@ final class TrainingTests: XCTestCase {
     // A release-mode trap prints nothing: the termination reason is what tells a crash.
     XCTAssertEqual(
       process.terminationReason, .exit,
-      "runner \(arguments.joined(separator: " ")) ended by signal \(process.terminationStatus):\n\(output)"
+      "\(executable) \(arguments.joined(separator: " ")) ended by signal \(process.terminationStatus):\n\(output)"
     )
     return (process.terminationStatus, output)
   }

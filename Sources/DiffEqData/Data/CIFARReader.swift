@@ -44,6 +44,13 @@ public enum CIFARReader {
       classes: variant.classes)
   }
 
+  /// The records of one file's bytes as stored (raw or gzipped); `file` names it in errors.
+  public static func records(fromFileContents bytes: [UInt8], file: String, variant: Variant)
+    throws -> (pixels: [UInt8], labels: [Int])
+  {
+    try parse(DataFile.contents(bytes, file: file), file: file, variant: variant)
+  }
+
   static func parse(_ bytes: [UInt8], file: String, variant: Variant) throws -> (
     pixels: [UInt8], labels: [Int]
   ) {

@@ -45,6 +45,18 @@ enum DataFile {
     } catch {
       throw DatasetError.unreadable(file: file, reason: "\(error.localizedDescription)")
     }
+    return try contents(bytes, file: file, limit: limit, declaredSize: declaredSize)
+  }
+
+  /// A file's bytes as its reader sees them: decompressed if they start with the gzip magic
+  /// number (at most `limit` bytes, or what `declaredSize` reads off the first ones).
+  static func contents(
+    _ bytes: [UInt8], file: String, limit: Int = defaultLimit,
+    declaredSize: (([UInt8]) throws -> Int?)? = nil
+  ) throws -> [UInt8] {
+    guard bytes.count <= limit else {
+      throw DatasetError.tooLarge(file: file, bytes: bytes.count, limit: limit)
+    }
     guard Gzip.isCompressed(bytes) else { return bytes }
     do {
       return try Gzip.decompress(bytes, limit: limit, declaredSize: declaredSize)

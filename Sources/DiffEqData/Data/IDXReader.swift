@@ -18,21 +18,43 @@ public enum IDXReader {
     count: Int, height: Int, width: Int, pixels: [UInt8]
   ) {
     let file = url.lastPathComponent
-    return try parseImages(
-      DataFile.load(url) { prefix in
-        prefix.count < 16 ? nil : 16 + (try imagesSize(prefix, file: file))
-      }, file: file)
+    return try parseImages(DataFile.load(url) { try imagesDeclaredSize($0, file) }, file: file)
+  }
+
+  /// `readImages(at:)` for a file's bytes as stored (raw or gzipped); `file` names it in errors.
+  public static func images(fromFileContents bytes: [UInt8], file: String) throws -> (
+    count: Int, height: Int, width: Int, pixels: [UInt8]
+  ) {
+    try parseImages(
+      DataFile.contents(bytes, file: file) { try imagesDeclaredSize($0, file) }, file: file)
   }
 
   /// The labels of an IDX1 file, each checked to be in `0..<classes`.
   public static func readLabels(at url: URL, classes: Int = 10) throws -> [Int] {
     let file = url.lastPathComponent
     return try parseLabels(
-      DataFile.load(url) { prefix in
-        guard prefix.count >= 8 else { return nil }
-        try checkMagic(prefix, file: file, expected: labelsMagic, kind: "IDX labels")
-        return 8 + Int(prefix.bigEndianUInt32(at: 4))
-      }, file: file, classes: classes)
+      DataFile.load(url) { try labelsDeclaredSize($0, file) }, file: file, classes: classes)
+  }
+
+  /// `readLabels(at:classes:)` for a file's bytes as stored (raw or gzipped).
+  public static func labels(fromFileContents bytes: [UInt8], file: String, classes: Int = 10)
+    throws -> [Int]
+  {
+    try parseLabels(
+      DataFile.contents(bytes, file: file) { try labelsDeclaredSize($0, file) }, file: file,
+      classes: classes)
+  }
+
+  /// The whole size an images file declares, once its first 16 bytes are known.
+  private static func imagesDeclaredSize(_ prefix: [UInt8], _ file: String) throws -> Int? {
+    prefix.count < 16 ? nil : 16 + (try imagesSize(prefix, file: file))
+  }
+
+  /// The whole size a labels file declares, once its first 8 bytes are known.
+  private static func labelsDeclaredSize(_ prefix: [UInt8], _ file: String) throws -> Int? {
+    guard prefix.count >= 8 else { return nil }
+    try checkMagic(prefix, file: file, expected: labelsMagic, kind: "IDX labels")
+    return 8 + Int(prefix.bigEndianUInt32(at: 4))
   }
 
   /// The single-channel data set made of an images file and its labels file.
