@@ -36,13 +36,18 @@ extension Tensor {
   /// allocation that fails there would end the process rather than throw.
   public static let maxHostDraw = 1 << 32
 
-  static func hostDrawCount(_ shape: [Int], op: String) throws -> Int {
+  /// A tensor of `shape` whose elements `draw` gives in row-major order, drawn on the host.
+  static func drawn(
+    _ shape: [Int], dtype: DType, on backend: any Backend, op: String, _ draw: () -> Double
+  ) throws -> Tensor {
     let n = try elementCount(shape, op: op)
     guard n <= maxHostDraw else {
       throw TensorError.invalidShape(
         op: op, shape: shape, reason: "\(n) elements exceed the \(maxHostDraw) drawn on the host")
     }
-    return n
+    var values = [Double](repeating: 0, count: n)
+    for i in 0..<n { values[i] = draw() }
+    return try Tensor(values, shape: shape, dtype: dtype, on: backend)
   }
 
   /// Every element equal to `value`.
@@ -68,10 +73,7 @@ extension Tensor {
     _ shape: [Int], mean: Double = 0, std: Double = 1, dtype: DType = .float32,
     rng: inout RandomState, on backend: any Backend
   ) throws -> Tensor {
-    let n = try hostDrawCount(shape, op: "normal")
-    var values = [Double](repeating: 0, count: n)
-    for i in 0..<n { values[i] = mean + std * rng.nextNormal() }
-    return try Tensor(values, shape: shape, dtype: dtype, on: backend)
+    try drawn(shape, dtype: dtype, on: backend, op: "normal") { mean + std * rng.nextNormal() }
   }
 
   /// Independent U[low, high) samples drawn on the host from `rng`.
@@ -79,10 +81,9 @@ extension Tensor {
     _ shape: [Int], low: Double = 0, high: Double = 1, dtype: DType = .float32,
     rng: inout RandomState, on backend: any Backend
   ) throws -> Tensor {
-    let n = try hostDrawCount(shape, op: "uniform")
-    var values = [Double](repeating: 0, count: n)
-    for i in 0..<n { values[i] = low + (high - low) * rng.nextUniform() }
-    return try Tensor(values, shape: shape, dtype: dtype, on: backend)
+    try drawn(shape, dtype: dtype, on: backend, op: "uniform") {
+      low + (high - low) * rng.nextUniform()
+    }
   }
 
   /// A zero-filled tensor shaped like this one.

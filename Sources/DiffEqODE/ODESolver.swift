@@ -1,3 +1,5 @@
+import Kernels
+
 /// The integration methods `odeint` offers.
 public enum ODESolver: Equatable, Sendable, CustomStringConvertible {
   case euler, midpoint, heun, rk4
@@ -40,16 +42,9 @@ public enum ODESolver: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// Settings spell a solver as `init(parsing:)` reads it and `description` writes it.
-extension ODESolver: Codable {
-  public init(from decoder: any Decoder) throws {
-    self = try ODESolver(parsing: try decoder.singleValueContainer().decode(String.self))
-  }
+extension ODESolver: SpelledSetting {}
 
-  public func encode(to encoder: any Encoder) throws {
-    var container = encoder.singleValueContainer()
-    try container.encode(description)
-  }
-
+extension ODESolver {
   /// The Runge–Kutta coefficients, for every solver but NAG.
   public var tableau: ButcherTableau? {
     switch self {

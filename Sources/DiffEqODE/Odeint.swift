@@ -1,4 +1,5 @@
 import DiffEqCore
+import Kernels
 
 /// dy/dt = f(t, y; θ): a differentiable closure and the module that owns its parameters θ (nil
 /// when it has none). The adjoint methods differentiate with respect to exactly these parameters.
@@ -26,7 +27,9 @@ public struct VectorField {
 
 /// How gradients of a solution flow back to y0 and θ. Spelled `direct`, `backsolve` and
 /// `checkpointed` in settings and on the command line; `adjoint` is read as `backsolve`.
-public enum GradientMethod: String, Sendable, CaseIterable, Codable {
+public enum GradientMethod: String, Sendable, NamedSetting {
+  public static let settingName = "gradient method"
+
   /// Backpropagation through every solver operation: exact for the discrete solution; memory
   /// grows with the number of steps.
   case direct

@@ -55,7 +55,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var onNonFinite: NonFinitePolicy? = nil
 
   /// What a batch whose loss or gradients are NaN or infinite does to the run.
-  public enum NonFinitePolicy: String, Sendable, CaseIterable, Codable {
+  public enum NonFinitePolicy: String, Sendable, NamedSetting {
+    public static let settingName = "non-finite policy"
     /// Stop with an error naming the epoch and batch; the last checkpoint is kept.
     case stop
     /// Leave the parameters and the optimiser untouched for this batch, count it
@@ -69,7 +70,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public init() {}
 
   /// The optimisers a run can use.
-  public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
+  public enum OptimizerKind: String, Sendable, NamedSetting {
+    public static let settingName = "optimizer"
     /// SGD with Nesterov momentum (`momentum`) and L2 weight decay.
     case sgd
     /// Adam with L2 weight decay.
@@ -79,7 +81,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   }
 
   /// The learning-rate schedules a run can use (after the linear warm-up).
-  public enum ScheduleKind: String, Sendable, CaseIterable, Codable {
+  public enum ScheduleKind: String, Sendable, NamedSetting {
+    public static let settingName = "schedule"
     case constant
     /// ×0.1 at every third of the run.
     case step
@@ -192,27 +195,5 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// How pixels are scaled for the model: `normalization`, else the format's standard one.
   public var inputNormalization: Normalization {
     normalization ?? format.standardNormalization
-  }
-}
-
-extension TrainingConfiguration.OptimizerKind {
-  public init(from decoder: any Decoder) throws {
-    let text = try decoder.singleValueContainer().decode(String.self)
-    guard let kind = Self(rawValue: text.lowercased()) else {
-      throw TensorError.invalidArgument(
-        op: "configuration", reason: "unknown optimizer '\(text)' (sgd, adam, adamw)")
-    }
-    self = kind
-  }
-}
-
-extension TrainingConfiguration.ScheduleKind {
-  public init(from decoder: any Decoder) throws {
-    let text = try decoder.singleValueContainer().decode(String.self)
-    guard let kind = Self(rawValue: text.lowercased()) else {
-      throw TensorError.invalidArgument(
-        op: "configuration", reason: "unknown schedule '\(text)' (constant, step, cosine)")
-    }
-    self = kind
   }
 }

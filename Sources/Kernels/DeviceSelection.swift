@@ -37,16 +37,7 @@ public enum DeviceSpec: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// Settings spell a device as `init(parsing:)` reads it and `description` writes it.
-extension DeviceSpec: Codable {
-  public init(from decoder: any Decoder) throws {
-    self = try DeviceSpec(parsing: try decoder.singleValueContainer().decode(String.self))
-  }
-
-  public func encode(to encoder: any Encoder) throws {
-    var container = encoder.singleValueContainer()
-    try container.encode(description)
-  }
-}
+extension DeviceSpec: SpelledSetting {}
 
 /// The backend `spec` names.
 ///

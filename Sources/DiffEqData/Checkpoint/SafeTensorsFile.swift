@@ -76,17 +76,13 @@ public struct SafeTensorsFile: Sendable, Equatable {
   /// A handle on `url` after checking that it is a regular file within `maxFileSize`.
   private static func open(_ url: URL) throws -> FileHandle {
     let file = url.lastPathComponent
-    let attributes: [FileAttributeKey: Any]
     do {
-      attributes = try FileManager.default.attributesOfItem(
-        atPath: url.resolvingSymlinksInPath().path)
-    } catch {
-      throw CheckpointError.io(file: file, reason: "cannot read: \(error.localizedDescription)")
-    }
-    guard attributes[.type] as? FileAttributeType == .typeRegular else {
+      try RegularFile.check(url, limit: maxFileSize)
+    } catch .missing(let reason) {
+      throw CheckpointError.io(file: file, reason: "cannot read: \(reason)")
+    } catch .notRegular {
       throw CheckpointError.io(file: file, reason: "not a regular file")
-    }
-    if let size = (attributes[.size] as? NSNumber)?.intValue, size > maxFileSize {
+    } catch .tooLarge(let size) {
       throw CheckpointError.io(
         file: file, reason: "\(size) bytes exceed the limit of \(maxFileSize) bytes")
     }

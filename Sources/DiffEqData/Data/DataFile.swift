@@ -24,19 +24,13 @@ enum DataFile {
     _ url: URL, limit: Int = defaultLimit, declaredSize: (([UInt8]) throws -> Int?)? = nil
   ) throws -> [UInt8] {
     let file = url.lastPathComponent
-    let attributes: [FileAttributeKey: Any]
     do {
-      // attributesOfItem does not follow links, and data sets are often linked into place.
-      attributes = try FileManager.default.attributesOfItem(
-        atPath: url.resolvingSymlinksInPath().path)
-    } catch {
+      try RegularFile.check(url, limit: limit)
+    } catch .missing {
       throw DatasetError.fileNotFound(path: url.path)
-    }
-    // A FIFO or a device would read forever or block.
-    guard attributes[.type] as? FileAttributeType == .typeRegular else {
+    } catch .notRegular {
       throw DatasetError.unreadable(file: file, reason: "not a regular file")
-    }
-    if let size = (attributes[.size] as? NSNumber)?.intValue, size > limit {
+    } catch .tooLarge(let size) {
       throw DatasetError.tooLarge(file: file, bytes: size, limit: limit)
     }
     let bytes: [UInt8]

@@ -1,7 +1,8 @@
 import Foundation
+import Kernels
 
 /// How a data folder's files are laid out, by the name settings and the command line use.
-public enum DataFormat: String, Sendable, CaseIterable, Codable, CustomStringConvertible {
+public enum DataFormat: String, Sendable, NamedSetting {
   /// IDX files, raw or gzipped (`train-images-idx3-ubyte[.gz]`, …).
   case mnist
   /// Fashion-MNIST: the same IDX layout as MNIST.
@@ -11,20 +12,7 @@ public enum DataFormat: String, Sendable, CaseIterable, Codable, CustomStringCon
   /// CIFAR-100's binary version (`train.bin`, `test.bin`), fine labels.
   case cifar100
 
-  public var description: String { rawValue }
-
-  /// Throws a message listing the known formats when `text` is none of them.
-  public init(parsing text: String) throws {
-    guard let format = DataFormat(rawValue: text.lowercased()) else {
-      throw DatasetError.invalidArgument(
-        "unknown data format '\(text)' (\(Self.allCases.map(\.rawValue).joined(separator: ", ")))")
-    }
-    self = format
-  }
-
-  public init(from decoder: any Decoder) throws {
-    self = try DataFormat(parsing: try decoder.singleValueContainer().decode(String.self))
-  }
+  public static let settingName = "data format"
 
   /// Colour images whose random crops are also flipped horizontally in training.
   public var isCIFAR: Bool { self == .cifar10 || self == .cifar100 }
