@@ -14,7 +14,7 @@ public final class ImageClassifier: Module, UnaryLayer {
   public let stem1: Conv2d
   public let stemNorm1: GroupNorm
   public let stem2: Conv2d
-  /// Either an `ODEBlock` or residual blocks.
+  /// An `ODEBlock`, a `DEQBlock`, or residual blocks.
   public let features: [Module]
   public let headNorm: GroupNorm
   public let classifier: Linear
@@ -56,6 +56,12 @@ public final class ImageClassifier: Module, UnaryLayer {
     return try classifier(headNorm(h).relu().globalAvgPool())
   }
 
-  /// The ODE block's most recent statistics, for ODE-Net and RK-Net.
-  public var odeStatistics: ODEStatistics? { (features.first as? ODEBlock)?.lastStatistics }
+  /// The function evaluations of the solver block's most recent pass (ODE-Net, RK-Net, DEQ).
+  public var functionEvaluations: FunctionEvaluations? {
+    switch features.first {
+    case let block as ODEBlock: return block.lastStatistics.evaluations
+    case let block as DEQBlock: return block.lastStatistics.evaluations
+    default: return nil
+    }
+  }
 }

@@ -8,6 +8,8 @@ public enum ModelArchitecture: String, Sendable, NamedSetting {
   case resnet
   /// The ODE block backpropagated directly through fixed RK4 steps.
   case rknet
+  /// A deep equilibrium block (`DEQBlock`) in place of the ODE block.
+  case deq
 
   public static let settingName = "model"
 }

@@ -23,6 +23,10 @@ public enum ModelZoo {
     /// Groups of every GroupNorm; nil: `GroupNorm.defaultGroups(channels: width)`. A model
     /// imported from torchdiffeq has min(32, width), its rule (the same at width 64).
     public var normGroups: Int? = nil
+    /// DEQ's fixed-point search and its gradient.
+    public var deqForward = FixedPointOptions(tolerance: 1e-3, maxIterations: 30)
+    public var deqGradient = EquilibriumGradient.implicit(
+      FixedPointOptions(tolerance: 1e-3, maxIterations: 30))
     public init() {}
   }
 
@@ -30,6 +34,7 @@ public enum ModelZoo {
   /// - `odenet`: the ODE block integrated by `configuration.ode`, gradients by `configuration.gradient`.
   /// - `resnet`: `residualBlocks` residual blocks in place of the ODE block.
   /// - `rknet`: the ODE block's function, backpropagated directly through `rkSteps` RK4 steps.
+  /// - `deq`: a `DEQBlock` solved by `deqForward`, differentiated by `deqGradient`.
   public static func make(
     _ architecture: ModelArchitecture, _ c: Configuration, on backend: any Backend
   ) throws -> ImageClassifier {
@@ -51,6 +56,14 @@ public enum ModelZoo {
             channels: c.width, groups: c.normGroups, options: .fixed(.rk4, steps: c.rkSteps),
             gradient: .direct,
             dtype: c.dtype, rng: &rng, on: backend)
+        ]
+      }
+    case .deq:
+      features = { rng in
+        [
+          try DEQBlock(
+            channels: c.width, groups: c.normGroups, forward: c.deqForward,
+            gradient: c.deqGradient, dtype: c.dtype, rng: &rng, on: backend)
         ]
       }
     case .resnet:

@@ -38,7 +38,7 @@ public final class ImageClassificationTask: TrainingTask {
   public var batchesPerEpoch: Int { trainLoader.batchesPerEpoch }
   public var samplesPerEpoch: Int { trainLoader.dataset.count }
   public var metrics: [TaskMetric] { [TaskMetric("accuracy", isFraction: true)] }
-  public var solverStatistics: ODEStatistics? { classifier.odeStatistics }
+  public var functionEvaluations: FunctionEvaluations? { classifier.functionEvaluations }
 
   public func trainingBatches(epoch: Int, from first: Int) -> AnyIterator<Batch> {
     AnyIterator(Prefetcher(trainLoader, epoch: epoch, startingAt: first).makeIterator())

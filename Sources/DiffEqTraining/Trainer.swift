@@ -91,9 +91,9 @@ public final class Trainer<Task: TrainingTask> {
       for (name, value) in try sums?() ?? [:] { metricSums[name, default: 0] += value }
       seen += count
       steps += 1
-      let statistics = task.solverStatistics
-      nfeForward += statistics?.forwardEvaluations ?? 0
-      nfeBackward += statistics?.backwardEvaluations ?? 0
+      let evaluations = task.functionEvaluations
+      nfeForward += evaluations?.forward ?? 0
+      nfeBackward += evaluations?.backward ?? 0
       batch += 1
       let elapsed = Date().timeIntervalSince(start)
       let rate = Double(seen) / max(elapsed, 1e-9)
@@ -104,8 +104,8 @@ public final class Trainer<Task: TrainingTask> {
         BatchProgress(
           epoch: epoch + 1, epochs: configuration.epochs, batch: batch, batches: batches,
           loss: lossSum / Double(seen), metrics: metricSums.mapValues { $0 / Double(seen) },
-          nfeForward: statistics?.forwardEvaluations ?? 0,
-          nfeBackward: statistics?.backwardEvaluations ?? 0, samplesPerSecond: rate,
+          nfeForward: evaluations?.forward ?? 0, nfeBackward: evaluations?.backward ?? 0,
+          samplesPerSecond: rate,
           remainingSeconds: remainingSamples / max(rate, 1e-9)))
       if stopRequested.isSet && batch < batches { return nil }
     }

@@ -53,6 +53,32 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var checkpointEvery: Int? = nil
   /// What a non-finite loss or gradient does (nil: `.stop`).
   public var onNonFinite: NonFinitePolicy? = nil
+  /// DEQ's fixed-point method (nil: Anderson, memory 5, no damping).
+  public var deqSolver: FixedPointKind? = nil
+  /// DEQ's relative residual ‖f(z) − z‖ / ‖f(z)‖ to stop at, forward and backward (nil: 1e-3).
+  public var deqTolerance: Double? = nil
+  /// DEQ's cap on evaluations of f per solve, forward and backward (nil: 30).
+  public var deqIterations: Int? = nil
+  /// DEQ's gradient (nil: `.implicit`).
+  public var deqGradient: EquilibriumGradientKind? = nil
+
+  /// The fixed-point methods a DEQ can use.
+  public enum FixedPointKind: String, Sendable, NamedSetting {
+    public static let settingName = "DEQ solver"
+    /// Anderson acceleration, memory 5, mixing 1.
+    case anderson
+    /// Plain iteration z ← f(z, x).
+    case iteration
+  }
+
+  /// How a DEQ's gradient is computed.
+  public enum EquilibriumGradientKind: String, Sendable, NamedSetting {
+    public static let settingName = "DEQ gradient"
+    /// The implicit function theorem, its linear system solved by `deqSolver`.
+    case implicit
+    /// The Jacobian-free approximation: the cotangent of z* taken as the adjoint.
+    case jfb
+  }
 
   /// What a batch whose loss or gradients are NaN or infinite does to the run.
   public enum NonFinitePolicy: String, Sendable, NamedSetting {
@@ -120,6 +146,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     try check("warm-up steps", warmupSteps, 0...Limits.warmupSteps)
     try check("limit", limit, 0...Int.max)
     if let n = checkpointEvery { try check("checkpoint-every", n, 1...Int.max) }
+    if let n = deqIterations { try check("DEQ iterations", n, 1...Limits.rkSteps) }
+    if let t = deqTolerance, !(t > 0 && t.isFinite) {
+      throw fail("DEQ tolerance must be positive and finite, got \(t)")
+    }
     guard lr > 0, lr.isFinite else { throw fail("learning rate must be positive, got \(lr)") }
     guard rtol > 0, atol > 0, rtol.isFinite, atol.isFinite else {
       throw fail("tolerances must be positive and finite")
@@ -149,6 +179,12 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     c.width = width
     c.normGroups = normGroups
     c.residualBlocks = residualBlocks
+    let method: FixedPointMethod =
+      deqSolver == .iteration ? .iteration : .anderson(memory: 5, mixing: 1)
+    let solve = FixedPointOptions(
+      method: method, tolerance: deqTolerance ?? 1e-3, maxIterations: deqIterations ?? 30)
+    c.deqForward = solve
+    c.deqGradient = deqGradient == .jfb ? .jacobianFree : .implicit(solve)
     return c
   }
 

@@ -34,8 +34,9 @@ public protocol TrainingTask: AnyObject {
   var samplesPerEpoch: Int { get }
   /// What `loss(on:)` and `evaluate()` report besides the loss.
   var metrics: [TaskMetric] { get }
-  /// The solver statistics of the most recent forward pass (nil for a model without a solver).
-  var solverStatistics: ODEStatistics? { get }
+  /// The function evaluations of the model's solver in the most recent step (nil for a model
+  /// without one).
+  var functionEvaluations: FunctionEvaluations? { get }
 
   /// The training batches of `epoch`, from batch `first` to the end of the epoch.
   func trainingBatches(epoch: Int, from first: Int) -> AnyIterator<Batch>
@@ -53,6 +54,6 @@ public protocol TrainingTask: AnyObject {
 }
 
 extension TrainingTask {
-  public var solverStatistics: ODEStatistics? { nil }
+  public var functionEvaluations: FunctionEvaluations? { nil }
   public func writeArtifacts(to folder: URL, history: [EpochMetrics]) throws {}
 }

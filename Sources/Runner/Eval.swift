@@ -40,7 +40,7 @@ struct Eval: ParsableCommand {
       for (i, (index, p)) in zip(batch.indices, predicted).enumerated() {
         lines.append("\(index),\(Int(batch.labels[i])),\(p)")
       }
-      nfe += task.solverStatistics?.forwardEvaluations ?? 0
+      nfe += task.functionEvaluations?.forward ?? 0
       batches += 1
     }
     print(

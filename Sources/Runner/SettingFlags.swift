@@ -40,6 +40,14 @@ struct SettingFlags: ParsableArguments {
   @Option(help: "Zero padding of random crops (0 disables augmentation).") var cropPadding: Int?
   @Option(help: "Seed of initialisation, shuffling and augmentation.") var seed: UInt64?
   @Option(help: "Output folder.") var out: String?
+  @Option(help: "DEQ's fixed-point method (default: anderson).")
+  var deqSolver: TrainingConfiguration.FixedPointKind?
+  @Option(help: "DEQ's relative residual to stop at, forward and backward (default: 1e-3).")
+  var deqTolerance: Double?
+  @Option(help: "DEQ's cap on evaluations per solve, forward and backward (default: 30).")
+  var deqIterations: Int?
+  @Option(help: "DEQ's gradient: implicit or jfb (Jacobian-free) (default: implicit).")
+  var deqGradient: TrainingConfiguration.EquilibriumGradientKind?
   @Option(help: "Also checkpoint every N batches within an epoch (default: at its end only).")
   var checkpointEvery: Int?
   @Option(
@@ -83,6 +91,8 @@ extension DataFormat: ExpressibleByArgument {}
 extension TrainingConfiguration.OptimizerKind: ExpressibleByArgument {}
 extension TrainingConfiguration.ScheduleKind: ExpressibleByArgument {}
 extension TrainingConfiguration.NonFinitePolicy: ExpressibleByArgument {}
+extension TrainingConfiguration.FixedPointKind: ExpressibleByArgument {}
+extension TrainingConfiguration.EquilibriumGradientKind: ExpressibleByArgument {}
 
 /// Settings merged in order: `base`, then each layer's keys (a JSON file, the flags). An unknown
 /// key, or a value its setting cannot take, is a `ValidationError` naming `source`.

@@ -63,6 +63,28 @@ final class TrainingTests: XCTestCase {
     }
   }
 
+  /// A DEQ classifier trains with either gradient: the loss falls, and the metrics report the
+  /// fixed-point evaluations (backward ones only for the implicit gradient).
+  func testDEQTrainsWithImplicitAndJacobianFreeGradients() throws {
+    for gradient in [TrainingConfiguration.EquilibriumGradientKind.implicit, .jfb] {
+      var c = configuration(.deq)
+      c.limit = 256
+      c.epochs = 3
+      c.deqGradient = gradient
+      let (train, test) = try c.loadData()
+      let trainer = try Trainer(c, backend: CPUBackend(), train: train, test: test)
+      var history: [EpochMetrics] = []
+      while !trainer.isFinished { history.append(try XCTUnwrap(try trainer.trainEpoch { _ in })) }
+      XCTAssertLessThan(history.last!.trainLoss, history.first!.trainLoss, "\(gradient)")
+      XCTAssertGreaterThan(history.last!.nfeForward, 1, "\(gradient)")
+      if gradient == .implicit {
+        XCTAssertGreaterThan(history.last!.nfeBackward, 0)
+      } else {
+        XCTAssertEqual(history.last!.nfeBackward, 0)
+      }
+    }
+  }
+
   /// `runner train`'s defaults (ODE-Net, Dopri5 at 1e-3, the backsolve adjoint, float32, width
   /// 64), one batch on every backend: a finite loss, and forward and backward solves that ran.
   func testDefaultConfigurationTrainsOnEveryBackend() throws {

@@ -1,0 +1,61 @@
+import DiffEqCore
+import DiffEqODE
+import Kernels
+
+/// A deep equilibrium layer (Bai, Kolter, Koltun 2019) in place of ODE-Net's ODE block: the output
+/// is the fixed point z* = f(z*, x) of
+///
+///     f(z, x) = GN₃(ReLU(z + GN₂(x + conv₂(GN₁(ReLU(conv₁(z)))))))
+///
+/// (the implicit block of the DEQ tutorial's MNIST model), found from z = 0 by `forward` and
+/// differentiated by `gradient`. The convolutions start at N(0, 0.01²), small enough that f is
+/// contractive at initialisation and the first solves converge.
+public final class DEQBlock: Module, UnaryLayer {
+  public let conv1: Conv2d
+  public let norm1: GroupNorm
+  public let conv2: Conv2d
+  public let norm2: GroupNorm
+  public let norm3: GroupNorm
+  public var forward: FixedPointOptions
+  public var gradient: EquilibriumGradient
+  /// The work and outcome of the most recent solve (the backward fields fill in after
+  /// backpropagation).
+  public private(set) var lastStatistics = EquilibriumStatistics()
+
+  public init(
+    channels: Int, groups: Int? = nil, forward: FixedPointOptions, gradient: EquilibriumGradient,
+    dtype: DType = .float32, rng: inout RandomState, on backend: any Backend
+  ) throws {
+    let groups = groups ?? GroupNorm.defaultGroups(channels: channels)
+    conv1 = try Conv2d(
+      channels, channels, kernelSize: 3, padding: 1, bias: false, dtype: dtype, rng: &rng,
+      on: backend)
+    conv2 = try Conv2d(
+      channels, channels, kernelSize: 3, padding: 1, bias: false, dtype: dtype, rng: &rng,
+      on: backend)
+    for conv in [conv1, conv2] {
+      conv.weight.value = try .normal(
+        conv.weight.value.shape, std: 0.01, dtype: dtype, rng: &rng, on: backend)
+    }
+    norm1 = try GroupNorm(groups: groups, channels: channels, dtype: dtype, on: backend)
+    norm2 = try GroupNorm(groups: groups, channels: channels, dtype: dtype, on: backend)
+    norm3 = try GroupNorm(groups: groups, channels: channels, dtype: dtype, on: backend)
+    self.forward = forward
+    self.gradient = gradient
+    super.init()
+  }
+
+  /// f(z, x).
+  public func function(_ z: Tensor, _ x: Tensor) throws -> Tensor {
+    let y = try norm1(conv1(z).relu())
+    return try norm3((z + norm2(x + conv2(y))).relu())
+  }
+
+  public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    let (z, statistics) = try equilibrium(
+      { [unowned self] z, x in try self.function(z, x) }, input: x, parameters: self,
+      start: try x.detached.zerosLike(), forward: forward, gradient: gradient)
+    lastStatistics = statistics
+    return z
+  }
+}
