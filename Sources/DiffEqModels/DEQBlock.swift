@@ -7,7 +7,8 @@ import Kernels
 ///
 ///     f(z, x) = GN₃(ReLU(z + GN₂(x + conv₂(GN₁(ReLU(conv₁(z)))))))
 ///
-/// (the implicit block of the DEQ tutorial's MNIST model), found from z = 0 by `forward` and
+/// (the implicit block of the DEQ tutorial's MNIST model), found from z = 0 by `forward`, or, for
+/// the continuous DEQ, as the steady state of dz/dt = f(z, x) − z (`continuous`), and
 /// differentiated by `gradient`. The convolutions start at N(0, 0.01²), small enough that f is
 /// contractive at initialisation and the first solves converge.
 public final class DEQBlock: Module, UnaryLayer {
@@ -18,13 +19,17 @@ public final class DEQBlock: Module, UnaryLayer {
   public let norm3: GroupNorm
   public var forward: FixedPointOptions
   public var gradient: EquilibriumGradient
+  /// When set, z* is the steady state of dz/dt = f(z, x) − z integrated by these options
+  /// (the continuous DEQ) instead of a fixed-point search.
+  public var continuous: SteadyStateOptions?
   /// The work and outcome of the most recent solve (the backward fields fill in after
   /// backpropagation).
   public private(set) var lastStatistics = EquilibriumStatistics()
 
   public init(
     channels: Int, groups: Int? = nil, forward: FixedPointOptions, gradient: EquilibriumGradient,
-    dtype: DType = .float32, rng: inout RandomState, on backend: any Backend
+    continuous: SteadyStateOptions? = nil, dtype: DType = .float32, rng: inout RandomState,
+    on backend: any Backend
   ) throws {
     let groups = groups ?? GroupNorm.defaultGroups(channels: channels)
     conv1 = try Conv2d(
@@ -42,6 +47,7 @@ public final class DEQBlock: Module, UnaryLayer {
     norm3 = try GroupNorm(groups: groups, channels: channels, dtype: dtype, on: backend)
     self.forward = forward
     self.gradient = gradient
+    self.continuous = continuous
     super.init()
   }
 
@@ -52,9 +58,15 @@ public final class DEQBlock: Module, UnaryLayer {
   }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
-    let (z, statistics) = try equilibrium(
-      { [unowned self] z, x in try self.function(z, x) }, input: x, parameters: self,
-      start: try x.detached.zerosLike(), forward: forward, gradient: gradient)
+    let f = { [unowned self] (z: Tensor, x: Tensor) in try self.function(z, x) }
+    let start = try x.detached.zerosLike()
+    let (z, statistics) =
+      try continuous.map {
+        try steadyState(
+          f, input: x, parameters: self, start: start, options: $0, gradient: gradient)
+      }
+      ?? equilibrium(
+        f, input: x, parameters: self, start: start, forward: forward, gradient: gradient)
     lastStatistics = statistics
     return z
   }

@@ -10,6 +10,8 @@ public enum ModelArchitecture: String, Sendable, NamedSetting {
   case rknet
   /// A deep equilibrium block (`DEQBlock`) in place of the ODE block.
   case deq
+  /// The continuous DEQ: the same block, z* the steady state of dz/dt = f(z, x) − z.
+  case cdeq
 
   public static let settingName = "model"
 }

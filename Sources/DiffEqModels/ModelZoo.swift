@@ -27,6 +27,8 @@ public enum ModelZoo {
     public var deqForward = FixedPointOptions(tolerance: 1e-3, maxIterations: 30)
     public var deqGradient = EquilibriumGradient.implicit(
       FixedPointOptions(tolerance: 1e-3, maxIterations: 30))
+    /// The continuous DEQ's integration to its steady state.
+    public var deqSteadyState = SteadyStateOptions()
     public init() {}
   }
 
@@ -35,6 +37,7 @@ public enum ModelZoo {
   /// - `resnet`: `residualBlocks` residual blocks in place of the ODE block.
   /// - `rknet`: the ODE block's function, backpropagated directly through `rkSteps` RK4 steps.
   /// - `deq`: a `DEQBlock` solved by `deqForward`, differentiated by `deqGradient`.
+  /// - `cdeq`: the same block, its steady state integrated by `deqSteadyState`.
   public static func make(
     _ architecture: ModelArchitecture, _ c: Configuration, on backend: any Backend
   ) throws -> ImageClassifier {
@@ -58,12 +61,13 @@ public enum ModelZoo {
             dtype: c.dtype, rng: &rng, on: backend)
         ]
       }
-    case .deq:
+    case .deq, .cdeq:
       features = { rng in
         [
           try DEQBlock(
             channels: c.width, groups: c.normGroups, forward: c.deqForward,
-            gradient: c.deqGradient, dtype: c.dtype, rng: &rng, on: backend)
+            gradient: c.deqGradient, continuous: architecture == .cdeq ? c.deqSteadyState : nil,
+            dtype: c.dtype, rng: &rng, on: backend)
         ]
       }
     case .resnet:

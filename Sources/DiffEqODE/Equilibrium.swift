@@ -46,9 +46,25 @@ public func equilibrium(
   statistics.forwardIterations = found.iterations
   statistics.forwardResidual = found.relativeResidual
   statistics.forwardConverged = found.converged
-  let zStar = found.value
+  return (
+    try recordedEquilibrium(
+      f, zStar: found.value, input: x, parameters: parameters, gradient: gradient,
+      statistics: statistics),
+    statistics
+  )
+}
 
-  let value = zStar.recorded(from: [x] + paramValues) { g in
+/// `zStar`, a fixed point of f(·, x) found without recording, recorded as one node whose
+/// gradients with respect to `x` and the trainable parameters follow `gradient`; the backward
+/// solve's work goes into `statistics`.
+func recordedEquilibrium(
+  _ f: @escaping (Tensor, Tensor) throws -> Tensor, zStar: Tensor, input x: Tensor,
+  parameters: Module?, gradient: EquilibriumGradient, statistics: EquilibriumStatistics
+) throws -> Tensor {
+  let paramValues = parameters?.trainableParameters().map { $0.parameter.value } ?? []
+  let detachedParams = paramValues.map(\.detached)
+  let xDetached = x.detached
+  return zStar.recorded(from: [x] + paramValues) { g in
     var lambda = g.detached
     if case .implicit(let options) = gradient {
       // λ = g + (∂f/∂z)ᵀ λ at (z*, x), with f's parameters held at the forward values.
@@ -74,5 +90,4 @@ public func equilibrium(
     }
     return [gx[0]] + gp
   }
-  return (value, statistics)
 }

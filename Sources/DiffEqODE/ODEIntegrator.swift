@@ -42,6 +42,10 @@ struct ODEIntegrator {
   /// Adaptive solvers: receives, at the end of a solve, the step size the controller proposes
   /// next, so a following solve of a similar system can start there instead of probing.
   var onFinalStepProposal: ((Double) -> Void)? = nil
+  /// Adaptive solvers: checked after every accepted step with the new state and its derivative;
+  /// true ends the solve there, every remaining output taking that state (a steady state). Such
+  /// a solve also ends, rather than throws, at `maxSteps`.
+  var isSteady: ((_ y: [Tensor], _ dydt: [Tensor]) throws -> Bool)? = nil
 
   func evaluate(_ t: Double, _ y: [Tensor]) throws -> [Tensor] {
     onEvaluation()
@@ -205,7 +209,13 @@ struct ODEIntegrator {
     var next = 0
     var cutProposal: Double? = nil
     while next < times.count {
-      if steps >= options.maxSteps { throw ODEError.maxStepsReached(steps: steps, t: t) }
+      if steps >= options.maxSteps {
+        // A search for a steady state ends at its cap with the state it reached (its caller
+        // reports it as not converged); any other solve must reach its times.
+        guard isSteady != nil else { throw ODEError.maxStepsReached(steps: steps, t: t) }
+        while outputs.count < times.count { outputs.append(y) }
+        return outputs
+      }
       steps += 1
       // The last step is cut to end at tEnd; the controller's own proposal is kept for the
       // next solve, which the cut step would understate.
@@ -235,6 +245,10 @@ struct ODEIntegrator {
         t = next == times.count ? tEnd : t + h
         y = step.y1
         k1 = tableau.fsal ? step.stages[tableau.stages - 1] : try evaluate(t, y)
+        if next < times.count, let isSteady, try isSteady(y, k1) {
+          while outputs.count < times.count { outputs.append(y) }
+          return outputs
+        }
         var factor =
           options.safety * Foundation.pow(max(error, 1e-10), -alpha)
           * Foundation.pow(previousError, beta)

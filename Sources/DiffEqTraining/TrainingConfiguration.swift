@@ -184,6 +184,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     let solve = FixedPointOptions(
       method: method, tolerance: deqTolerance ?? 1e-3, maxIterations: deqIterations ?? 30)
     c.deqForward = solve
+    // The continuous DEQ integrates with the run's solver when it is adaptive, to the DEQ
+    // tolerance, with the DEQ iteration cap as its step cap.
+    c.deqSteadyState = SteadyStateOptions(
+      solver: solver.isAdaptive ? solver : .dopri5, rtol: solve.tolerance,
+      atol: solve.tolerance, maxSteps: solve.maxIterations)
     c.deqGradient = deqGradient == .jfb ? .jacobianFree : .implicit(solve)
     return c
   }

@@ -5,7 +5,7 @@ import Foundation
 /// `runner train`: trains a classifier from the model zoo on an image data set.
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Train ODE-Net, RK-Net, a DEQ or ResNet on MNIST, Fashion-MNIST or CIFAR.",
+    abstract: "Train ODE-Net, RK-Net, a (continuous) DEQ or ResNet on MNIST or CIFAR.",
     discussion: """
       With no arguments: ODE-Net (dopri5, rtol = atol = 1e-3, backsolve adjoint) on the bundled \
       MNIST subset in data/mnist-5k, written to runs/latest. Settings come from the defaults, \

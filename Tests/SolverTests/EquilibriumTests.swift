@@ -202,6 +202,35 @@ final class EquilibriumTests: XCTestCase {
     XCTAssertGreaterThan(relativeError(jfb, implicitExpected), 1e-3, "the two rules must differ")
   }
 
+  /// The continuous DEQ's steady state of dz/dt = f(z, x) − z is the fixed-point search's z*,
+  /// for every adaptive solver; a step cap too small to reach it is reported, not thrown.
+  func testSteadyStateIsTheFixedPoint() throws {
+    let field = try Field(dim: 5, input: 3, contraction: 0.8, nonlinear: true, seed: 9, on: cpu)
+    var rng = RandomState(seed: 10)
+    let x = try Tensor.normal([3, 3], dtype: .float64, rng: &rng, on: cpu)
+    let start = try Tensor.zeros([3, 5], dtype: .float64, on: cpu)
+    let (root, _) = try equilibrium(
+      { try field($0, $1) }, input: x, parameters: field, start: start,
+      forward: FixedPointOptions(tolerance: 1e-12, maxIterations: 500))
+    for solver in [ODESolver.dopri5, .tsit5, .bosh3] {
+      let (z, stats) = try steadyState(
+        { try field($0, $1) }, input: x, parameters: field, start: start,
+        options: SteadyStateOptions(solver: solver, rtol: 1e-9, atol: 1e-9, maxSteps: 5000))
+      XCTAssertTrue(stats.forwardConverged, "\(solver)")
+      XCTAssertLessThan(
+        relativeError(try z.toDoubles(), try root.toDoubles()), 1e-7, "\(solver)")
+      XCTAssertGreaterThan(stats.forwardIterations, 0)
+    }
+    let (_, capped) = try steadyState(
+      { try field($0, $1) }, input: x, parameters: field, start: start,
+      options: SteadyStateOptions(rtol: 1e-12, atol: 1e-12, maxSteps: 3))
+    XCTAssertFalse(capped.forwardConverged)
+    XCTAssertThrowsError(
+      try steadyState(
+        { try field($0, $1) }, input: x, parameters: field, start: start,
+        options: SteadyStateOptions(solver: .rk4)))
+  }
+
   /// A cap reached is reported, not thrown; a NaN residual is an error naming the iteration.
   func testNonConvergenceIsReportedAndNaNIsAnError() throws {
     let start = try Tensor([1, 2], shape: [1, 2], dtype: .float64, on: cpu)

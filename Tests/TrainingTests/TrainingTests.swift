@@ -63,11 +63,15 @@ final class TrainingTests: XCTestCase {
     }
   }
 
-  /// A DEQ classifier trains with either gradient: the loss falls, and the metrics report the
-  /// fixed-point evaluations (backward ones only for the implicit gradient).
+  /// A DEQ classifier trains with either gradient, and the continuous DEQ too: the loss falls,
+  /// and the metrics report the evaluations of f (backward ones only for the implicit gradient).
   func testDEQTrainsWithImplicitAndJacobianFreeGradients() throws {
-    for gradient in [TrainingConfiguration.EquilibriumGradientKind.implicit, .jfb] {
-      var c = configuration(.deq)
+    for (model, gradient) in [
+      (ModelArchitecture.deq, TrainingConfiguration.EquilibriumGradientKind.implicit),
+      (.deq, .jfb), (.cdeq, .implicit),
+    ] {
+      var c = configuration(model)
+      c.solver = .dopri5
       c.limit = 256
       c.epochs = 3
       c.deqGradient = gradient
@@ -75,8 +79,8 @@ final class TrainingTests: XCTestCase {
       let trainer = try Trainer(c, backend: CPUBackend(), train: train, test: test)
       var history: [EpochMetrics] = []
       while !trainer.isFinished { history.append(try XCTUnwrap(try trainer.trainEpoch { _ in })) }
-      XCTAssertLessThan(history.last!.trainLoss, history.first!.trainLoss, "\(gradient)")
-      XCTAssertGreaterThan(history.last!.nfeForward, 1, "\(gradient)")
+      XCTAssertLessThan(history.last!.trainLoss, history.first!.trainLoss, "\(model) \(gradient)")
+      XCTAssertGreaterThan(history.last!.nfeForward, 1, "\(model) \(gradient)")
       if gradient == .implicit {
         XCTAssertGreaterThan(history.last!.nfeBackward, 0)
       } else {
