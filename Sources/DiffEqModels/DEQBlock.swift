@@ -11,12 +11,22 @@ import Kernels
 /// the continuous DEQ, as the steady state of dz/dt = f(z, x) − z (`continuous`), and
 /// differentiated by `gradient`. The convolutions start at N(0, 0.01²), small enough that f is
 /// contractive at initialisation and the first solves converge.
+///
+/// Skip DEQ and Skip Reg. DEQ (Pal, Edelman, Rackauckas) start the solve from an explicit
+/// prediction z₀ instead of 0 and add λ·mean|z₀ − z*| to the loss (`regularizer`), z* not
+/// detached, as the authors' code does, so the regulariser also pulls z* towards z₀: Skip DEQ
+/// predicts z₀ = g_φ(x) = ReLU(GN(conv(x))) with a network of its own, Skip Reg. DEQ uses
+/// z₀ = f(0, x) and no extra network.
 public final class DEQBlock: Module, UnaryLayer {
   public let conv1: Conv2d
   public let norm1: GroupNorm
   public let conv2: Conv2d
   public let norm2: GroupNorm
   public let norm3: GroupNorm
+  /// Skip DEQ's predictor g_φ (nil otherwise).
+  public let predictorConv: Conv2d?
+  public let predictorNorm: GroupNorm?
+  public let skip: SkipStart?
   public var forward: FixedPointOptions
   public var gradient: EquilibriumGradient
   /// When set, z* is the steady state of dz/dt = f(z, x) − z integrated by these options
@@ -25,11 +35,22 @@ public final class DEQBlock: Module, UnaryLayer {
   /// The work and outcome of the most recent solve (the backward fields fill in after
   /// backpropagation).
   public private(set) var lastStatistics = EquilibriumStatistics()
+  /// The Skip variants' λ·mean|z₀ − z*| from the most recent forward pass, to be added to the
+  /// loss (nil without a skip start).
+  public private(set) var regularizer: Tensor?
+
+  /// Where a Skip variant starts its solve.
+  public enum SkipStart: Sendable, Equatable {
+    /// Skip DEQ: z₀ = g_φ(x), weight λ of the regulariser.
+    case predicted(weight: Double)
+    /// Skip Reg. DEQ: z₀ = f(0, x), weight λ of the regulariser.
+    case firstIterate(weight: Double)
+  }
 
   public init(
     channels: Int, groups: Int? = nil, forward: FixedPointOptions, gradient: EquilibriumGradient,
-    continuous: SteadyStateOptions? = nil, dtype: DType = .float32, rng: inout RandomState,
-    on backend: any Backend
+    continuous: SteadyStateOptions? = nil, skip: SkipStart? = nil, dtype: DType = .float32,
+    rng: inout RandomState, on backend: any Backend
   ) throws {
     let groups = groups ?? GroupNorm.defaultGroups(channels: channels)
     conv1 = try Conv2d(
@@ -48,6 +69,15 @@ public final class DEQBlock: Module, UnaryLayer {
     self.forward = forward
     self.gradient = gradient
     self.continuous = continuous
+    self.skip = skip
+    if case .predicted = skip {
+      predictorConv = try Conv2d(
+        channels, channels, kernelSize: 3, padding: 1, dtype: dtype, rng: &rng, on: backend)
+      predictorNorm = try GroupNorm(groups: groups, channels: channels, dtype: dtype, on: backend)
+    } else {
+      predictorConv = nil
+      predictorNorm = nil
+    }
     super.init()
   }
 
@@ -59,7 +89,17 @@ public final class DEQBlock: Module, UnaryLayer {
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
     let f = { [unowned self] (z: Tensor, x: Tensor) in try self.function(z, x) }
-    let start = try x.detached.zerosLike()
+    // The Skip variants' explicit prediction, recorded: the regulariser differentiates it.
+    let prediction: Tensor?
+    switch skip {
+    case .predicted:
+      prediction = try predictorNorm!(predictorConv!(x)).relu()
+    case .firstIterate:
+      prediction = try function(try x.zerosLike(), x)
+    case nil:
+      prediction = nil
+    }
+    let start = try prediction?.detached ?? x.detached.zerosLike()
     let (z, statistics) =
       try continuous.map {
         try steadyState(
@@ -68,6 +108,12 @@ public final class DEQBlock: Module, UnaryLayer {
       ?? equilibrium(
         f, input: x, parameters: self, start: start, forward: forward, gradient: gradient)
     lastStatistics = statistics
+    switch (skip, prediction) {
+    case (.predicted(let weight)?, let p?), (.firstIterate(let weight)?, let p?):
+      regularizer = try (p - z).abs().mean() * weight
+    default:
+      regularizer = nil
+    }
     return z
   }
 }

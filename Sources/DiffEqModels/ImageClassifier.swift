@@ -56,6 +56,10 @@ public final class ImageClassifier: Module, UnaryLayer {
     return try classifier(headNorm(h).relu().globalAvgPool())
   }
 
+  /// What the most recent forward pass adds to the training loss besides the task's own (the
+  /// Skip DEQs' regulariser), recorded; nil when nothing.
+  public var auxiliaryLoss: Tensor? { (features.first as? DEQBlock)?.regularizer }
+
   /// The function evaluations of the solver block's most recent pass (ODE-Net, RK-Net, DEQ).
   public var functionEvaluations: FunctionEvaluations? {
     switch features.first {

@@ -12,6 +12,19 @@ public enum ModelArchitecture: String, Sendable, NamedSetting {
   case deq
   /// The continuous DEQ: the same block, z* the steady state of dz/dt = f(z, x) − z.
   case cdeq
+  /// Skip DEQ: the solve starts from a predictor network's z₀, regularised towards z*.
+  case skipDEQ = "skip-deq"
+  /// Skip DEQ, continuous.
+  case skipCDEQ = "skip-cdeq"
+  /// Skip Reg. DEQ: the solve starts from f(0, x), regularised towards z*.
+  case skipRegDEQ = "skipreg-deq"
+  /// Skip Reg. DEQ, continuous.
+  case skipRegCDEQ = "skipreg-cdeq"
+
+  /// Whether the model's block is a `DEQBlock`.
+  public var isEquilibrium: Bool { ![.odenet, .resnet, .rknet].contains(self) }
+  /// Whether a DEQ's fixed point is a steady state (the continuous variants).
+  public var isContinuous: Bool { [.cdeq, .skipCDEQ, .skipRegCDEQ].contains(self) }
 
   public static let settingName = "model"
 }

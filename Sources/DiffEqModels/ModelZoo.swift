@@ -29,6 +29,8 @@ public enum ModelZoo {
       FixedPointOptions(tolerance: 1e-3, maxIterations: 30))
     /// The continuous DEQ's integration to its steady state.
     public var deqSteadyState = SteadyStateOptions()
+    /// The weight λ of the Skip variants' regulariser λ·mean|z₀ − z*|.
+    public var skipWeight = 0.01
     public init() {}
   }
 
@@ -38,6 +40,8 @@ public enum ModelZoo {
   /// - `rknet`: the ODE block's function, backpropagated directly through `rkSteps` RK4 steps.
   /// - `deq`: a `DEQBlock` solved by `deqForward`, differentiated by `deqGradient`.
   /// - `cdeq`: the same block, its steady state integrated by `deqSteadyState`.
+  /// - `skip-deq`, `skip-cdeq`, `skipreg-deq`, `skipreg-cdeq`: their Skip and Skip Reg. variants,
+  ///   regularised with weight `skipWeight` (`ImageClassifier.auxiliaryLoss`).
   public static func make(
     _ architecture: ModelArchitecture, _ c: Configuration, on backend: any Backend
   ) throws -> ImageClassifier {
@@ -61,12 +65,19 @@ public enum ModelZoo {
             dtype: c.dtype, rng: &rng, on: backend)
         ]
       }
-    case .deq, .cdeq:
+    case .deq, .cdeq, .skipDEQ, .skipCDEQ, .skipRegDEQ, .skipRegCDEQ:
+      let skip: DEQBlock.SkipStart? =
+        switch architecture {
+        case .skipDEQ, .skipCDEQ: .predicted(weight: c.skipWeight)
+        case .skipRegDEQ, .skipRegCDEQ: .firstIterate(weight: c.skipWeight)
+        default: nil
+        }
       features = { rng in
         [
           try DEQBlock(
             channels: c.width, groups: c.normGroups, forward: c.deqForward,
-            gradient: c.deqGradient, continuous: architecture == .cdeq ? c.deqSteadyState : nil,
+            gradient: c.deqGradient,
+            continuous: architecture.isContinuous ? c.deqSteadyState : nil, skip: skip,
             dtype: c.dtype, rng: &rng, on: backend)
         ]
       }

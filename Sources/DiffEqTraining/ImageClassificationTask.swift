@@ -51,7 +51,8 @@ public final class ImageClassificationTask: TrainingTask {
   ) {
     let (images, labels) = try batch.tensors(on: backend)
     let logits = try classifier(images)
-    let loss = try logits.softmaxCrossEntropy(labels: labels)
+    var loss = try logits.softmaxCrossEntropy(labels: labels)
+    if let extra = classifier.auxiliaryLoss { loss = try loss + extra }
     let detached = logits.detached
     return (loss, { ["accuracy": Double(try Self.correctCount(detached, batch.labels))] })
   }

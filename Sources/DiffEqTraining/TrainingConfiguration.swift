@@ -61,6 +61,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var deqIterations: Int? = nil
   /// DEQ's gradient (nil: `.implicit`).
   public var deqGradient: EquilibriumGradientKind? = nil
+  /// The Skip DEQs' regulariser weight λ in λ·mean|z₀ − z*| (nil: 0.01, the paper's).
+  public var skipWeight: Double? = nil
 
   /// The fixed-point methods a DEQ can use.
   public enum FixedPointKind: String, Sendable, NamedSetting {
@@ -147,6 +149,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     try check("limit", limit, 0...Int.max)
     if let n = checkpointEvery { try check("checkpoint-every", n, 1...Int.max) }
     if let n = deqIterations { try check("DEQ iterations", n, 1...Limits.rkSteps) }
+    if let w = skipWeight, !(w >= 0 && w.isFinite) {
+      throw fail("skip weight must be finite and not negative, got \(w)")
+    }
     if let t = deqTolerance, !(t > 0 && t.isFinite) {
       throw fail("DEQ tolerance must be positive and finite, got \(t)")
     }
@@ -184,6 +189,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     let solve = FixedPointOptions(
       method: method, tolerance: deqTolerance ?? 1e-3, maxIterations: deqIterations ?? 30)
     c.deqForward = solve
+    c.skipWeight = skipWeight ?? 0.01
     // The continuous DEQ integrates with the run's solver when it is adaptive, to the DEQ
     // tolerance, with the DEQ iteration cap as its step cap.
     c.deqSteadyState = SteadyStateOptions(

@@ -48,6 +48,8 @@ struct SettingFlags: ParsableArguments {
   var deqIterations: Int?
   @Option(help: "DEQ's gradient: implicit or jfb (Jacobian-free) (default: implicit).")
   var deqGradient: TrainingConfiguration.EquilibriumGradientKind?
+  @Option(help: "Skip DEQs' regulariser weight in w·mean|z0 - z*| (default: 0.01).")
+  var skipWeight: Double?
   @Option(help: "Also checkpoint every N batches within an epoch (default: at its end only).")
   var checkpointEvery: Int?
   @Option(

@@ -231,6 +231,47 @@ final class EquilibriumTests: XCTestCase {
         options: SteadyStateOptions(solver: .rk4)))
   }
 
+  /// Started at its fixed point, a search stops after its first check: what makes a perfect
+  /// Skip DEQ predictor free.
+  func testAPerfectStartStopsAtTheFirstCheck() throws {
+    let field = try Field(dim: 4, input: 2, contraction: 0.5, nonlinear: true, seed: 11, on: cpu)
+    var rng = RandomState(seed: 12)
+    let x = try Tensor.normal([2, 2], dtype: .float64, rng: &rng, on: cpu)
+    let options = FixedPointOptions(tolerance: 1e-6, maxIterations: 100)
+    let (root, _) = try equilibrium(
+      { try field($0, $1) }, input: x, parameters: field,
+      start: try Tensor.zeros([2, 4], dtype: .float64, on: cpu),
+      forward: FixedPointOptions(tolerance: 1e-14, maxIterations: 500))
+    let (_, stats) = try equilibrium(
+      { try field($0, $1) }, input: x, parameters: field, start: root, forward: options)
+    XCTAssertEqual(stats.forwardIterations, 1)
+  }
+
+  /// The Skip variants' regulariser reaches the predictor (Skip DEQ) and f's parameters (Skip
+  /// Reg. DEQ, through f(0, x) and through z*, which is not detached).
+  func testSkipRegulariserReachesWhatItShould() throws {
+    var c = ModelZoo.Configuration()
+    c.width = 8
+    c.dtype = .float64
+    var rng = RandomState(seed: 13)
+    let x = try Tensor.normal([2, 8, 6, 6], dtype: .float64, rng: &rng, on: cpu)
+    for (skip, probe) in [
+      (DEQBlock.SkipStart.predicted(weight: 0.01), "predictorConv.weight"),
+      (.firstIterate(weight: 0.01), "conv1.weight"),
+    ] {
+      var seedRNG = RandomState(seed: 14)
+      let block = try DEQBlock(
+        channels: 8, forward: c.deqForward, gradient: c.deqGradient, skip: skip, dtype: .float64,
+        rng: &seedRNG, on: cpu)
+      let (_, grads) = try valueAndGrad(block) {
+        _ = try block(x)
+        return try XCTUnwrap(block.regularizer)
+      }
+      let g = try XCTUnwrap(grads[probe]).toDoubles()
+      XCTAssertGreaterThan(g.map { $0 * $0 }.reduce(0, +), 0, "\(skip): no gradient at \(probe)")
+    }
+  }
+
   /// A cap reached is reported, not thrown; a NaN residual is an error naming the iteration.
   func testNonConvergenceIsReportedAndNaNIsAnError() throws {
     let start = try Tensor([1, 2], shape: [1, 2], dtype: .float64, on: cpu)

@@ -78,7 +78,7 @@ final class HostileArgumentsTests: XCTestCase {
     XCTAssertEqual(status, 0, output)
     let url = dir.appendingPathComponent("checkpoint.safetensors")
     let before = try SafeTensorsFile.read(from: url)
-    let binary = TrainingTests.root.appendingPathComponent(".build/release/runner").path
+    let binary = try TrainingTests.builtRunner.get().path
     // 16 blocks of 512 bytes: room for config.json, not for a checkpoint. SIGXFSZ is ignored so
     // that the write fails instead of killing the process.
     let script = "ulimit -f 16; trap '' XFSZ; exec \"$0\" \"$@\""

@@ -23,10 +23,7 @@ final class InterruptionTests: XCTestCase {
 
   /// `runner` started in the background, its output going to a file.
   func start(_ arguments: [String], log: URL) throws -> Process {
-    let binary = TrainingTests.root.appendingPathComponent(".build/release/runner")
-    guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-      throw missing(.runner, "runner is not built at \(binary.path)")
-    }
+    let binary = try TrainingTests.builtRunner.get()
     FileManager.default.createFile(atPath: log.path, contents: nil)
     let process = Process()
     process.executableURL = binary

@@ -68,7 +68,7 @@ final class TrainingTests: XCTestCase {
   func testDEQTrainsWithImplicitAndJacobianFreeGradients() throws {
     for (model, gradient) in [
       (ModelArchitecture.deq, TrainingConfiguration.EquilibriumGradientKind.implicit),
-      (.deq, .jfb), (.cdeq, .implicit),
+      (.deq, .jfb), (.cdeq, .implicit), (.skipDEQ, .implicit), (.skipRegCDEQ, .jfb),
     ] {
       var c = configuration(model)
       c.solver = .dopri5
@@ -182,35 +182,27 @@ final class TrainingTests: XCTestCase {
   static func runner(
     _ arguments: [String], in directory: URL = root, environment: [String: String] = [:]
   ) throws -> (Int32, String) {
-    let binary = Self.root.appendingPathComponent(".build/release/runner")
+    try run(try builtRunner.get().path, arguments, in: directory, environment: environment)
+  }
+
+  /// The release `runner`, built once per test process into a scratch folder of its own
+  /// (`.build-cli`: SwiftPM's lock on `.build` is held by the test run), so the CLI tests never
+  /// run a binary older than the sources.
+  static let builtRunner = Result<URL, Error> {
+    let scratch = root.appendingPathComponent(".build-cli").path
+    let common = ["build", "-c", "release", "--product", "runner", "--scratch-path", scratch]
+    let (status, output) = try run("/usr/bin/env", ["swift"] + common)
+    guard status == 0 else {
+      throw missing(.runner, "runner did not build:\n\(output.suffix(2000))")
+    }
+    let (_, path) = try run("/usr/bin/env", ["swift"] + common + ["--show-bin-path"])
+    let binary = URL(fileURLWithPath: path.trimmingCharacters(in: .whitespacesAndNewlines))
+      .appendingPathComponent("runner")
     guard FileManager.default.isExecutableFile(atPath: binary.path) else {
       throw missing(.runner, "runner is not built at \(binary.path)")
     }
-    if let stale = staleSource {
-      XCTFail("runner at \(binary.path) is older than \(stale): rebuild before these tests")
-    }
-    return try run(binary.path, arguments, in: directory, environment: environment)
+    return binary
   }
-
-  /// A source file newer than the built runner, if any: CLI tests of a stale binary would test
-  /// code that no longer exists.
-  static let staleSource: String? = {
-    let fm = FileManager.default
-    let binary = root.appendingPathComponent(".build/release/runner").path
-    guard let built = (try? fm.attributesOfItem(atPath: binary))?[.modificationDate] as? Date
-    else { return nil }
-    let sources = root.appendingPathComponent("Sources")
-    for case let path as String in fm.enumerator(atPath: sources.path) ?? .init()
-    where path.hasSuffix(".swift") || path.hasSuffix(".c") || path.hasSuffix(".h") {
-      let full = sources.appendingPathComponent(path).path
-      if let date = (try? fm.attributesOfItem(atPath: full))?[.modificationDate] as? Date,
-        date > built
-      {
-        return "Sources/\(path)"
-      }
-    }
-    return nil
-  }()
 
   /// Runs `executable` with `arguments` and returns its exit status and combined output; a
   /// process that ends by a signal fails the test.
