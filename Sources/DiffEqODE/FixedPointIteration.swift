@@ -54,7 +54,7 @@ public struct FixedPointResult {
 /// Finds z = F(z) from `start` without recording anything (F's inputs are detached); the leading
 /// axis of the state is the batch, over which Anderson's weights are solved sample by sample.
 ///
-/// One host read per iteration (the residual norms and, for Anderson, the new inner products);
+/// One host read per iteration for the residual norms, and one for Anderson's new inner products;
 /// memory holds at most `memory` pairs of iterates. A non-finite residual is an error naming the
 /// iteration, never a silently wrong answer.
 public func findFixedPoint(
@@ -68,17 +68,20 @@ public func findFixedPoint(
   let batch = start.shape[0]
   let width = start.count / batch
   var z = start.detached
+  /// The result at evaluation `k` of F (at z, giving fz), or nil to go on.
+  func finished(_ k: Int, _ z: Tensor, _ fz: Tensor) throws -> FixedPointResult? {
+    let (residual, scale) = try residualNorms(fz, z)
+    let relative = try relativeResidual(residual, scale, iteration: k)
+    guard relative <= options.tolerance || k == options.maxIterations else { return nil }
+    return FixedPointResult(
+      value: z, iterations: k, relativeResidual: relative,
+      converged: relative <= options.tolerance)
+  }
   switch options.method {
   case .iteration:
     for k in 1...options.maxIterations {
       let fz = try f(z).detached
-      let (residual, scale) = try residualNorms(fz, z)
-      let relative = try relativeResidual(residual, scale, iteration: k)
-      if relative <= options.tolerance || k == options.maxIterations {
-        return FixedPointResult(
-          value: z, iterations: k, relativeResidual: relative,
-          converged: relative <= options.tolerance)
-      }
+      if let result = try finished(k, z, fz) { return result }
       z = fz
     }
   case .anderson(let memory, let mixing):
@@ -86,15 +89,8 @@ public func findFixedPoint(
     for k in 1...options.maxIterations {
       let fz = try f(z).detached
       let g = try (fz - z).reshaped([batch, width])
-      // One read: this step's residual norms and its inner products with the history.
       let products = try anderson.innerProducts(with: g)
-      let (residual, scale) = try residualNorms(fz, z)
-      let relative = try relativeResidual(residual, scale, iteration: k)
-      if relative <= options.tolerance || k == options.maxIterations {
-        return FixedPointResult(
-          value: z, iterations: k, relativeResidual: relative,
-          converged: relative <= options.tolerance)
-      }
+      if let result = try finished(k, z, fz) { return result }
       anderson.append(
         z: try z.reshaped([batch, width]), fz: try fz.reshaped([batch, width]), g: g,
         products: products)

@@ -212,22 +212,7 @@ final class AdjointTests: XCTestCase {
       numeric.append((plus - minus) / (2 * eps))
     }
     y0Current = y0
-    for (_, p) in model.trainableParameters() {
-      var values = try p.value.toDoubles()
-      let shape = p.value.shape
-      for i in values.indices {
-        let v = values[i]
-        values[i] = v + eps
-        p.value = try Tensor(values, shape: shape, dtype: .float64, on: cpu)
-        let plus = try loss()
-        values[i] = v - eps
-        p.value = try Tensor(values, shape: shape, dtype: .float64, on: cpu)
-        let minus = try loss()
-        values[i] = v
-        p.value = try Tensor(values, shape: shape, dtype: .float64, on: cpu)
-        numeric.append((plus - minus) / (2 * eps))
-      }
-    }
+    numeric += try parameterCentralDifferences(model, eps: eps, on: cpu, loss)
     let e = relativeError(analytic, numeric)
     XCTAssertLessThan(
       e, bound,

@@ -143,22 +143,7 @@ final class EquilibriumTests: XCTestCase {
         xv[i] = v
         numeric.append((plus - minus) / (2 * eps))
       }
-      for (_, p) in field.trainableParameters() {
-        var values = try p.value.toDoubles()
-        let shape = p.value.shape
-        for i in values.indices {
-          let v = values[i]
-          values[i] = v + eps
-          p.value = try Tensor(values, shape: shape, dtype: .float64, on: backend)
-          let plus = try loss(x)
-          values[i] = v - eps
-          p.value = try Tensor(values, shape: shape, dtype: .float64, on: backend)
-          let minus = try loss(x)
-          values[i] = v
-          p.value = try Tensor(values, shape: shape, dtype: .float64, on: backend)
-          numeric.append((plus - minus) / (2 * eps))
-        }
-      }
+      numeric += try parameterCentralDifferences(field, eps: eps, on: backend) { try loss(x) }
       let e = relativeError(analytic, numeric)
       XCTAssertLessThan(
         e, 1e-6, "implicit gradients vs central differences on \(backend.name): \(e)")

@@ -53,3 +53,28 @@ func flatGradients(_ model: Module, _ gx: Tensor, _ gp: [Tensor]) throws -> [Dou
   for g in gp { out += try g.toDoubles() }
   return out
 }
+
+/// Central differences (step `eps`) of `loss` with respect to every trainable parameter entry of
+/// `model`, in `trainableParameters()` order; each parameter is restored after its entries.
+func parameterCentralDifferences(
+  _ model: Module, eps: Double, on backend: any Backend, _ loss: () throws -> Double
+) throws -> [Double] {
+  var out: [Double] = []
+  for (_, p) in model.trainableParameters() {
+    var values = try p.value.toDoubles()
+    let shape = p.value.shape
+    for i in values.indices {
+      let v = values[i]
+      values[i] = v + eps
+      p.value = try Tensor(values, shape: shape, dtype: .float64, on: backend)
+      let plus = try loss()
+      values[i] = v - eps
+      p.value = try Tensor(values, shape: shape, dtype: .float64, on: backend)
+      let minus = try loss()
+      values[i] = v
+      p.value = try Tensor(values, shape: shape, dtype: .float64, on: backend)
+      out.append((plus - minus) / (2 * eps))
+    }
+  }
+  return out
+}
