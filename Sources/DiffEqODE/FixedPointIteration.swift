@@ -54,7 +54,7 @@ public struct FixedPointResult {
 /// Finds z = F(z) from `start` without recording anything (F's inputs are detached); the leading
 /// axis of the state is the batch, over which Anderson's weights are solved sample by sample.
 ///
-/// One host read per iteration for the residual norms, and one for Anderson's new inner products;
+/// One host read per iteration (the residual norms and, for Anderson, its new inner products);
 /// memory holds at most `memory` pairs of iterates. A non-finite residual is an error naming the
 /// iteration, never a silently wrong answer.
 public func findFixedPoint(
@@ -68,9 +68,11 @@ public func findFixedPoint(
   let batch = start.shape[0]
   let width = start.count / batch
   var z = start.detached
-  /// The result at evaluation `k` of F (at z, giving fz), or nil to go on.
-  func finished(_ k: Int, _ z: Tensor, _ fz: Tensor) throws -> FixedPointResult? {
-    let (residual, scale) = try residualNorms(fz, z)
+  /// The result at evaluation `k` of F at z, whose ‖F(z) − z‖² and ‖F(z)‖² are `residual` and
+  /// `scale`, or nil to go on.
+  func finished(_ k: Int, _ z: Tensor, residual: Double, scale: Double) throws
+    -> FixedPointResult?
+  {
     let relative = try relativeResidual(residual, scale, iteration: k)
     guard relative <= options.tolerance || k == options.maxIterations else { return nil }
     return FixedPointResult(
@@ -81,19 +83,22 @@ public func findFixedPoint(
   case .iteration:
     for k in 1...options.maxIterations {
       let fz = try f(z).detached
-      if let result = try finished(k, z, fz) { return result }
+      let (residual, scale) = try residualNorms(fz, z)
+      if let result = try finished(k, z, residual: residual, scale: scale) { return result }
       z = fz
     }
   case .anderson(let memory, let mixing):
     var anderson = AndersonHistory(memory: memory, batch: batch, width: width)
     for k in 1...options.maxIterations {
-      let fz = try f(z).detached
-      let g = try (fz - z).reshaped([batch, width])
-      let products = try anderson.innerProducts(with: g)
-      if let result = try finished(k, z, fz) { return result }
-      anderson.append(
-        z: try z.reshaped([batch, width]), fz: try fz.reshaped([batch, width]), g: g,
-        products: products)
+      let fz = try f(z).detached.reshaped([batch, width])
+      let g = try fz - z.reshaped([batch, width])
+      // One read: the new inner products, whose g·g summed over the batch is ‖F(z) − z‖², and
+      // ‖F(z)‖² per sample.
+      let (products, fzSquares) = try anderson.innerProducts(with: g, scaleOf: fz)
+      let residual = products.reduce(0) { $0 + $1.last! }
+      let scale = fzSquares.reduce(0, +)
+      if let result = try finished(k, z, residual: residual, scale: scale) { return result }
+      anderson.append(z: try z.reshaped([batch, width]), fz: fz, g: g, products: products)
       z = try anderson.next(mixing: mixing).reshaped(start.shape)
     }
   }
@@ -137,12 +142,15 @@ struct AndersonHistory {
     gram = Array(repeating: [], count: batch)
   }
 
-  /// Per sample, g·gᵢ for each gᵢ kept once the oldest is dropped, then g·g: [batch][history + 1].
-  func innerProducts(with g: Tensor) throws -> [[Double]] {
+  /// Per sample, g·gᵢ for each gᵢ kept once the oldest is dropped, then g·g ([batch][history +
+  /// 1]), and `fz`·`fz` ([batch]), in one read.
+  func innerProducts(with g: Tensor, scaleOf fz: Tensor) throws -> ([[Double]], [Double]) {
     let kept = Array(gs.suffix(memory - 1))
     let columns = try (kept + [g]).map { try ($0 * g).sum(axes: [1]).reshaped([1, batch]) }
-    let flat = try Tensor.concat(columns, axis: 0).toDoubles()
-    return (0..<batch).map { b in (0..<columns.count).map { flat[$0 * batch + b] } }
+    let squares = try (fz * fz).sum(axes: [1]).reshaped([1, batch])
+    let flat = try Tensor.concat(columns + [squares], axis: 0).toDoubles()
+    let products = (0..<batch).map { b in (0..<columns.count).map { flat[$0 * batch + b] } }
+    return (products, Array(flat[(columns.count * batch)...]))
   }
 
   mutating func append(z: Tensor, fz: Tensor, g: Tensor, products: [[Double]]) {

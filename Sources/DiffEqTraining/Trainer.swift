@@ -72,8 +72,8 @@ public final class Trainer<Task: TrainingTask> {
         sums = metrics
         return loss
       }
-      let lossValue = try loss.item()
-      if let problem = try Self.nonFinite(loss: lossValue, gradients: grads) {
+      let (lossValue, problem) = try Self.inspect(loss: loss, gradients: grads)
+      if let problem {
         guard configuration.onNonFinite == .skip else {
           throw TensorError.invalidArgument(
             op: "training",
@@ -129,18 +129,20 @@ public final class Trainer<Task: TrainingTask> {
     return result
   }
 
-  /// What is not finite about a step, or nil. The gradients are checked through one sum of
-  /// squares per parameter, reduced on the device: an overflow to infinity counts as exploded.
-  static func nonFinite(loss: Double, gradients: [String: Tensor]) throws -> String? {
-    guard loss.isFinite else { return "the loss became \(loss)" }
-    var total: Tensor?
+  /// The step's loss, and what is not finite about the step (nil when all is). The gradients
+  /// are checked through their sum of squares, reduced on the device and read with the loss in
+  /// one transfer: an overflow to infinity counts as exploded.
+  static func inspect(loss: Tensor, gradients: [String: Tensor]) throws -> (
+    loss: Double, problem: String?
+  ) {
+    var values = [try loss.reshaped([1])]
     for (_, g) in gradients.sorted(by: { $0.key < $1.key }) {
-      let squares = try (g * g).sum()
-      total = try total.map { try $0 + squares } ?? squares
+      values.append(try (g * g).sum().reshaped([1]))
     }
-    guard let total else { return nil }
-    let norm = try total.item()
-    return norm.isFinite ? nil : "the gradient's squared norm became \(norm)"
+    let read = try Tensor.concat(values, axis: 0).toDoubles()
+    guard read[0].isFinite else { return (read[0], "the loss became \(read[0])") }
+    let norm = read.dropFirst().reduce(0, +)
+    return (read[0], norm.isFinite ? nil : "the gradient's squared norm became \(norm)")
   }
 
   // MARK: Checkpoints
