@@ -99,9 +99,12 @@ private let traversals = Atomic<UInt64>(0)
 /// Reverse-mode accumulation: the cotangents of `leaves` given the cotangents `seeds` of
 /// `outputs` (Σ_k seedsₖᵀ·∂outputsₖ/∂leaves).
 ///
-/// Leaves the outputs do not depend on get zero gradients. Rules are consumed: a graph is
-/// differentiated once, by one thread at a time.
-func backpropagate(_ outputs: [Tensor], seeds: [Tensor], to leaves: [Tensor]) throws -> [Tensor] {
+/// Leaves the outputs do not depend on get zero gradients. Rules are consumed, so that
+/// intermediates are freed as soon as possible, unless `retainingGraph` (the graph can then be
+/// differentiated again, e.g. for another seed); a graph is differentiated by one thread at a time.
+func backpropagate(
+  _ outputs: [Tensor], seeds: [Tensor], to leaves: [Tensor], retainingGraph: Bool = false
+) throws -> [Tensor] {
   let traversal = traversals.add(1, ordering: .relaxed).newValue
   var roots: [GradNode] = []
   var touched: [GradNode] = []
@@ -124,7 +127,7 @@ func backpropagate(_ outputs: [Tensor], seeds: [Tensor], to leaves: [Tensor]) th
     guard let g = node.cotangent, let rule = node.rule else { continue }
     if node.requestedIn != traversal { node.cotangent = nil }
     let inputGrads = try rule(g)
-    node.rule = nil
+    if !retainingGraph { node.rule = nil }
     for (parent, pg) in zip(node.inputs, inputGrads) {
       guard let parent, let pg else { continue }
       if let existing = parent.cotangent {
@@ -190,4 +193,20 @@ public func vjp(
   let y = try f(leaves)
   let grads = try backpropagate([y], seeds: [cotangent], to: leaves)
   return (y.detached, grads)
+}
+
+/// `f(x)` and its pullback u ↦ uᵀ·∂f/∂x, which can be applied to any number of cotangents: f is
+/// recorded once, and its graph (one evaluation's intermediates) lives as long as the pullback.
+/// For a linear solve by vector-Jacobian products (an implicit gradient's), where a `vjp` per
+/// product would evaluate f again each time. The rules of f's ops must not depend on state that
+/// changes between calls (none of the library's do).
+public func pullback(at x: Tensor, _ f: (Tensor) throws -> Tensor) throws -> (
+  value: Tensor, pullback: (Tensor) throws -> Tensor
+) {
+  let leaf = x.trackingGradients()
+  let y = try f(leaf)
+  return (
+    y.detached,
+    { u in try backpropagate([y], seeds: [u], to: [leaf], retainingGraph: true)[0] }
+  )
 }

@@ -38,12 +38,18 @@ extension Tensor {
       buffer, weight.buffer, bias: bias?.buffer, out.buffer, outChannels: o, g, dtype: dtype)
     let (x, w) = (detached, weight.detached)
     let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
+    // Only the cotangents of tracked inputs are computed: a network's first convolution needs no
+    // ∂L/∂image, and a VJP with respect to the state alone (an implicit gradient's linear solve)
+    // no ∂L/∂W.
+    let (needsInput, needsWeight, needsBias) = (
+      isTracked, weight.isTracked, bias?.isTracked == true
+    )
     return out.recorded(from: inputs) { gy in
       var grads: [Tensor?] = [
-        try Tensor.conv2dBackwardData(gy, weight: w, geometry: g),
-        try Tensor.conv2dBackwardWeights(gy, input: x, geometry: g),
+        needsInput ? try Tensor.conv2dBackwardData(gy, weight: w, geometry: g) : nil,
+        needsWeight ? try Tensor.conv2dBackwardWeights(gy, input: x, geometry: g) : nil,
       ]
-      if inputs.count == 3 { grads.append(try gy.sum(axes: [0, 2, 3])) }
+      if inputs.count == 3 { grads.append(needsBias ? try gy.sum(axes: [0, 2, 3]) : nil) }
       return grads
     }
   }

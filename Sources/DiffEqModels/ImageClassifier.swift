@@ -58,7 +58,10 @@ public final class ImageClassifier: Module, UnaryLayer {
 
   /// What the most recent forward pass adds to the training loss besides the task's own (the
   /// Skip DEQs' regulariser), recorded; nil when nothing.
-  public var auxiliaryLoss: Tensor? { (features.first as? DEQBlock)?.regularizer }
+  public var auxiliaryLoss: Tensor? { equilibriumBlock?.regularizer }
+
+  /// The equilibrium block, for the DEQ models (nil otherwise).
+  public var equilibriumBlock: DEQBlock? { features.first as? DEQBlock }
 
   /// The function evaluations of the solver block's most recent pass (ODE-Net, RK-Net, DEQ).
   public var functionEvaluations: FunctionEvaluations? {

@@ -68,14 +68,11 @@ func recordedEquilibrium(
     var lambda = g.detached
     if case .implicit(let options) = gradient {
       // λ = g + (∂f/∂z)ᵀ λ at (z*, x), with f's parameters held at the forward values.
+      // f is recorded at z* once; each iteration runs only its backward pass.
       let solved = try withParameters(of: parameters, setTo: detachedParams) {
-        try findFixedPoint(
-          { l in
-            let (_, jz, _) = try vjp(nil, at: [zStar], cotangents: [l]) { zs in
-              [try f(zs[0], xDetached)]
-            }
-            return try g.detached + jz[0]
-          }, from: g.detached, options: options)
+        let (_, transposedJacobian) = try pullback(at: zStar) { try f($0, xDetached) }
+        return try findFixedPoint(
+          { l in try g.detached + transposedJacobian(l) }, from: g.detached, options: options)
       }
       statistics.backwardIterations = solved.iterations
       statistics.backwardResidual = solved.relativeResidual

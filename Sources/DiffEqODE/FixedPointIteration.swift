@@ -9,22 +9,32 @@ public enum FixedPointMethod: Sendable, Equatable {
   /// that minimise ‖Σ αᵢ (F(zᵢ) − zᵢ)‖ subject to Σ αᵢ = 1, solved per sample;
   /// z ← β Σ αᵢ F(zᵢ) + (1 − β) Σ αᵢ zᵢ. β is `mixing`.
   case anderson(memory: Int, mixing: Double)
+  /// Limited-memory Broyden on g(z) = F(z) − z (`BroydenInverse`): z ← z − B·g with B the
+  /// per-sample inverse-Jacobian estimate from the last `memory` rank-one updates, no line search.
+  case broyden(memory: Int)
 }
 
 /// When a fixed-point search stops: at a relative residual ‖F(z) − z‖ / ‖F(z)‖ (over the whole
 /// batch) of at most `tolerance`, or after `maxIterations` evaluations of F.
+///
+/// The same options serve an implicit gradient's backward solve, λ = g + (∂f/∂z)ᵀλ, where
+/// Broyden and Anderson act as Krylov-like solvers of the linear system (I − (∂f/∂z)ᵀ)λ = g.
 public struct FixedPointOptions: Sendable, Equatable {
   public var method: FixedPointMethod
   public var tolerance: Double
   public var maxIterations: Int
+  /// Whether reaching `maxIterations` unconverged throws `ODEError.notConverged` instead of
+  /// returning the last iterate with `converged` false.
+  public var requireConvergence: Bool
 
   public init(
     method: FixedPointMethod = .anderson(memory: 5, mixing: 1), tolerance: Double = 1e-4,
-    maxIterations: Int = 50
+    maxIterations: Int = 50, requireConvergence: Bool = false
   ) {
     self.method = method
     self.tolerance = tolerance
     self.maxIterations = maxIterations
+    self.requireConvergence = requireConvergence
   }
 
   func validate() throws {
@@ -36,6 +46,9 @@ public struct FixedPointOptions: Sendable, Equatable {
     }
     if case .anderson(let m, let beta) = method, !(m >= 1 && beta > 0 && beta <= 1) {
       throw ODEError.invalidOptions("Anderson needs memory ≥ 1 and mixing in (0, 1]")
+    }
+    if case .broyden(let m) = method, m < 1 {
+      throw ODEError.invalidOptions("Broyden needs memory ≥ 1")
     }
   }
 }
@@ -52,11 +65,13 @@ public struct FixedPointResult {
 }
 
 /// Finds z = F(z) from `start` without recording anything (F's inputs are detached); the leading
-/// axis of the state is the batch, over which Anderson's weights are solved sample by sample.
+/// axis of the state is the batch, over which Anderson's weights and Broyden's inverse Jacobian
+/// are estimated sample by sample.
 ///
-/// One host read per iteration (the residual norms and, for Anderson, its new inner products);
-/// memory holds at most `memory` pairs of iterates. A non-finite residual is an error naming the
-/// iteration, never a silently wrong answer.
+/// One host read per iteration (the residual norms and, for Anderson, its new inner products,
+/// for Broyden, its update's denominators); memory holds at most `memory` pairs of iterates or
+/// updates. A non-finite residual is an error naming the iteration, never a silently wrong
+/// answer.
 public func findFixedPoint(
   _ f: (Tensor) throws -> Tensor, from start: Tensor, options: FixedPointOptions
 ) throws -> FixedPointResult {
@@ -75,6 +90,10 @@ public func findFixedPoint(
   {
     let relative = try relativeResidual(residual, scale, iteration: k)
     guard relative <= options.tolerance || k == options.maxIterations else { return nil }
+    if relative > options.tolerance && options.requireConvergence {
+      throw ODEError.notConverged(
+        what: "the fixed-point search", evaluations: k, residual: relative)
+    }
     return FixedPointResult(
       value: z, iterations: k, relativeResidual: relative,
       converged: relative <= options.tolerance)
@@ -101,6 +120,32 @@ public func findFixedPoint(
       anderson.append(z: try z.reshaped([batch, width]), fz: fz, g: g, products: products)
       z = try anderson.next(mixing: mixing).reshaped(start.shape)
     }
+  case .broyden(let memory):
+    var inverse = BroydenInverse(memory: memory, batch: batch, width: width)
+    var flat = try z.reshaped([batch, width])
+    var previous: (z: Tensor, g: Tensor)? = nil
+    for k in 1...options.maxIterations {
+      let fz = try f(flat.reshaped(start.shape)).detached.reshaped([batch, width])
+      let g = try fz - flat
+      let update = try previous.map {
+        try inverse.proposedUpdate(dz: flat - $0.z, dg: g - $0.g)
+      }
+      // One read: ‖F(z) − z‖², ‖F(z)‖² and the update's per-sample denominators.
+      var pieces = [try (g * g).sum().reshaped([1]), try (fz * fz).sum().reshaped([1])]
+      if let update { pieces.append(try update.denominators.reshaped([batch])) }
+      let read = try Tensor.concat(pieces, axis: 0).toDoubles()
+      if let result = try finished(
+        k, flat.reshaped(start.shape), residual: read[0], scale: read[1])
+      {
+        return result
+      }
+      if let update {
+        try inverse.append(
+          numerator: update.numerator, v: update.v, denominators: Array(read[2...]))
+      }
+      previous = (flat, g)
+      flat = try flat - inverse.times(g)
+    }
   }
   preconditionFailure("the loops return at maxIterations")
 }
@@ -118,112 +163,7 @@ private func relativeResidual(_ residual: Double, _ scale: Double, iteration: In
   -> Double
 {
   guard residual.isFinite, scale.isFinite else {
-    throw ODEError.nonFinite(t: Double(iteration), what: "the fixed-point residual")
+    throw ODEError.nonFiniteIterate(what: "the fixed-point residual", iteration: iteration)
   }
   return (residual / max(scale, .leastNormalMagnitude)).squareRoot()
-}
-
-/// The last `memory` iterates zᵢ, F(zᵢ), their residuals gᵢ = F(zᵢ) − zᵢ (each [batch, width]),
-/// and the per-sample Gram matrix of the residuals, kept on the host.
-struct AndersonHistory {
-  let memory: Int
-  let batch: Int
-  let width: Int
-  var zs: [Tensor] = []
-  var fzs: [Tensor] = []
-  var gs: [Tensor] = []
-  /// gram[b][i][j] = gᵢ[b]·gⱼ[b] over the current history.
-  var gram: [[[Double]]]
-
-  init(memory: Int, batch: Int, width: Int) {
-    self.memory = memory
-    self.batch = batch
-    self.width = width
-    gram = Array(repeating: [], count: batch)
-  }
-
-  /// Per sample, g·gᵢ for each gᵢ kept once the oldest is dropped, then g·g ([batch][history +
-  /// 1]), and `fz`·`fz` ([batch]), in one read.
-  func innerProducts(with g: Tensor, scaleOf fz: Tensor) throws -> ([[Double]], [Double]) {
-    let kept = Array(gs.suffix(memory - 1))
-    let columns = try (kept + [g]).map { try ($0 * g).sum(axes: [1]).reshaped([1, batch]) }
-    let squares = try (fz * fz).sum(axes: [1]).reshaped([1, batch])
-    let flat = try Tensor.concat(columns + [squares], axis: 0).toDoubles()
-    let products = (0..<batch).map { b in (0..<columns.count).map { flat[$0 * batch + b] } }
-    return (products, Array(flat[(columns.count * batch)...]))
-  }
-
-  mutating func append(z: Tensor, fz: Tensor, g: Tensor, products: [[Double]]) {
-    if gs.count == memory {
-      zs.removeFirst()
-      fzs.removeFirst()
-      gs.removeFirst()
-      for b in 0..<batch {
-        gram[b].removeFirst()
-        for i in gram[b].indices { gram[b][i].removeFirst() }
-      }
-    }
-    zs.append(z)
-    fzs.append(fz)
-    gs.append(g)
-    for b in 0..<batch {
-      let row = products[b]
-      for i in gram[b].indices { gram[b][i].append(row[i]) }
-      gram[b].append(row)
-    }
-  }
-
-  /// β Σ αᵢ F(zᵢ) + (1 − β) Σ αᵢ zᵢ with per-sample weights α minimising ‖Σ αᵢ gᵢ‖, Σ αᵢ = 1.
-  func next(mixing beta: Double) throws -> Tensor {
-    let m = gs.count
-    var alphas = [Double](repeating: 0, count: batch * m)
-    for b in 0..<batch {
-      let a = Self.weights(gram[b])
-      for i in 0..<m { alphas[b * m + i] = a[i] }
-    }
-    let weights = try Tensor(alphas, shape: [batch, m], dtype: gs[0].dtype, on: gs[0].backend)
-    var out: Tensor? = nil
-    for i in 0..<m {
-      let alpha = try weights.slice(axis: 1, i..<(i + 1))
-      let term =
-        beta == 1
-        ? try fzs[i] * alpha : try (fzs[i] * beta + zs[i] * (1 - beta)) * alpha
-      out = try out.map { try $0 + term } ?? term
-    }
-    return out!
-  }
-
-  /// The α minimising αᵀHα with Σ α = 1 for the Gram matrix H (regularised by 1e-8·trace, so a
-  /// repeated residual does not make it singular): H α = μ 1, then normalised.
-  static func weights(_ h: [[Double]]) -> [Double] {
-    let m = h.count
-    let trace = (0..<m).reduce(0) { $0 + h[$1][$1] }
-    var a = h
-    for i in 0..<m { a[i][i] += 1e-8 * max(trace, 1e-300) }
-    var rhs = [Double](repeating: 1, count: m)
-    // Gaussian elimination with partial pivoting on an m×m system (m ≤ memory).
-    for col in 0..<m {
-      let pivot = (col..<m).max { abs(a[$0][col]) < abs(a[$1][col]) }!
-      a.swapAt(col, pivot)
-      rhs.swapAt(col, pivot)
-      guard a[col][col] != 0 else { continue }
-      for row in (col + 1)..<m {
-        let factor = a[row][col] / a[col][col]
-        for k in col..<m { a[row][k] -= factor * a[col][k] }
-        rhs[row] -= factor * rhs[col]
-      }
-    }
-    var x = [Double](repeating: 0, count: m)
-    for row in stride(from: m - 1, through: 0, by: -1) {
-      var s = rhs[row]
-      for k in (row + 1)..<m { s -= a[row][k] * x[k] }
-      x[row] = a[row][row] != 0 ? s / a[row][row] : 0
-    }
-    let total = x.reduce(0, +)
-    guard total.isFinite, abs(total) > 1e-300 else {
-      // Degenerate history: take the newest iterate.
-      return (0..<m).map { $0 == m - 1 ? 1 : 0 }
-    }
-    return x.map { $0 / total }
-  }
 }

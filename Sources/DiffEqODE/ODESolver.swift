@@ -126,6 +126,10 @@ public enum ODEError: Error, CustomStringConvertible, Equatable {
   case nonFinite(t: Double, what: String)
   case stepSizeUnderflow(t: Double, h: Double)
   case maxStepsReached(steps: Int, t: Double)
+  /// An iterative search (a fixed point, a linear solve) met a NaN or infinity.
+  case nonFiniteIterate(what: String, iteration: Int)
+  /// A search asked to converge (`FixedPointOptions.requireConvergence`) reached its cap.
+  case notConverged(what: String, evaluations: Int, residual: Double)
 
   public var description: String {
     switch self {
@@ -134,6 +138,9 @@ public enum ODEError: Error, CustomStringConvertible, Equatable {
     case .nonFinite(let t, let what): return "\(what) is NaN or infinite at t = \(t)"
     case .stepSizeUnderflow(let t, let h): return "step size underflow at t = \(t) (h = \(h))"
     case .maxStepsReached(let n, let t): return "maximum of \(n) steps reached at t = \(t)"
+    case .nonFiniteIterate(let what, let k): return "\(what) is NaN or infinite at iteration \(k)"
+    case .notConverged(let what, let n, let r):
+      return "\(what) did not converge: relative residual \(r) after \(n) evaluations"
     }
   }
 }

@@ -12,11 +12,15 @@ public struct SteadyStateOptions: Sendable {
   /// The integration's tolerances, looser than the steady-state test's is usual.
   public var integration: ODEOptions
   public var maxTime: Double
+  /// Whether stopping unconverged (at `maxTime` or the step cap) throws
+  /// `ODEError.notConverged` instead of reporting `forwardConverged` false.
+  public var requireConvergence: Bool
 
   public init(
     solver: ODESolver = .dopri5, rtol: Double = 1e-3, atol: Double = 1e-3, maxTime: Double = 100,
-    maxSteps: Int = 1000
+    maxSteps: Int = 1000, requireConvergence: Bool = false
   ) {
+    self.requireConvergence = requireConvergence
     self.solver = solver
     self.rtol = rtol
     self.atol = atol
@@ -58,13 +62,18 @@ public func steadyState(
       ).toDoubles()
       let (rate, size) = (norms[0].squareRoot(), norms[1].squareRoot())
       guard rate.isFinite, size.isFinite else {
-        throw ODEError.nonFinite(t: 0, what: "the steady-state residual")
+        throw ODEError.nonFiniteIterate(
+          what: "the steady-state residual", iteration: evaluations)
       }
       residual = rate / max(size, .leastNormalMagnitude)
       converged = rate <= options.atol + options.rtol * size
       return converged
     }
     return try integrator.solve([start.detached], from: 0, to: [options.maxTime])[0][0]
+  }
+  if !converged && options.requireConvergence {
+    throw ODEError.notConverged(
+      what: "the steady-state integration", evaluations: evaluations, residual: residual)
   }
   statistics.forwardIterations = evaluations
   statistics.forwardResidual = residual

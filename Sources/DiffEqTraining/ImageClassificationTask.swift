@@ -37,7 +37,21 @@ public final class ImageClassificationTask: TrainingTask {
   public var modelName: String { classifier.architecture.rawValue }
   public var batchesPerEpoch: Int { trainLoader.batchesPerEpoch }
   public var samplesPerEpoch: Int { trainLoader.dataset.count }
-  public var metrics: [TaskMetric] { [TaskMetric("accuracy", isFraction: true)] }
+  /// Accuracy, and for a DEQ the outcome of its solves on the training batches: the final
+  /// relative residual of the forward solve and, with implicit gradients, of the backward one
+  /// (means over samples), and the share of samples in batches where either stopped at its cap
+  /// unconverged (`unconverged`).
+  public var metrics: [TaskMetric] {
+    var all = [TaskMetric("accuracy", isFraction: true)]
+    if let block = classifier.equilibriumBlock {
+      all.append(TaskMetric("forwardResidual", isFraction: false))
+      if case .implicit = block.gradient {
+        all.append(TaskMetric("backwardResidual", isFraction: false))
+      }
+      all.append(TaskMetric("unconverged", isFraction: true))
+    }
+    return all
+  }
   public var functionEvaluations: FunctionEvaluations? { classifier.functionEvaluations }
 
   public func trainingBatches(epoch: Int, from first: Int) -> AnyIterator<Batch> {
@@ -54,7 +68,15 @@ public final class ImageClassificationTask: TrainingTask {
     var loss = try logits.softmaxCrossEntropy(labels: labels)
     if let extra = classifier.auxiliaryLoss { loss = try loss + extra }
     let detached = logits.detached
-    return (loss, { ["accuracy": Double(try Self.correctCount(detached, batch.labels))] })
+    let block = classifier.equilibriumBlock
+    return (
+      loss,
+      {
+        var sums = ["accuracy": Double(try Self.correctCount(detached, batch.labels))]
+        if let block { sums.merge(Self.solveSums(block, samples: batch.count)) { $1 } }
+        return sums
+      }
+    )
   }
 
   public func evaluate() throws -> (loss: Double, metrics: [String: Double]) {
@@ -82,6 +104,21 @@ public final class ImageClassificationTask: TrainingTask {
       seen += b.count
     }
     return (lossSum / Double(max(1, seen)), Double(correct) / Double(max(1, seen)))
+  }
+
+  /// A DEQ block's last solves as sums over `samples` samples (read after backpropagation).
+  static func solveSums(_ block: DEQBlock, samples: Int) -> [String: Double] {
+    let s = block.lastStatistics
+    let n = Double(samples)
+    let implicit = s.backwardIterations > 0
+    // A steady-state search that never reached an accepted step has no residual; it counts
+    // as unconverged.
+    var sums = [
+      "forwardResidual": s.forwardResidual.isFinite ? s.forwardResidual * n : 0,
+      "unconverged": !s.forwardConverged || (implicit && !s.backwardConverged) ? n : 0,
+    ]
+    if implicit { sums["backwardResidual"] = s.backwardResidual * n }
+    return sums
   }
 
   static func argmax(_ logits: Tensor) throws -> [Int] {

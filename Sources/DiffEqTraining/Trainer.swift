@@ -67,10 +67,15 @@ public final class Trainer<Task: TrainingTask> {
       optimizer.learningRate = schedule.rate(
         base: configuration.lr, step: epoch * batches + batch, warmup: configuration.warmupSteps)
       var sums: (() throws -> [String: Double])?
-      let (loss, grads) = try valueAndGrad(model) {
-        let (loss, metrics) = try task.loss(on: b)
-        sums = metrics
-        return loss
+      let (loss, grads): (Tensor, [String: Tensor])
+      do {
+        (loss, grads) = try valueAndGrad(model) {
+          let (loss, metrics) = try task.loss(on: b)
+          sums = metrics
+          return loss
+        }
+      } catch {
+        throw TrainingStepError(epoch: epoch + 1, batch: batch + 1, underlying: error)
       }
       let (lossValue, problem) = try Self.inspect(loss: loss, gradients: grads)
       if let problem {
@@ -192,4 +197,15 @@ public final class StopFlag: @unchecked Sendable {
   public init() {}
   public var isSet: Bool { lock.withLock { value } }
   public func set() { lock.withLock { value = true } }
+}
+
+/// A training step failed (a solve reached its cap with convergence required, a NaN inside a
+/// solver, …): where, and why.
+public struct TrainingStepError: Error, CustomStringConvertible {
+  /// One-based, as progress lines count.
+  public var epoch: Int
+  public var batch: Int
+  public var underlying: any Error
+
+  public var description: String { "epoch \(epoch), batch \(batch): \(underlying)" }
 }

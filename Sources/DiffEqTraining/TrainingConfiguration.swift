@@ -55,6 +55,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var onNonFinite: NonFinitePolicy? = nil
   /// DEQ's fixed-point method (nil: Anderson, memory 5, no damping).
   public var deqSolver: FixedPointKind? = nil
+  /// The method of the implicit gradient's backward solve (nil: `deqSolver`'s).
+  public var deqBackwardSolver: FixedPointKind? = nil
+  /// What a DEQ solve that reaches its cap unconverged does (nil: `.count`).
+  public var deqUnconverged: NonConvergencePolicy? = nil
   /// DEQ's relative residual ‖f(z) − z‖ / ‖f(z)‖ to stop at, forward and backward (nil: 1e-3).
   public var deqTolerance: Double? = nil
   /// DEQ's cap on evaluations of f per solve, forward and backward (nil: 30).
@@ -71,6 +75,25 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     case anderson
     /// Plain iteration z ← f(z, x).
     case iteration
+    /// Limited-memory Broyden, memory 8, no line search.
+    case broyden
+
+    var method: FixedPointMethod {
+      switch self {
+      case .anderson: .anderson(memory: 5, mixing: 1)
+      case .iteration: .iteration
+      case .broyden: .broyden(memory: 8)
+      }
+    }
+  }
+
+  /// What a DEQ solve, forward or backward, that stops at its cap unconverged does.
+  public enum NonConvergencePolicy: String, Sendable, NamedSetting {
+    public static let settingName = "DEQ non-convergence policy"
+    /// Go on with the last iterate, and count the batch in the metrics' `trainUnconverged`.
+    case count
+    /// Stop the run with an error naming the epoch, the batch and the residual.
+    case stop
   }
 
   /// How a DEQ's gradient is computed.
@@ -184,18 +207,20 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     c.width = width
     c.normGroups = normGroups
     c.residualBlocks = residualBlocks
-    let method: FixedPointMethod =
-      deqSolver == .iteration ? .iteration : .anderson(memory: 5, mixing: 1)
+    let strict = deqUnconverged == .stop
     let solve = FixedPointOptions(
-      method: method, tolerance: deqTolerance ?? 1e-3, maxIterations: deqIterations ?? 30)
+      method: (deqSolver ?? .anderson).method, tolerance: deqTolerance ?? 1e-3,
+      maxIterations: deqIterations ?? 30, requireConvergence: strict)
+    var backward = solve
+    backward.method = (deqBackwardSolver ?? deqSolver ?? .anderson).method
     c.deqForward = solve
     c.skipWeight = skipWeight ?? 0.01
     // The continuous DEQ integrates with the run's solver when it is adaptive, to the DEQ
     // tolerance, with the DEQ iteration cap as its step cap.
     c.deqSteadyState = SteadyStateOptions(
       solver: solver.isAdaptive ? solver : .dopri5, rtol: solve.tolerance,
-      atol: solve.tolerance, maxSteps: solve.maxIterations)
-    c.deqGradient = deqGradient == .jfb ? .jacobianFree : .implicit(solve)
+      atol: solve.tolerance, maxSteps: solve.maxIterations, requireConvergence: strict)
+    c.deqGradient = deqGradient == .jfb ? .jacobianFree : .implicit(backward)
     return c
   }
 

@@ -2,12 +2,14 @@ import ArgumentParser
 import DiffEqNet
 import Foundation
 
-/// `runner bench solvers`: the cost of forward solves and adjoint gradients on two workloads, the
-/// MNIST ODE-Net's vector field ("odeblock") and torchdiffeq's spiral demo ("spiral").
+/// `runner bench solvers`: the cost of forward solves and adjoint gradients on two ODE workloads,
+/// the
+/// MNIST ODE-Net's vector field ("odeblock") and torchdiffeq's spiral demo ("spiral"), and of
+/// the DEQ variants' solves ("deq").
 struct BenchSolvers: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "solvers",
-    abstract: "Measure ODE solves and adjoint gradients (odeblock and spiral workloads).",
+    abstract: "Measure ODE solves, adjoint gradients and DEQ solves (odeblock, spiral, deq).",
     discussion: """
       odeblock: f(t,h) = GN(convT(relu(GN(convT(t, relu(GN(h))))))), 64 channels + a time \
       channel, GroupNorm(32), batch 32, 14x14, t in [0, 1]. Configurations: rk4_forward \
@@ -18,6 +20,11 @@ struct BenchSolvers: ParsableCommand {
       f(y) = Linear(50->2)(tanh(Linear(2->50)(y^3))); batches of 20 windows of 10 points; \
       dopri5 rtol 1e-7 atol 1e-9 with the backsolve adjoint; RMSprop lr 1e-3): the median time \
       per training iteration and the final loss.
+      deq: the DEQ block of the deq, cdeq and Skip models (64 channels, 6x6, batch 64, fresh \
+      weights, a random input), loss mean(z* r): per variant the median forward solve and \
+      backward solve + VJP times, evaluations of f and final residuals; deq_anderson_cap30 does \
+      exactly 30 evaluations each way (scripts/compare/deq_torchdeq.py times the same in \
+      torchdeq).
       Before and after the workloads a reference line (workload=reference, config=sgemm_1024) \
       gives OpenBLAS sgemm's rate in those minutes: read the times against it on a machine whose \
       speed drifts.
@@ -25,8 +32,13 @@ struct BenchSolvers: ParsableCommand {
 
   @OptionGroup var options: BenchOptions
 
-  @Option(help: "Which workloads to run: odeblock, spiral or all.")
-  var workload = "all"
+  /// What `--workload` selects.
+  enum Workload: String, CaseIterable, ExpressibleByArgument {
+    case odeblock, spiral, deq, all
+  }
+
+  @Option(help: "Which workloads to run: odeblock, spiral, deq or all.")
+  var workload = Workload.all
 
   @Option(help: "Training iterations of the spiral workload.")
   var iterations = 200
@@ -41,9 +53,6 @@ struct BenchSolvers: ParsableCommand {
   static let odeblockGroups = ["rk4_forward", "rk4_adjoint", "dopri5_adjoint", "memory"]
 
   func validate() throws {
-    guard ["odeblock", "spiral", "all"].contains(workload) else {
-      throw ValidationError("--workload must be odeblock, spiral or all")
-    }
     _ = try selectedGroups(only, of: Self.odeblockGroups)
     guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
   }
@@ -51,8 +60,9 @@ struct BenchSolvers: ParsableCommand {
   func run() throws {
     try reportReference()
     for backend in try options.backends() {
-      if workload != "spiral" { try odeblock(on: backend) }
-      if workload != "odeblock" { try spiral(on: backend) }
+      if [.odeblock, .all].contains(workload) { try odeblock(on: backend) }
+      if [.spiral, .all].contains(workload) { try spiral(on: backend) }
+      if [.deq, .all].contains(workload) { try deq(on: backend) }
     }
     try reportReference()
   }
@@ -186,10 +196,9 @@ struct BenchSolvers: ParsableCommand {
       nfeForward = stats.forwardEvaluations
       nfeBackward = stats.backwardEvaluations
     }
-    times.sort()
     report([
       ("workload", "spiral"), ("config", "spiral_iteration"), ("steps", iterations),
-      ("device", backend.name), ("median_s", times[times.count / 2]), ("nfe_forward", nfeForward),
+      ("device", backend.name), ("median_s", median(times)), ("nfe_forward", nfeForward),
       ("nfe_backward", nfeBackward), ("peak_bytes", backend.pool.peakBytes), ("loss", loss),
     ])
   }

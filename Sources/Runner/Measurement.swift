@@ -27,6 +27,12 @@ struct Measurement {
   }
 }
 
+/// The middle value of `values` (the upper one of an even count).
+func median(_ values: [Double]) -> Double {
+  let sorted = values.sorted()
+  return sorted[sorted.count / 2]
+}
+
 /// The median wall time of `body` over `repetitions` runs after one warm-up run; `body` must end
 /// with the device synchronised so the time includes the work, not just its enqueueing.
 func medianTime(repetitions: Int, inner: Int = 1, _ body: () throws -> Void) rethrows -> Double {
@@ -37,8 +43,7 @@ func medianTime(repetitions: Int, inner: Int = 1, _ body: () throws -> Void) ret
     for _ in 0..<inner { try body() }
     times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(inner))
   }
-  times.sort()
-  return times[times.count / 2]
+  return median(times)
 }
 
 /// Float32 GEMM of two n×n matrices on `backend`: its median time and GFLOP/s. At n = 1024 on

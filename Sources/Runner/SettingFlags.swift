@@ -40,8 +40,15 @@ struct SettingFlags: ParsableArguments {
   @Option(help: "Zero padding of random crops (0 disables augmentation).") var cropPadding: Int?
   @Option(help: "Seed of initialisation, shuffling and augmentation.") var seed: UInt64?
   @Option(help: "Output folder.") var out: String?
-  @Option(help: "DEQ's fixed-point method (default: anderson).")
+  @Option(help: "DEQ's fixed-point method: anderson, broyden or iteration (default: anderson).")
   var deqSolver: TrainingConfiguration.FixedPointKind?
+  @Option(help: "The implicit gradient's backward solver (default: the forward's).")
+  var deqBackwardSolver: TrainingConfiguration.FixedPointKind?
+  @Option(
+    help:
+      "A DEQ solve that ends unconverged at its cap: count it in the metrics or stop the run (default: count)."
+  )
+  var deqUnconverged: TrainingConfiguration.NonConvergencePolicy?
   @Option(help: "DEQ's relative residual to stop at, forward and backward (default: 1e-3).")
   var deqTolerance: Double?
   @Option(help: "DEQ's cap on evaluations per solve, forward and backward (default: 30).")
@@ -95,6 +102,7 @@ extension TrainingConfiguration.ScheduleKind: ExpressibleByArgument {}
 extension TrainingConfiguration.NonFinitePolicy: ExpressibleByArgument {}
 extension TrainingConfiguration.FixedPointKind: ExpressibleByArgument {}
 extension TrainingConfiguration.EquilibriumGradientKind: ExpressibleByArgument {}
+extension TrainingConfiguration.NonConvergencePolicy: ExpressibleByArgument {}
 
 /// Settings merged in order: `base`, then each layer's keys (a JSON file, the flags). An unknown
 /// key, or a value its setting cannot take, is a `ValidationError` naming `source`.

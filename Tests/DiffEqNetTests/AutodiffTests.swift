@@ -31,6 +31,28 @@ final class AutodiffTests: XCTestCase {
     XCTAssertLessThanOrEqual(relativeError(try grads[2].toDoubles(), db.data), 1e-12, "d/db")
   }
 
+  /// A pullback applied to several cotangents gives each one's vjp, on a graph that uses an
+  /// intermediate twice (its accumulated cotangent must not leak from one call into the next).
+  func testPullbackAppliesToManyCotangents() throws {
+    var rng = RandomState(seed: 12)
+    let (x, w) = (rng.normal([4, 6]), rng.normal([6, 6], std: 0.4))
+    let f = { (x: Tensor) throws -> Tensor in
+      let h = try x.matmul(self.t(w), transposeOther: true).tanh()
+      return try h * h + h.matmul(self.t(w))
+    }
+    let (value, pull) = try pullback(at: t(x), f)
+    XCTAssertLessThanOrEqual(
+      relativeError(try value.toDoubles(), try f(t(x)).toDoubles()), 1e-15, "value")
+    for seed in 0..<3 {
+      var r = RandomState(seed: 100 + UInt64(seed))
+      let u = try t(r.normal([4, 6]))
+      let (_, expected) = try vjp(at: [t(x)], cotangent: u) { try f($0[0]) }
+      XCTAssertLessThanOrEqual(
+        relativeError(try pull(u).toDoubles(), try expected[0].toDoubles()), 1e-14,
+        "cotangent \(seed)")
+    }
+  }
+
   /// A two-layer model: the module form of vjp differentiates inputs and trainable parameters in
   /// one pass. h = tanh(x·W1ᵀ + b1), y = h·W2ᵀ + b2; with dz = (r·W2) ⊙ (1 − h²):
   /// dx = dz·W1, dW1 = dzᵀ·x, db1 = Σ dz, dW2 = rᵀ·h, db2 = Σ r.

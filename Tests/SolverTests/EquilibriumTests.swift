@@ -84,7 +84,8 @@ final class EquilibriumTests: XCTestCase {
     var iterations: [String: Int] = [:]
     for method in [
       FixedPointMethod.iteration, .anderson(memory: 5, mixing: 1),
-      .anderson(memory: 3, mixing: 0.7),
+      .anderson(memory: 3, mixing: 0.7), .broyden(memory: 8), .broyden(memory: 2),
+      .broyden(memory: 2 * dim),
     ] {
       let (z, stats) = try equilibrium(
         { try field($0, $1) }, input: x, parameters: field, start: start,
@@ -93,10 +94,33 @@ final class EquilibriumTests: XCTestCase {
       XCTAssertLessThan(relativeError(try z.toDoubles(), expected), 1e-9, "\(method)")
       iterations["\(method)"] = stats.forwardIterations
     }
-    XCTAssertLessThan(
-      iterations["\(FixedPointMethod.anderson(memory: 5, mixing: 1))"]!,
-      iterations["\(FixedPointMethod.iteration)"]!,
-      "Anderson must need fewer evaluations: \(iterations)")
+    for accelerated in [FixedPointMethod.anderson(memory: 5, mixing: 1), .broyden(memory: 8)] {
+      XCTAssertLessThan(
+        iterations["\(accelerated)"]!, iterations["\(FixedPointMethod.iteration)"]!,
+        "\(accelerated) must need fewer evaluations: \(iterations)")
+    }
+    // On a linear map, Broyden with all its updates kept terminates in at most 2·dim steps (Gay
+    // 1979), 2·dim + 1 evaluations; iteration alone needs far more for this tolerance.
+    XCTAssertLessThanOrEqual(
+      iterations["\(FixedPointMethod.broyden(memory: 2 * dim))"]!, 2 * dim + 1, "\(iterations)")
+  }
+
+  /// Broyden's per-sample inverse Jacobian: after an update B maps the step's Δg to its Δz
+  /// (the secant condition), for each sample separately.
+  func testBroydenUpdateSatisfiesTheSecantCondition() throws {
+    var rng = RandomState(seed: 21)
+    let (batch, width) = (3, 5)
+    var inverse = BroydenInverse(memory: 4, batch: batch, width: width)
+    for _ in 0..<3 {
+      let dz = try Tensor.normal([batch, width], dtype: .float64, rng: &rng, on: cpu)
+      let dg = try Tensor.normal([batch, width], dtype: .float64, rng: &rng, on: cpu)
+      let update = try inverse.proposedUpdate(dz: dz, dg: dg)
+      try inverse.append(
+        numerator: update.numerator, v: update.v,
+        denominators: try update.denominators.toDoubles())
+      XCTAssertLessThan(
+        relativeError(try inverse.times(dg).toDoubles(), try dz.toDoubles()), 1e-12)
+    }
   }
 
   /// loss = Σ z*·r on a nonlinear f: the implicit gradients with respect to x and every
@@ -123,14 +147,20 @@ final class EquilibriumTests: XCTestCase {
           { try field($0, $1) }, input: x, parameters: field, start: start, forward: tight)
         return try (z * r).sum().item()
       }
-      let (_, gx, gp) = try vjp(field, at: [x], cotangent: nil) { xs in
-        let (z, _) = try equilibrium(
-          { try field($0, $1) }, input: xs[0], parameters: field, start: start, forward: tight,
-          gradient: .implicit(FixedPointOptions(tolerance: 1e-13, maxIterations: 500)))
-        return try (z * r).sum()
+      var analytic: [String: [Double]] = [:]
+      for backward in [
+        FixedPointMethod.anderson(memory: 5, mixing: 1), .broyden(memory: 8), .iteration,
+      ] {
+        let (_, gx, gp) = try vjp(field, at: [x], cotangent: nil) { xs in
+          let (z, _) = try equilibrium(
+            { try field($0, $1) }, input: xs[0], parameters: field, start: start, forward: tight,
+            gradient: .implicit(
+              FixedPointOptions(method: backward, tolerance: 1e-13, maxIterations: 500)))
+          return try (z * r).sum()
+        }
+        analytic["\(backward)"] = try gx[0].toDoubles()
+        for g in gp { analytic["\(backward)"]! += try g.toDoubles() }
       }
-      var analytic = try gx[0].toDoubles()
-      for g in gp { analytic += try g.toDoubles() }
       let eps = 1e-6
       var numeric: [Double] = []
       var xv = try x.toDoubles()
@@ -144,9 +174,12 @@ final class EquilibriumTests: XCTestCase {
         numeric.append((plus - minus) / (2 * eps))
       }
       numeric += try parameterCentralDifferences(field, eps: eps, on: backend) { try loss(x) }
-      let e = relativeError(analytic, numeric)
-      XCTAssertLessThan(
-        e, 1e-6, "implicit gradients vs central differences on \(backend.name): \(e)")
+      for (backward, gradient) in analytic {
+        let e = relativeError(gradient, numeric)
+        XCTAssertLessThan(
+          e, 1e-6,
+          "implicit gradients (\(backward)) vs central differences on \(backend.name): \(e)")
+      }
     }
   }
 
@@ -271,5 +304,40 @@ final class EquilibriumTests: XCTestCase {
         { try $0.log() }, from: try Tensor([-1, -2], shape: [1, 2], dtype: .float64, on: cpu),
         options: FixedPointOptions())
     ) { XCTAssertTrue("\($0)".contains("fixed-point residual"), "\($0)") }
+    for method in [
+      FixedPointMethod.iteration, .anderson(memory: 3, mixing: 1), .broyden(memory: 3),
+    ] {
+      XCTAssertThrowsError(
+        try findFixedPoint(
+          { try $0 * 2 - 1 }, from: start,
+          options: FixedPointOptions(
+            method: method, tolerance: 1e-8, maxIterations: 1, requireConvergence: true))
+      ) {
+        guard case ODEError.notConverged(_, 1, let residual) = $0, residual > 1e-8 else {
+          return XCTFail("\(method): \($0)")
+        }
+      }
+    }
+  }
+
+  /// With convergence required, a steady state not reached within the step cap is an error
+  /// naming the residual; one reached is not.
+  func testRequiredSteadyStateThrowsAtItsCap() throws {
+    let field = try Field(dim: 4, input: 2, contraction: 0.8, nonlinear: true, seed: 15, on: cpu)
+    var rng = RandomState(seed: 16)
+    let x = try Tensor.normal([2, 2], dtype: .float64, rng: &rng, on: cpu)
+    let start = try Tensor.zeros([2, 4], dtype: .float64, on: cpu)
+    XCTAssertThrowsError(
+      try steadyState(
+        { try field($0, $1) }, input: x, parameters: field, start: start,
+        options: SteadyStateOptions(
+          rtol: 1e-12, atol: 1e-12, maxSteps: 3, requireConvergence: true))
+    ) {
+      guard case ODEError.notConverged = $0 else { return XCTFail("\($0)") }
+    }
+    XCTAssertNoThrow(
+      try steadyState(
+        { try field($0, $1) }, input: x, parameters: field, start: start,
+        options: SteadyStateOptions(maxSteps: 1000, requireConvergence: true)))
   }
 }

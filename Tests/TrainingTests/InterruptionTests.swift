@@ -172,4 +172,34 @@ final class InterruptionTests: XCTestCase {
       contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
     XCTAssertTrue(metrics.contains(#""skippedBatches":"#), metrics)
   }
+
+  /// A DEQ solve that must converge and does not, and a NaN inside a solve, stop the run with
+  /// the reason, the epoch and the batch; unconverged solves otherwise count in the metrics.
+  func testDEQFailuresNameTheBatch() throws {
+    let dir = try temporaryDirectory()
+    let out = dir.appendingPathComponent("deq")
+    let common = [
+      "train", "--model", "deq", "--width", "8", "--limit", "64", "--batch-size", "16",
+      "--device", "cpu", "--warmup-steps", "0", "--deq-iterations", "2", "--out", out.path,
+    ]
+    var (status, output) = try TrainingTests.runner(common + ["--epochs", "1"])
+    XCTAssertEqual(status, 0, output)
+    let metrics = try String(
+      contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+    XCTAssertTrue(metrics.contains(#""trainUnconverged":1"#), metrics)
+
+    (status, output) = try TrainingTests.runner(
+      common + ["--epochs", "1", "--deq-unconverged", "stop", "--out", out.path + "-strict"])
+    XCTAssertNotEqual(status, 0, output)
+    XCTAssertTrue(output.contains("did not converge"), output)
+    XCTAssertTrue(output.contains("epoch 1, batch 1: "), output)
+
+    // A learning rate of 1e300 overflows the parameters in the first step of epoch 2: the next
+    // batch's solve meets NaN.
+    (status, output) = try TrainingTests.runner(
+      ["train", "--resume", "--epochs", "2", "--lr", "1e300", "--out", out.path])
+    XCTAssertNotEqual(status, 0, output)
+    XCTAssertTrue(output.contains("NaN or infinite"), output)
+    XCTAssertTrue(output.contains("epoch 2, batch 2: "), output)
+  }
 }

@@ -66,25 +66,35 @@ final class TrainingTests: XCTestCase {
   /// A DEQ classifier trains with either gradient, and the continuous DEQ too: the loss falls,
   /// and the metrics report the evaluations of f (backward ones only for the implicit gradient).
   func testDEQTrainsWithImplicitAndJacobianFreeGradients() throws {
-    for (model, gradient) in [
-      (ModelArchitecture.deq, TrainingConfiguration.EquilibriumGradientKind.implicit),
-      (.deq, .jfb), (.cdeq, .implicit), (.skipDEQ, .implicit), (.skipRegCDEQ, .jfb),
+    for (model, gradient, solver) in [
+      (ModelArchitecture.deq, TrainingConfiguration.EquilibriumGradientKind.implicit, nil),
+      (.deq, .implicit, TrainingConfiguration.FixedPointKind.broyden),
+      (.deq, .jfb, nil), (.cdeq, .implicit, nil), (.skipDEQ, .implicit, nil),
+      (.skipRegCDEQ, .jfb, nil),
     ] {
       var c = configuration(model)
       c.solver = .dopri5
       c.limit = 256
       c.epochs = 3
       c.deqGradient = gradient
+      c.deqSolver = solver
       let (train, test) = try c.loadData()
       let trainer = try Trainer(c, backend: CPUBackend(), train: train, test: test)
       var history: [EpochMetrics] = []
       while !trainer.isFinished { history.append(try XCTUnwrap(try trainer.trainEpoch { _ in })) }
       XCTAssertLessThan(history.last!.trainLoss, history.first!.trainLoss, "\(model) \(gradient)")
       XCTAssertGreaterThan(history.last!.nfeForward, 1, "\(model) \(gradient)")
+      let last = history.last!
+      let residual = try XCTUnwrap(last.train("forwardResidual"), "\(model)")
+      XCTAssertTrue(residual > 0 && residual < 1, "\(model): forward residual \(residual)")
+      let unconverged = try XCTUnwrap(last.train("unconverged"))
+      XCTAssertTrue((0...1).contains(unconverged), "\(model): unconverged \(unconverged)")
       if gradient == .implicit {
-        XCTAssertGreaterThan(history.last!.nfeBackward, 0)
+        XCTAssertGreaterThan(last.nfeBackward, 0)
+        XCTAssertNotNil(last.train("backwardResidual"), "\(model)")
       } else {
-        XCTAssertEqual(history.last!.nfeBackward, 0)
+        XCTAssertEqual(last.nfeBackward, 0)
+        XCTAssertNil(last.train("backwardResidual"), "\(model)")
       }
     }
   }
