@@ -2,6 +2,8 @@
 /// backend, at the cost of extra launches and memory traffic. Backends override them with single
 /// kernels.
 extension Backend {
+  public var traffic: DeviceTraffic { DeviceTraffic() }
+
   public func linearCombination(
     _ xs: [DeviceBuffer], coefficients: [Double], into y: DeviceBuffer, count: Int, dtype: DType
   ) throws {

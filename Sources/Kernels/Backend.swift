@@ -14,6 +14,9 @@ public protocol Backend: AnyObject, Sendable {
   var pool: BufferPool { get }
   /// Whether buffers of `dtype` can be computed on.
   func supports(_ dtype: DType) -> Bool
+  /// The device work and transfers asked for so far (all zero for a backend that computes in
+  /// host memory).
+  var traffic: DeviceTraffic { get }
 
   /// Copies host bytes into `buffer` (synchronous with respect to the host memory).
   func write(_ bytes: UnsafeRawBufferPointer, to buffer: DeviceBuffer) throws

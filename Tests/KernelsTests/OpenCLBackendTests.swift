@@ -153,6 +153,27 @@ final class OpenCLBackendTests: XCTestCase, KernelTestCase {
     }
   }
 
+  /// The traffic counters: a known sequence of calls gives known counts, and a launch over an
+  /// empty range is not one.
+  func testTrafficCountsLaunchesSynchronisationsAndBytes() throws {
+    let b = try backend()
+    let n = 37
+    let before = b.traffic
+    let x = try upload(b, random(n, -1...1, .float32), .float32)  // 1 sync, 4n bytes in
+    let y = try b.allocate(n, .float32)
+    try b.fill(y, value: 1, count: n, dtype: .float32)  // 1 launch
+    try b.affine(x, y, scale: 2, shift: 1, count: n, dtype: .float32)  // 1 launch
+    try b.fill(y, value: 1, count: 0, dtype: .float32)  // nothing
+    _ = try download(b, y, n, .float32)  // 1 sync, 4n bytes out
+    try b.synchronize()  // 1 sync
+    let d = b.traffic - before
+    XCTAssertEqual(d.launches, 2, "\(d)")
+    XCTAssertEqual(d.hostSynchronizations, 3, "\(d)")
+    XCTAssertEqual(d.bytesToDevice, 4 * n, "\(d)")
+    XCTAssertEqual(d.bytesFromDevice, 4 * n, "\(d)")
+    XCTAssertEqual(CPUBackend().traffic, DeviceTraffic(), "the CPU backend has no device")
+  }
+
   // MARK: Element-wise
 
   func testFill() throws {

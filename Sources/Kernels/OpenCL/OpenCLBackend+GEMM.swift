@@ -56,6 +56,7 @@ extension OpenCLBackend {
         queue, mem, cl_bool(CL_TRUE), cl_map_flags(flags), 0, buffer.byteCount, 0, nil, nil, &err)
       try check(err, "clEnqueueMapBuffer")
       guard let ptr else { throw BackendError.openCL(call: "clEnqueueMapBuffer", code: err) }
+      count(synchronizations: 1)
       mapped.append((mem, ptr))
       return ptr
     }

@@ -1,5 +1,6 @@
 import COpenCL
 import Foundation
+import Synchronization
 
 /// The OpenCL backend: one context and one in-order command queue on one device, kernels from
 /// `kernels/*.cl` (embedded as `KernelSources`) compiled on first use for each element type.
@@ -33,6 +34,21 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   private var programs: [ProgramKey: OpenCLProgram] = [:]
   /// The configuration chosen for each (program, element type): its program and tuning.
   private var resolved: [ResolvedKey: Resolved] = [:]
+  private let counted = Mutex(DeviceTraffic())
+
+  public var traffic: DeviceTraffic { counted.withLock { $0 } }
+
+  /// Adds to the traffic counts.
+  func count(
+    launches: Int = 0, synchronizations: Int = 0, toDevice: Int = 0, fromDevice: Int = 0
+  ) {
+    counted.withLock {
+      $0.launches += launches
+      $0.hostSynchronizations += synchronizations
+      $0.bytesToDevice += toDevice
+      $0.bytesFromDevice += fromDevice
+    }
+  }
 
   /// Opens device `deviceIndex` of the flattened list of all devices of all platforms (the order
   /// of `OpenCLBackend.devices()`).
@@ -112,6 +128,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
       clEnqueueWriteBuffer(
         queue, buffer.allocation.mem, cl_bool(CL_TRUE), 0, bytes.count, base, 0, nil, nil),
       "clEnqueueWriteBuffer")
+    count(synchronizations: 1, toDevice: bytes.count)
   }
 
   public func read(_ buffer: DeviceBuffer, into bytes: UnsafeMutableRawBufferPointer) throws {
@@ -121,10 +138,12 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
       clEnqueueReadBuffer(
         queue, buffer.allocation.mem, cl_bool(CL_TRUE), 0, bytes.count, base, 0, nil, nil),
       "clEnqueueReadBuffer")
+    count(synchronizations: 1, fromDevice: bytes.count)
   }
 
   public func synchronize() throws {
     try check(clFinish(queue), "clFinish")
+    count(synchronizations: 1)
   }
 
   /// Compiles `source` as program `name` with `options` (cached by name and options, like the
@@ -301,6 +320,7 @@ extension OpenCLBackend {
         clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, &l, 0, nil, nil),
         "clEnqueueNDRangeKernel(\(kernel))")
     }
+    count(launches: 1)
   }
 
   private func setArg(
