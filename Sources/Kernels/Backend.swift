@@ -52,6 +52,11 @@ public protocol Backend: AnyObject, Sendable {
     error: DeviceBuffer, y0: DeviceBuffer, y1: DeviceBuffer, atol: Double, rtol: Double,
     count: Int, dtype: DType
   ) throws -> Double
+  /// `scaledErrorSquaredSum` of each term, read back together: one host synchronisation for a
+  /// norm over several components, or for several norms taken at once.
+  func scaledErrorSquaredSums(
+    _ terms: [ScaledErrorTerm], atol: Double, rtol: Double, dtype: DType
+  ) throws -> [Double]
   /// out[i] = a[i'] ∘ b[i''] with numpy broadcasting described by `layout`.
   func binary(
     _ op: BinaryOp, _ a: DeviceBuffer, _ b: DeviceBuffer, _ out: DeviceBuffer,
@@ -133,6 +138,19 @@ public enum BinaryOp: Int32, Sendable, CaseIterable {
 /// Index arithmetic for a broadcast binary op over (at most) four dimensions: element
 /// (i0, i1, i2, i3) of the output reads a at Σ ik·aStrides[k] and b at Σ ik·bStrides[k]; a
 /// broadcast dimension has stride 0.
+/// One vector of `Backend.scaledErrorSquaredSums`: the error and the two states that scale it,
+/// each of `count` elements.
+public struct ScaledErrorTerm {
+  public var error: DeviceBuffer
+  public var y0: DeviceBuffer
+  public var y1: DeviceBuffer
+  public var count: Int
+
+  public init(error: DeviceBuffer, y0: DeviceBuffer, y1: DeviceBuffer, count: Int) {
+    (self.error, self.y0, self.y1, self.count) = (error, y0, y1, count)
+  }
+}
+
 public struct BroadcastLayout: Sendable, Equatable {
   // Four lanes rather than arrays: every binary op builds one, and arrays cost three heap
   // allocations per op.
