@@ -90,6 +90,21 @@ public protocol Backend: AnyObject, Sendable {
   func conv2dBackwardWeights(
     _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer,
     outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
+  /// `conv2d` of the input [t·1, x]: a constant channel t first (zero in the padding, as if the
+  /// concatenated tensor were padded), then x [N, C − 1, H, W]; `g.c` = C counts the time
+  /// channel and w is [O, C, kh, kw]. torchdiffeq's ConcatConv2d without the concatenation.
+  func timeConcatConv2d(
+    _ x: DeviceBuffer, time: Double, _ w: DeviceBuffer, bias: DeviceBuffer?, _ y: DeviceBuffer,
+    outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
+  /// dx [N, C − 1, H, W] (overwritten): the adjoint of `timeConcatConv2d` in x (the time channel
+  /// is a constant and gets none).
+  func timeConcatConv2dBackwardData(
+    _ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer, outChannels: Int,
+    _ g: ConvGeometry, dtype: DType) throws
+  /// dw [O, C, kh, kw] (overwritten): `conv2dBackwardWeights` of the input [t·1, x].
+  func timeConcatConv2dBackwardWeights(
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, time: Double, _ dw: DeviceBuffer, outChannels: Int,
+    _ g: ConvGeometry, dtype: DType) throws
   /// Group normalisation of x [N, C, HW]: y = (x − μ_ng)·rstd_ng·γ_c + β_c, saving μ and rstd [N·G].
   func groupNorm(
     x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,

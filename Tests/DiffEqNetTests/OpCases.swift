@@ -37,7 +37,7 @@ struct OpCase {
 enum OpCases {
   static var all: [OpCase] {
     binary + affine + linearCombination + unary + reductions + shapes + matmul + linear + conv2d
-      + groupNorm + batchNorm + pooling + losses + dropout
+      + timeConcatConv2d + groupNorm + batchNorm + pooling + losses + dropout
   }
 
   // MARK: Broadcasting binaries
@@ -330,6 +330,45 @@ enum OpCases {
           try $0[0].conv2d(weight: $0[1], bias: $0.count > 2 ? $0[2] : nil, stride: s, padding: p)
         },
         reference: { Ref.conv2d($0[0], $0[1], $0.count > 2 ? $0[2] : nil, stride: s, pad: p) })
+    }
+  }
+
+  /// conv2d of [t·1, x] (ODE-Net's ConcatConv2d): the reference convolves the concatenation,
+  /// time channel first, zero in the padding.
+  static var timeConcatConv2d: [OpCase] {
+    // (x shape, out channels, kernel, stride, padding, bias, t)
+    let cases: [([Int], Int, Int, Int, Int, Bool, Double)] = [
+      ([2, 3, 7, 7], 5, 3, 1, 1, true, 0.5),
+      ([1, 1, 6, 5], 2, 3, 2, 1, false, -1.25),
+      ([2, 4, 9, 7], 3, 5, 3, 2, true, 2),
+      ([3, 2, 4, 4], 4, 1, 1, 0, true, 0.75),
+    ]
+    return cases.map { x, o, k, s, p, bias, t in
+      OpCase(
+        "timeConcatConv2d t = \(t), \(x) * [\(o),\(x[1] + 1),\(k),\(k)] stride \(s) padding \(p) "
+          + "bias: \(bias)",
+        inputs: { rng in
+          [rng.normal(x), rng.normal([o, x[1] + 1, k, k], std: 0.3)]
+            + (bias ? [rng.normal([o])] : [])
+        },
+        op: {
+          try $0[0].timeConcatConv2d(
+            time: t, weight: $0[1], bias: $0.count > 2 ? $0[2] : nil, stride: s, padding: p)
+        },
+        reference: { inputs in
+          let x = inputs[0]
+          let plane = x.shape[2] * x.shape[3]
+          var joined = HostTensor(zeros: [x.shape[0], x.shape[1] + 1, x.shape[2], x.shape[3]])
+          for n in 0..<x.shape[0] {
+            let to = n * (x.shape[1] + 1) * plane
+            for e in 0..<plane { joined.data[to + e] = t }
+            for e in 0..<(x.shape[1] * plane) {
+              joined.data[to + plane + e] = x.data[n * x.shape[1] * plane + e]
+            }
+          }
+          return Ref.conv2d(
+            joined, inputs[1], inputs.count > 2 ? inputs[2] : nil, stride: s, pad: p)
+        })
     }
   }
 

@@ -11,14 +11,18 @@ extension OpenCLBackend {
     public var reductionWorkGroupSize: Int?
     /// Forces the GEMM kernel's tiling; nil chooses the largest candidate the device allows.
     public var gemmTiling: GEMMTiling?
+    /// Forces the number of k-slices of a convolution's weight gradient (split-K, at least 1);
+    /// nil chooses enough to occupy the device.
+    public var convWeightSplits: Int?
 
     public init(
       blasOnCPUDevice: Bool = true, reductionWorkGroupSize: Int? = nil,
-      gemmTiling: GEMMTiling? = nil
+      gemmTiling: GEMMTiling? = nil, convWeightSplits: Int? = nil
     ) {
       self.blasOnCPUDevice = blasOnCPUDevice
       self.reductionWorkGroupSize = reductionWorkGroupSize
       self.gemmTiling = gemmTiling
+      self.convWeightSplits = convWeightSplits
     }
 
     /// Throws `BackendError.invalidOption` naming the first setting the kernels cannot run with.
@@ -28,6 +32,9 @@ extension OpenCLBackend {
           "reduction work-group size \(wg) is not a positive power of two")
       }
       try gemmTiling?.validate()
+      if let splits = convWeightSplits, splits < 1 || splits > 1024 {
+        throw BackendError.invalidOption("convolution weight splits \(splits) is not in 1...1024")
+      }
     }
   }
 
