@@ -109,6 +109,16 @@ public protocol Backend: AnyObject, Sendable {
   func groupNorm(
     x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
     mean: DeviceBuffer, rstd: DeviceBuffer, _ s: GroupNormShape, dtype: DType) throws
+  /// y = max(0, groupNorm(x)): the norm and the ReLU that follows it in one pass where the
+  /// backend can fuse them.
+  func groupNormReLU(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
+    mean: DeviceBuffer, rstd: DeviceBuffer, _ s: GroupNormShape, dtype: DType) throws
+  /// Gradients of `groupNormReLU` given its output y: `groupNormGrad` of dy·[y > 0].
+  func groupNormReLUGrad(
+    x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer,
+    y: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer,
+    dbeta: DeviceBuffer, _ s: GroupNormShape, dtype: DType) throws
   /// Gradients of `groupNorm`: dx, and dgamma, dbeta [C] (overwritten).
   func groupNormGrad(
     x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer,

@@ -378,15 +378,21 @@ enum OpCases {
     let cases: [([Int], Int)] = [
       ([2, 6, 4, 4], 3), ([1, 4, 7, 7], 1), ([3, 8, 5, 3], 8), ([4, 6, 13], 2), ([16, 4], 2),
     ]
-    return cases.map { x, groups in
+    // Each shape plain and with the fused ReLU (whose reference applies max(0, ·) after).
+    return cases.flatMap { x, groups in
       let c = x[1]
-      return OpCase(
-        "groupNorm \(x) groups \(groups)",
-        inputs: { rng in
-          [rng.normal(x, mean: 0.5, std: 2), rng.normal([c], mean: 1, std: 0.3), rng.normal([c])]
-        },
-        op: { try $0[0].groupNorm(groups: groups, gamma: $0[1], beta: $0[2]) },
-        reference: { Ref.groupNorm($0[0], groups: groups, $0[1], $0[2], eps: 1e-5) })
+      return [false, true].map { relu in
+        OpCase(
+          "groupNorm \(x) groups \(groups)\(relu ? " relu" : "")",
+          inputs: { rng in
+            [rng.normal(x, mean: 0.5, std: 2), rng.normal([c], mean: 1, std: 0.3), rng.normal([c])]
+          },
+          op: { try $0[0].groupNorm(groups: groups, gamma: $0[1], beta: $0[2], relu: relu) },
+          reference: {
+            let y = Ref.groupNorm($0[0], groups: groups, $0[1], $0[2], eps: 1e-5)
+            return relu ? Ref.map(y) { max(0, $0) } : y
+          })
+      }
     }
   }
 

@@ -164,7 +164,9 @@ extension OpenCLBackend {
 
   /// Slices of k for a weight gradient of `tiles` output tiles: enough for two work-groups per
   /// compute unit, at most 64, and none shorter than four k-slabs.
-  package static func weightGradientSplits(tiles: Int, k: Int, tileDepth: Int, computeUnits: Int) -> Int {
+  package static func weightGradientSplits(tiles: Int, k: Int, tileDepth: Int, computeUnits: Int)
+    -> Int
+  {
     let wanted = (2 * computeUnits + tiles - 1) / max(1, tiles)
     let longest = max(1, k / (4 * tileDepth))
     return max(1, min(wanted, 64, longest))
