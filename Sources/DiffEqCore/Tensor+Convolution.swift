@@ -26,10 +26,17 @@ extension Tensor {
     )
     return out.recorded(from: inputs) { gy in
       var grads: [Tensor?] = [
-        needsInput ? try Tensor.conv2dBackwardData(gy, weight: w, geometry: g) : nil,
-        needsWeight ? try Tensor.conv2dBackwardWeights(gy, input: x, geometry: g) : nil,
+        needsInput ? try Tensor.conv2dBackwardData(gy, weight: w, geometry: g) : nil
       ]
-      if inputs.count == 3 { grads.append(needsBias ? try gy.sum(axes: [0, 2, 3]) : nil) }
+      let (dw, dbias) = try Tensor.parameterGradients(
+        gy, weight: needsWeight ? w : nil, bias: needsBias
+      ) { dy, dw, dbias in
+        try gy.backend.conv2dBackwardWeights(
+          dy.buffer, x.buffer, dw.buffer, bias: dbias?.buffer, outChannels: o, g,
+          dtype: gy.dtype)
+      }
+      grads.append(dw)
+      if inputs.count == 3 { grads.append(dbias) }
       return grads
     }
   }
@@ -67,15 +74,31 @@ extension Tensor {
           gy.buffer, w.buffer, dx.buffer, outChannels: o, g, dtype: gy.dtype)
         grads[0] = dx
       }
-      if needsWeight {
-        let dw = try gy.empty(w.shape)
+      let (dw, dbias) = try Tensor.parameterGradients(
+        gy, weight: needsWeight ? w : nil, bias: needsBias
+      ) { dy, dw, dbias in
         try gy.backend.timeConcatConv2dBackwardWeights(
-          gy.buffer, x.buffer, time: t, dw.buffer, outChannels: o, g, dtype: gy.dtype)
-        grads[1] = dw
+          dy.buffer, x.buffer, time: t, dw.buffer, bias: dbias?.buffer, outChannels: o, g,
+          dtype: gy.dtype)
       }
-      if inputs.count == 3 { grads.append(needsBias ? try gy.sum(axes: [0, 2, 3]) : nil) }
+      grads[1] = dw
+      if inputs.count == 3 { grads.append(dbias) }
       return grads
     }
+  }
+
+  /// A convolution's weight and bias gradients, each where it is wanted (`weight` nil: no
+  /// weight gradient): both from one backend call `weights(dy, dw, dbias)`, which can fold the
+  /// bias's sum into the weight gradient's pass; a bias alone by a reduction.
+  private static func parameterGradients(
+    _ gy: Tensor, weight: Tensor?, bias: Bool,
+    _ weights: (Tensor, Tensor, Tensor?) throws -> Void
+  ) throws -> (Tensor?, Tensor?) {
+    guard let weight else { return (nil, bias ? try gy.sum(axes: [0, 2, 3]) : nil) }
+    let dw = try gy.empty(weight.shape)
+    let dbias = bias ? try gy.empty([weight.shape[0]]) : nil
+    try weights(gy, dw, dbias)
+    return (dw, dbias)
   }
 
   /// The geometry of convolving self, with `extraChannels` constant channels prepended, by
@@ -125,7 +148,7 @@ extension Tensor {
     let o = gy.shape[1]
     let dw = try gy.empty([o, g.c, g.kh, g.kw])
     try gy.backend.conv2dBackwardWeights(
-      gy.buffer, x.buffer, dw.buffer, outChannels: o, g, dtype: gy.dtype)
+      gy.buffer, x.buffer, dw.buffer, bias: nil, outChannels: o, g, dtype: gy.dtype)
     return dw
   }
 

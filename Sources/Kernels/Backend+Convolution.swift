@@ -61,10 +61,28 @@ extension Backend {
   }
 
   public func conv2dBackwardWeights(
-    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer, outChannels o: Int,
-    _ g: ConvGeometry, dtype: DType
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer, bias dbias: DeviceBuffer?,
+    outChannels o: Int, _ g: ConvGeometry, dtype: DType
   ) throws {
     try loweredConv2dBackwardWeights(dy, x, dw, outChannels: o, g, dtype: dtype)
+    if let dbias {
+      try convolutionBiasGradient(
+        dy, dbias, n: g.n, channels: o, plane: g.outH * g.outW, dtype: dtype)
+    }
+  }
+
+  /// dbias[o] (overwritten) = Σ_{n, p} dy[n, o, p] for dy [N, O, P]: a convolution's bias
+  /// gradient, as two reductions.
+  public func convolutionBiasGradient(
+    _ dy: DeviceBuffer, _ dbias: DeviceBuffer, n: Int, channels: Int, plane: Int, dtype: DType
+  ) throws {
+    let perImage = try allocate(n * channels, dtype)
+    try reduceSum(
+      dy, perImage, shape: ReductionShape(outer: n * channels, n: plane, inner: 1), scale: 1,
+      dtype: dtype)
+    try reduceSum(
+      perImage, dbias, shape: ReductionShape(outer: 1, n: n, inner: channels), scale: 1,
+      dtype: dtype)
   }
 
   /// `conv2dBackwardWeights` as a permute, im2col and one GEMM.
@@ -120,10 +138,10 @@ extension Backend {
   }
 
   public func timeConcatConv2dBackwardWeights(
-    _ dy: DeviceBuffer, _ x: DeviceBuffer, time: Double, _ dw: DeviceBuffer, outChannels o: Int,
-    _ g: ConvGeometry, dtype: DType
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, time: Double, _ dw: DeviceBuffer,
+    bias dbias: DeviceBuffer?, outChannels o: Int, _ g: ConvGeometry, dtype: DType
   ) throws {
     let input = try concatenatedTime(x, time: time, g, dtype: dtype)
-    try conv2dBackwardWeights(dy, input, dw, outChannels: o, g, dtype: dtype)
+    try conv2dBackwardWeights(dy, input, dw, bias: dbias, outChannels: o, g, dtype: dtype)
   }
 }

@@ -86,9 +86,10 @@ public protocol Backend: AnyObject, Sendable {
   func conv2dBackwardData(
     _ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer,
     outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
-  /// dw [O, C, kh, kw] (overwritten) = Σ_n dy_n · im2col(x_n)ᵀ.
+  /// dw [O, C, kh, kw] (overwritten) = Σ_n dy_n · im2col(x_n)ᵀ, and dbias [O] (overwritten,
+  /// when given) = Σ_{n, h, w} dy[n, o, h, w].
   func conv2dBackwardWeights(
-    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer,
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer, bias dbias: DeviceBuffer?,
     outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
   /// `conv2d` of the input [t·1, x]: a constant channel t first (zero in the padding, as if the
   /// concatenated tensor were padded), then x [N, C − 1, H, W]; `g.c` = C counts the time
@@ -101,10 +102,10 @@ public protocol Backend: AnyObject, Sendable {
   func timeConcatConv2dBackwardData(
     _ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer, outChannels: Int,
     _ g: ConvGeometry, dtype: DType) throws
-  /// dw [O, C, kh, kw] (overwritten): `conv2dBackwardWeights` of the input [t·1, x].
+  /// dw [O, C, kh, kw] and dbias (overwritten): `conv2dBackwardWeights` of the input [t·1, x].
   func timeConcatConv2dBackwardWeights(
-    _ dy: DeviceBuffer, _ x: DeviceBuffer, time: Double, _ dw: DeviceBuffer, outChannels: Int,
-    _ g: ConvGeometry, dtype: DType) throws
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, time: Double, _ dw: DeviceBuffer,
+    bias dbias: DeviceBuffer?, outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
   /// Group normalisation of x [N, C, HW]: y = (x − μ_ng)·rstd_ng·γ_c + β_c, saving μ and rstd [N·G].
   func groupNorm(
     x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,

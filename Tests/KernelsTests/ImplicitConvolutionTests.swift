@@ -71,12 +71,14 @@ final class ImplicitConvolutionTests: XCTestCase, KernelTestCase {
     var y = [Double](repeating: 0, count: yCount)
     var dx = [Double](repeating: 0, count: xCount)
     var dw = [Double](repeating: 0, count: wCount)
+    var dbias = [Double](repeating: 0, count: o)
     for n in 0..<g.n {
       for f in 0..<o {
         for i in 0..<g.outH {
           for j in 0..<g.outW {
             let out = ((n * o + f) * g.outH + i) * g.outW + j
             y[out] = bias[f]
+            dbias[f] += dy[out]
             for ch in 0..<g.c {
               for u in 0..<g.kh {
                 for v in 0..<g.kw {
@@ -103,23 +105,25 @@ final class ImplicitConvolutionTests: XCTestCase, KernelTestCase {
     let yb = try poisoned(b, yCount, t)
     let dxb = try poisoned(b, xCount, t)
     let dwb = try poisoned(b, wCount, t)
+    let dbiasb = try poisoned(b, o, t)
     if let time {
       try b.timeConcatConv2d(xb, time: time, wb, bias: biasb, yb, outChannels: o, g, dtype: t)
       try b.timeConcatConv2dBackwardData(dyb, wb, dxb, outChannels: o, g, dtype: t)
       try b.timeConcatConv2dBackwardWeights(
-        dyb, xb, time: time, dwb, outChannels: o, g, dtype: t)
+        dyb, xb, time: time, dwb, bias: dbiasb, outChannels: o, g, dtype: t)
     } else {
       try b.conv2d(xb, wb, bias: biasb, yb, outChannels: o, g, dtype: t)
       try b.conv2dBackwardData(dyb, wb, dxb, outChannels: o, g, dtype: t)
-      try b.conv2dBackwardWeights(dyb, xb, dwb, outChannels: o, g, dtype: t)
+      try b.conv2dBackwardWeights(dyb, xb, dwb, bias: dbiasb, outChannels: o, g, dtype: t)
     }
     assertClose(try download(b, yb, yCount, t), y, t, "forward " + what)
     assertClose(try download(b, dxb, xCount, t), dx, t, "backward data " + what)
     assertClose(try download(b, dwb, wCount, t), dw, t, "backward weights " + what)
+    assertClose(try download(b, dbiasb, o, t), dbias, t, "backward bias " + what)
   }
 
-  /// One launch per pass, plus one reduction when the weight gradient is split: what replaces
-  /// the lowered path's fill, concatenation, im2col, GEMM, permute and bias.
+  /// One launch per pass, plus a reduction per gradient when the weight gradient is split: what
+  /// replaces the lowered path's fill, concatenation, im2col, GEMM, permute, bias and its sums.
   func testEachPassIsOneLaunch() throws {
     let b = try backends()[1]  // three weight slices
     let g = ConvGeometry(n: 2, c: 9, h: 14, w: 14, kh: 3, kw: 3, stride: 1, pad: 1)
@@ -137,8 +141,22 @@ final class ImplicitConvolutionTests: XCTestCase, KernelTestCase {
     try b.timeConcatConv2dBackwardData(y, w, dx, outChannels: 8, g, dtype: t)
     XCTAssertEqual((b.traffic - before).launches, 1)
     before = b.traffic
-    try b.timeConcatConv2dBackwardWeights(y, x, time: 0.5, dw, outChannels: 8, g, dtype: t)
+    try b.timeConcatConv2dBackwardWeights(
+      y, x, time: 0.5, dw, bias: nil, outChannels: 8, g, dtype: t)
     XCTAssertEqual((b.traffic - before).launches, 2)
+    before = b.traffic
+    try b.timeConcatConv2dBackwardWeights(
+      y, x, time: 0.5, dw, bias: dx, outChannels: 8, g, dtype: t)
+    XCTAssertEqual((b.traffic - before).launches, 3)
+    let unsplit = try OpenCLBackend(
+      deviceIndex: b.device.index, options: .init(blasOnCPUDevice: false, convWeightSplits: 1))
+    let x1 = try unsplit.allocate(g.n * (g.c - 1) * g.h * g.w, t)
+    let y1 = try unsplit.allocate(g.n * 8 * g.outH * g.outW, t)
+    let (w1, b1) = (try unsplit.allocate(8 * g.patch, t), try unsplit.allocate(8, t))
+    before = unsplit.traffic
+    try unsplit.timeConcatConv2dBackwardWeights(
+      y1, x1, time: 0.5, w1, bias: b1, outChannels: 8, g, dtype: t)
+    XCTAssertEqual((unsplit.traffic - before).launches, 1, "weights and bias in one launch")
   }
 
   func testWeightGradientSplitsFillTheDevice() {

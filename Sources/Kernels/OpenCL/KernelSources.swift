@@ -554,17 +554,18 @@ void conv_backward_data(
 // dw[o, ch, i, j] = Σ_{n, oh, ow} dy[n, o, oh, ow] · in[n, ch, oh·s − p + i, ow·s − p + j]:
 // m = o_n, n = ct·kh·kw, k = batch·oh_n·ow_n, which is long while m·n is small, so the k range is
 // split over get_global_id(2) (split-K): split g sums k in [g·chunk, (g + 1)·chunk) into
-// out[g·m·n + ·], and the host sums the splits (or, with one split, out is dw).
+// out[g·m·n + ·], and the host sums the splits (or, with one split, out is dw). With has_bias,
+// one more column of ones gives the bias gradient Σ dy into out_bias[g·m + o].
 __kernel __attribute__((reqd_work_group_size(RTS, RTS, 1)))
 void conv_backward_weights(
-  __global const T* dy, __global const T* x, __global T* out, const int has_time, const T t,
-  const int batch, const int ct, const int h, const int w, const int o_n, const int kh,
-  const int kw, const int stride, const int pad, const int oh_n, const int ow_n,
-  const int chunk) {
+  __global const T* dy, __global const T* x, __global T* out, __global T* out_bias,
+  const int has_bias, const int has_time, const T t, const int batch, const int ct, const int h,
+  const int w, const int o_n, const int kh, const int kw, const int stride, const int pad,
+  const int oh_n, const int ow_n, const int chunk) {
   __local T as[TSK][TSP];
   __local T bs[TSK][TSP];
-  const int plane = oh_n * ow_n;
-  const int m = o_n, n = ct * kh * kw, k = batch * plane;
+  const int plane = oh_n * ow_n, patch = ct * kh * kw;
+  const int m = o_n, n = patch + has_bias, k = batch * plane;
   const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RTS + tx;
   const int col0 = get_group_id(0) * TS, row0 = get_group_id(1) * TS;
   const int split = get_global_id(2);
@@ -587,10 +588,12 @@ void conv_backward_weights(
       const int kk = l % TSK, q = l / TSK;
       const int gq = col0 + q, gk = t0 + kk;
       T v = (T)0;
-      if (gq < n && gk < k_end) {
+      if (gq < patch && gk < k_end) {
         const int ow = gk % ow_n, rest = gk / ow_n, oh = rest % oh_n, b = rest / oh_n;
         const int j = gq % kw, u = gq / kw, i = u % kh, ch = u / kh;
         v = conv_input(x, has_time, t, b, ch, oh * stride - pad + i, ow * stride - pad + j, ct, h, w);
+      } else if (gq < n && gk < k_end) {
+        v = (T)1;  // the bias column: Σ dy
       }
       bs[kk][q] = v;
     }
@@ -604,12 +607,14 @@ void conv_backward_weights(
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
-  out += (long)split * m * n;
+  out += (long)split * m * patch;
+  out_bias += (long)split * m;
   for (int wi = 0; wi < WPT; wi++) {
     const int r = row0 + ty + wi * RTS;
     for (int wj = 0; wj < WPT; wj++) {
       const int q = col0 + tx + wj * RTS;
-      if (r < m && q < n) out[r * n + q] = acc[wi][wj];
+      if (r < m && q < patch) out[r * patch + q] = acc[wi][wj];
+      else if (r < m && q < n) out_bias[r] = acc[wi][wj];
     }
   }
 }

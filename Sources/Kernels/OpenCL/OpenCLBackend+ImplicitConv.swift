@@ -57,24 +57,30 @@ extension OpenCLBackend {
   }
 
   public func conv2dBackwardWeights(
-    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer, outChannels o: Int,
-    _ g: ConvGeometry, dtype: DType
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer, bias dbias: DeviceBuffer?,
+    outChannels o: Int, _ g: ConvGeometry, dtype: DType
   ) throws {
     if usesBLASForGEMM {
-      return try loweredConv2dBackwardWeights(dy, x, dw, outChannels: o, g, dtype: dtype)
+      try loweredConv2dBackwardWeights(dy, x, dw, outChannels: o, g, dtype: dtype)
+      if let dbias {
+        try convolutionBiasGradient(
+          dy, dbias, n: g.n, channels: o, plane: g.outH * g.outW, dtype: dtype)
+      }
+      return
     }
-    try implicitBackwardWeights(dy, x, time: nil, dw, outChannels: o, g, dtype: dtype)
+    try implicitBackwardWeights(dy, x, time: nil, dw, bias: dbias, outChannels: o, g, dtype: dtype)
   }
 
   public func timeConcatConv2dBackwardWeights(
-    _ dy: DeviceBuffer, _ x: DeviceBuffer, time: Double, _ dw: DeviceBuffer, outChannels o: Int,
-    _ g: ConvGeometry, dtype: DType
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, time: Double, _ dw: DeviceBuffer,
+    bias dbias: DeviceBuffer?, outChannels o: Int, _ g: ConvGeometry, dtype: DType
   ) throws {
     if usesBLASForGEMM {
       let input = try concatenatedTime(x, time: time, g, dtype: dtype)
-      return try loweredConv2dBackwardWeights(dy, input, dw, outChannels: o, g, dtype: dtype)
+      return try conv2dBackwardWeights(dy, input, dw, bias: dbias, outChannels: o, g, dtype: dtype)
     }
-    try implicitBackwardWeights(dy, x, time: time, dw, outChannels: o, g, dtype: dtype)
+    try implicitBackwardWeights(
+      dy, x, time: time, dw, bias: dbias, outChannels: o, g, dtype: dtype)
   }
 
   // MARK: Launches
@@ -131,16 +137,17 @@ extension OpenCLBackend {
 
   /// The weight gradient's inner dimension (batch·Ho·Wo) is long and its result (O × C·kh·kw)
   /// small: with few tiles the product is split along k into enough slices to give every compute
-  /// unit two work-groups, and the slices are summed by one reduction.
+  /// unit two work-groups, and the slices are summed by one reduction (two with a bias). The
+  /// bias gradient Σ dy is one more column of the same product.
   private func implicitBackwardWeights(
-    _ dy: DeviceBuffer, _ x: DeviceBuffer, time: Double?, _ dw: DeviceBuffer, outChannels o: Int,
-    _ g: ConvGeometry, dtype: DType
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, time: Double?, _ dw: DeviceBuffer,
+    bias dbias: DeviceBuffer?, outChannels o: Int, _ g: ConvGeometry, dtype: DType
   ) throws {
     try requireType(dtype)
     guard let t = try configuration(.gemm, dtype).tiling else {
       preconditionFailure("gemm program resolved without tiling")
     }
-    let (m, n, k) = (o, g.patch, g.columns)
+    let (m, n, k) = (o, g.patch + (dbias == nil ? 0 : 1), g.columns)
     let splits =
       options.convWeightSplits
       ?? Self.weightGradientSplits(
@@ -149,16 +156,31 @@ extension OpenCLBackend {
     // Each slice a whole number of k-slabs; the last may be shorter, or (rounding) empty.
     let slabs = (k + t.tsk - 1) / t.tsk
     let chunk = max(1, (slabs + splits - 1) / splits) * t.tsk
-    let out = splits == 1 ? dw : try allocate(splits * m * n, dtype)
+    let out = splits == 1 ? dw : try allocate(splits * m * g.patch, dtype)
+    // The bias column's output: dbias, its per-slice partials, or (no bias) `out`, never written.
+    let biasPartials: DeviceBuffer
+    if let dbias {
+      biasPartials = splits == 1 ? dbias : try allocate(splits * m, dtype)
+    } else {
+      biasPartials = out
+    }
     let (global, local) = try grid(m: m, n: n, splits: splits, dtype)
     try launch(
       .gemm, "conv_backward_weights", dtype,
-      [.mem(dy), .mem(x), .mem(out), .int(time == nil ? 0 : 1), .real(time ?? 0)]
-        + geometryArguments(g, outChannels: o) + [.int(chunk)],
+      [
+        .mem(dy), .mem(x), .mem(out), .mem(biasPartials), .int(dbias == nil ? 0 : 1),
+        .int(time == nil ? 0 : 1), .real(time ?? 0),
+      ] + geometryArguments(g, outChannels: o) + [.int(chunk)],
       global: global, local: local)
     if splits > 1 {
       try reduceSum(
-        out, dw, shape: ReductionShape(outer: 1, n: splits, inner: m * n), scale: 1, dtype: dtype)
+        out, dw, shape: ReductionShape(outer: 1, n: splits, inner: m * g.patch), scale: 1,
+        dtype: dtype)
+      if let dbias {
+        try reduceSum(
+          biasPartials, dbias, shape: ReductionShape(outer: 1, n: splits, inner: m), scale: 1,
+          dtype: dtype)
+      }
     }
   }
 
