@@ -348,6 +348,8 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
   case invalidOption(String)
   /// A buffer whose byte size overflows, or exceeds `BufferPool.maxBytes`.
   case allocationTooLarge(elements: Int, dtype: DType)
+  /// Work too large for the OpenCL kernels, which index with 32-bit integers.
+  case indexRangeExceeded(kernel: String, reason: String)
 
   public var description: String {
     switch self {
@@ -363,6 +365,9 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
     case .invalidOption(let reason): return "invalid backend option: \(reason)"
     case .allocationTooLarge(let n, let t):
       return "cannot allocate \(n) elements of \(t): more than \(BufferPool.maxBytes) bytes"
+    case .indexRangeExceeded(let kernel, let reason):
+      return "OpenCL kernel \(kernel): \(reason) exceeds the kernels' 32-bit index range "
+        + "(2147483647); use a smaller batch, or --device cpu"
     }
   }
 }

@@ -14,15 +14,19 @@ extension OpenCLBackend {
     /// Forces the number of k-slices of a convolution's weight gradient (split-K, at least 1);
     /// nil chooses enough to occupy the device.
     public var convWeightSplits: Int?
+    /// Where compiled programs are kept between processes; nil compiles in every process.
+    public var programCache: OpenCLProgramCache?
 
     public init(
       blasOnCPUDevice: Bool = true, reductionWorkGroupSize: Int? = nil,
-      gemmTiling: GEMMTiling? = nil, convWeightSplits: Int? = nil
+      gemmTiling: GEMMTiling? = nil, convWeightSplits: Int? = nil,
+      programCache: OpenCLProgramCache? = nil
     ) {
       self.blasOnCPUDevice = blasOnCPUDevice
       self.reductionWorkGroupSize = reductionWorkGroupSize
       self.gemmTiling = gemmTiling
       self.convWeightSplits = convWeightSplits
+      self.programCache = programCache
     }
 
     /// Throws `BackendError.invalidOption` naming the first setting the kernels cannot run with.
