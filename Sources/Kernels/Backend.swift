@@ -134,6 +134,12 @@ public protocol Backend: AnyObject, Sendable {
   func softmaxCrossEntropy(
     logits: DeviceBuffer, labels: DeviceBuffer, probs: DeviceBuffer, losses: DeviceBuffer,
     rows: Int, classes: Int, dtype: DType) throws
+  /// dlogits[r, j] = (probs[r, j] − [j = labels[r]]) · cotangent[0] / rows: the gradient of the
+  /// mean of `softmaxCrossEntropy`'s losses, for a cotangent held in a one-element buffer, so
+  /// neither the labels nor the cotangent travel to the host.
+  func softmaxCrossEntropyGrad(
+    probs: DeviceBuffer, labels: DeviceBuffer, cotangent: DeviceBuffer, dlogits: DeviceBuffer,
+    rows: Int, classes: Int, dtype: DType) throws
   /// y[i] = keep_i / (1 − p), keep_i = hash(seed, i) ≥ p: the same mask on every backend.
   func dropoutMask(_ y: DeviceBuffer, count: Int, p: Double, seed: UInt32, dtype: DType) throws
   /// One optimiser update of `param` in place from `grad`, with state buffers (see `OptimizerStep`).

@@ -65,6 +65,26 @@ final class HostSynchronizationTests: XCTestCase {
     }
   }
 
+  /// The cross-entropy's gradient is formed on the device (no one-hot from the host): a
+  /// backward pass through it reads nothing.
+  func testLossGradientReadsNothing() throws {
+    let b = try openCL()
+    var rng = RandomState(seed: 5)
+    let logits = try Tensor.normal([8, 10], rng: &rng, on: b)
+    let labels = try Tensor((0..<8).map { Double($0 % 10) }, shape: [8], on: b)
+    let cotangent = try Tensor([2], shape: [], on: b)
+    try b.synchronize()
+    let before = b.traffic
+    let (_, gradient) = try vjp(at: [logits], cotangent: cotangent) {
+      try $0[0].softmaxCrossEntropy(labels: labels)
+    }
+    XCTAssertEqual((b.traffic - before).hostSynchronizations, 0)
+    // (p − onehot)·2/8, checked against the host.
+    let p = try logits.softmaxProbabilities().toDoubles()
+    let expected = p.indices.map { i in (p[i] - (i % 10 == (i / 10) % 10 ? 1 : 0)) * 2 / 8 }
+    XCTAssertLessThan(relativeError(try gradient[0].toDoubles(), expected), 1e-5)
+  }
+
   /// A field that turns NaN after t = 0.5: a fixed-step solve, which now checks only at its end,
   /// still names the first output time whose state is not finite.
   func testNaNMidSolveIsReportedAtItsTime() throws {

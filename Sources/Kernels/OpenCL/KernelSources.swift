@@ -825,6 +825,20 @@ __kernel void softmax_ce_rows(
   losses[r] = cross_entropy(lr, classes, labels[r], mx, sum);
 }
 
+// dlogits[r, j] = (probs[r, j] − [j = label_r]) · cotangent[0] / rows, one work-item per element:
+// the loss's gradient without a one-hot matrix from the host. A label that is no class index
+// subtracts nothing (its loss is already NaN).
+__kernel void softmax_ce_grad(
+  __global const T* probs, __global const T* labels, __global const T* cotangent,
+  __global T* dlogits, const int rows, const int classes) {
+  const int i = get_global_id(0);
+  if (i >= rows * classes) return;
+  const int r = i / classes, j = i % classes;
+  const T label = labels[r];
+  const T hit = label == (T)j ? (T)1 : (T)0;
+  dlogits[i] = (probs[i] - hit) * cotangent[0] / (T)rows;
+}
+
 // Many classes: one work-group per row with local-memory max and sum reductions.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void softmax_ce_wg(

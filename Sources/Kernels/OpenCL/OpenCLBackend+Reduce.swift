@@ -142,6 +142,17 @@ extension OpenCLBackend {
     }
   }
 
+  /// One work-item per element of dlogits.
+  public func softmaxCrossEntropyGrad(
+    probs: DeviceBuffer, labels: DeviceBuffer, cotangent: DeviceBuffer, dlogits: DeviceBuffer,
+    rows: Int, classes: Int, dtype: DType
+  ) throws {
+    try launch(
+      .norm, "softmax_ce_grad", dtype,
+      [.mem(probs), .mem(labels), .mem(cotangent), .mem(dlogits), .int(rows), .int(classes)],
+      global: [rows * classes])
+  }
+
   /// The class count up to which softmax uses one work-item per row.
   public static let softmaxRowKernelClasses = 32
 }
