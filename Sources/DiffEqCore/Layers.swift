@@ -92,8 +92,9 @@ public final class GroupNorm: Module, UnaryLayer {
 }
 
 /// Batch normalisation over N, H, W per channel: batch statistics in training (updating running
-/// averages with `momentum`, PyTorch's convention and unbiased running variance), running
-/// statistics in evaluation.
+/// averages with `momentum`, PyTorch's convention and unbiased running variance, in the same
+/// fused launch), running statistics in evaluation. The running statistics are non-trainable
+/// parameters, so checkpoints save them.
 public final class BatchNorm: Module, UnaryLayer {
   public let eps: Double
   public let momentum: Double
@@ -106,6 +107,11 @@ public final class BatchNorm: Module, UnaryLayer {
     channels: Int, eps: Double = 1e-5, momentum: Double = 0.1, dtype: DType = .float32,
     on backend: any Backend
   ) throws {
+    guard channels >= 1, eps > 0, momentum >= 0, momentum <= 1 else {
+      throw TensorError.invalidArgument(
+        op: "BatchNorm",
+        reason: "channels \(channels), eps \(eps), momentum \(momentum) (need ≥ 1, > 0, [0, 1])")
+    }
     self.eps = eps
     self.momentum = momentum
     gamma = Parameter(try .ones([channels], dtype: dtype, on: backend))
@@ -116,20 +122,17 @@ public final class BatchNorm: Module, UnaryLayer {
   }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
-    let c = gamma.value.count
     if isTraining {
-      let (y, mean, variance) = try x.batchNorm(gamma: gamma.value, beta: beta.value, eps: eps)
-      let n = Double(x.count / c)
-      let unbiased = try variance * (n / max(1, n - 1))
-      runningMean.value = try (runningMean.value * (1 - momentum) + mean * momentum).detached
-      runningVariance.value =
-        try (runningVariance.value * (1 - momentum) + unbiased * momentum).detached
+      let (y, mean, variance) = try x.batchNorm(
+        gamma: gamma.value, beta: beta.value, eps: eps, runningMean: runningMean.value,
+        runningVariance: runningVariance.value, momentum: momentum)
+      runningMean.value = mean
+      runningVariance.value = variance
       return y
     }
-    let shape = [1, c] + Array(repeating: 1, count: x.rank - 2)
-    let scale = try gamma.value / (runningVariance.value + eps).sqrt()
-    let shift = try beta.value - runningMean.value * scale
-    return try x * scale.reshaped(shape) + shift.reshaped(shape)
+    return try x.batchNormInference(
+      gamma: gamma.value, beta: beta.value, mean: runningMean.value,
+      variance: runningVariance.value, eps: eps)
   }
 }
 

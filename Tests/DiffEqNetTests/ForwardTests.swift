@@ -10,6 +10,7 @@ final class ForwardTests: XCTestCase {
   func testBinaryBroadcasting() { checkForward(OpCases.binary) }
   func testScalarAffine() { checkForward(OpCases.affine) }
   func testLinearCombination() { checkForward(OpCases.linearCombination) }
+  func testLMUpdate() { checkForward(OpCases.lmUpdate) }
   func testPointwise() { checkForward(OpCases.unary) }
   func testReductions() { checkForward(OpCases.reductions) }
   func testShapeOps() { checkForward(OpCases.shapes) }

@@ -11,6 +11,7 @@ final class GradientTests: XCTestCase {
   func testBinaryBroadcasting() { checkGradients(OpCases.binary) }
   func testScalarAffine() { checkGradients(OpCases.affine) }
   func testLinearCombination() { checkGradients(OpCases.linearCombination) }
+  func testLMUpdate() { checkGradients(OpCases.lmUpdate) }
   func testPointwise() { checkGradients(OpCases.unary) }
   func testReductions() { checkGradients(OpCases.reductions) }
   func testShapeOps() { checkGradients(OpCases.shapes) }

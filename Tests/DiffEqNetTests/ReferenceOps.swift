@@ -280,6 +280,37 @@ enum Ref {
     return (y, mean, variance)
   }
 
+  /// A training-mode batch norm's new running averages from inputs [x, γ, β, mean, variance]:
+  /// (1 − m)·old + m·batch mean, and the unbiased batch variance likewise.
+  static func batchNormRunning(_ t: [HostTensor], momentum m: Double) -> (
+    mean: HostTensor, variance: HostTensor
+  ) {
+    let b = batchNorm(t[0], t[1], t[2], eps: 1e-5)
+    let per = Double(t[0].count / t[0].shape[1])
+    var mean = t[3]
+    var variance = t[4]
+    for c in 0..<mean.count {
+      mean.data[c] = (1 - m) * t[3].data[c] + m * b.mean.data[c]
+      let unbiased = per > 1 ? b.variance.data[c] * per / (per - 1) : b.variance.data[c]
+      variance.data[c] = (1 - m) * t[4].data[c] + m * unbiased
+    }
+    return (mean, variance)
+  }
+
+  /// Evaluation-mode batch norm of inputs [x, γ, β, mean, variance].
+  static func batchNormInference(_ t: [HostTensor], eps: Double) -> HostTensor {
+    let (x, c) = (t[0], t[0].shape[1])
+    let hw = x.count / (x.shape[0] * c)
+    var y = x
+    for k in 0..<x.count {
+      let ch = (k / hw) % c
+      y.data[k] =
+        (x.data[k] - t[3].data[ch]) / (t[4].data[ch] + eps).squareRoot() * t[1].data[ch]
+        + t[2].data[ch]
+    }
+    return y
+  }
+
   /// Mean over k×k windows every `stride` pixels, no padding.
   static func avgPool(_ x: HostTensor, k: Int, stride s: Int) -> HostTensor {
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
