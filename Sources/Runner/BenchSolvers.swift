@@ -9,7 +9,8 @@ import Foundation
 struct BenchSolvers: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "solvers",
-    abstract: "Measure ODE solves, adjoint gradients and DEQ solves (odeblock, spiral, deq).",
+    abstract:
+      "Measure ODE solves, adjoint gradients, DEQ solves and LM-ResNet training steps (odeblock, spiral, deq, lmresnet).",
     discussion: """
       odeblock: f(t,h) = GN(convT(relu(GN(convT(t, relu(GN(h))))))), 64 channels + a time \
       channel, GroupNorm(32), batch 32, 14x14, t in [0, 1]. Configurations: rk4_forward \
@@ -25,6 +26,9 @@ struct BenchSolvers: ParsableCommand {
       backward solve + VJP times, evaluations of f and final residuals; deq_anderson_cap30 does \
       exactly 30 evaluations each way (scripts/compare/deq_torchdeq.py times the same in \
       torchdeq).
+      lmresnet: one SGD training step (forward, cross-entropy, backward, update) of resnet20 \
+      and lmresnet20 (survival 1, and lmresnet20_sd with survival 0.5) at batch 128 on 1x28x28 \
+      and 3x32x32 random images (scripts/compare/lmresnet_torch.py times the same in PyTorch).
       Before and after the workloads a reference line (workload=reference, config=sgemm_1024) \
       gives OpenBLAS sgemm's rate in those minutes: read the times against it on a machine whose \
       speed drifts.
@@ -34,10 +38,10 @@ struct BenchSolvers: ParsableCommand {
 
   /// What `--workload` selects.
   enum Workload: String, CaseIterable, ExpressibleByArgument {
-    case odeblock, spiral, deq, all
+    case odeblock, spiral, deq, lmresnet, all
   }
 
-  @Option(help: "Which workloads to run: odeblock, spiral, deq or all.")
+  @Option(help: "Which workloads to run: odeblock, spiral, deq, lmresnet or all.")
   var workload = Workload.all
 
   @Option(help: "Training iterations of the spiral workload.")
@@ -63,6 +67,7 @@ struct BenchSolvers: ParsableCommand {
       if [.odeblock, .all].contains(workload) { try odeblock(on: backend) }
       if [.spiral, .all].contains(workload) { try spiral(on: backend) }
       if [.deq, .all].contains(workload) { try deq(on: backend) }
+      if [.lmresnet, .all].contains(workload) { try lmresnet(on: backend) }
     }
     try reportReference()
   }

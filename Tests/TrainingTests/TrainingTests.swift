@@ -343,6 +343,8 @@ final class TrainingTests: XCTestCase {
     let cases: [([String], String)] = [
       (["train", "--epochs", "0"], "epochs must lie in 1..."),
       (["train", "--model", "nope"], "'nope' is invalid for '--model"),
+      (["train", "--model", "resnet21"], "'resnet21' is invalid for '--model"),
+      (["train", "--model", "lmresnet20", "--survival", "0"], "survival must lie in (0, 1]"),
       (["train", "--data", "/nonexistent/folder", "--epochs", "1"], "does not exist"),
       (["train", "--device", "gpu7"], "gpu7"),
       (["train", "--solver", "rk9"], "unknown solver"),
