@@ -26,22 +26,31 @@ public final class Linear: Module, UnaryLayer {
   }
 }
 
-/// 2-D convolution over NCHW, weight [out, in, k, k], PyTorch's default initialisation.
+/// 2-D convolution over NCHW, weight [out, in/groups, k, k] (grouped when `groups` > 1),
+/// PyTorch's default initialisation.
 public final class Conv2d: Module, UnaryLayer {
   public let weight: Parameter
   public let bias: Parameter?
   public let stride: Int
   public let padding: Int
+  public let groups: Int
 
   public init(
     _ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
-    bias: Bool = true, dtype: DType = .float32, rng: inout RandomState, on backend: any Backend
+    groups: Int = 1, bias: Bool = true, dtype: DType = .float32, rng: inout RandomState,
+    on backend: any Backend
   ) throws {
-    let bound = 1 / (Double(inChannels) * Double(kernelSize) * Double(kernelSize)).squareRoot()
+    guard groups >= 1, inChannels % groups == 0, outChannels % groups == 0 else {
+      throw TensorError.invalidArgument(
+        op: "Conv2d",
+        reason: "\(inChannels) → \(outChannels) channels do not split into \(groups) groups")
+    }
+    let fanIn = Double(inChannels / groups) * Double(kernelSize) * Double(kernelSize)
+    let bound = 1 / fanIn.squareRoot()
     weight = Parameter(
       try .uniform(
-        [outChannels, inChannels, kernelSize, kernelSize], low: -bound, high: bound, dtype: dtype,
-        rng: &rng, on: backend))
+        [outChannels, inChannels / groups, kernelSize, kernelSize], low: -bound, high: bound,
+        dtype: dtype, rng: &rng, on: backend))
     self.bias =
       bias
       ? Parameter(
@@ -49,11 +58,13 @@ public final class Conv2d: Module, UnaryLayer {
       : nil
     self.stride = stride
     self.padding = padding
+    self.groups = groups
     super.init()
   }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
-    try x.conv2d(weight: weight.value, bias: bias?.value, stride: stride, padding: padding)
+    try x.conv2d(
+      weight: weight.value, bias: bias?.value, stride: stride, padding: padding, groups: groups)
   }
 }
 

@@ -33,6 +33,10 @@ public enum ModelZoo {
     public var skipWeight = 0.01
     /// The CIFAR ResNets' stochastic-depth survival p_L of the last block (1: no dropping).
     public var survival = 1.0
+    /// The CIFAR ResNeXt's groups in each grouped convolution, and the channels of each group
+    /// in the first stage (doubling per stage).
+    public var cardinality = 4
+    public var groupWidth = 4
     public init() {}
   }
 
@@ -46,7 +50,8 @@ public enum ModelZoo {
   ///   regularised with weight `skipWeight` (`ImageClassifier.auxiliaryLoss`).
   /// - `resnet20` … `resnet110`, `lmresnet20` … `lmresnet110`: a `CIFARResNet` (`width`, the
   ///   norm groups and the residual-block count do not apply), stochastic depth with `survival`,
-  ///   its drops drawn from `seed`.
+  ///   its drops drawn from `seed`; `resnext`, `lmresnext`: the same with bottleneck blocks of
+  ///   `cardinality` groups of `groupWidth` channels (ResNeXt-29's depth, narrow stages).
   public static func make(
     _ architecture: ModelArchitecture, _ c: Configuration, on backend: any Backend
   ) throws -> ImageClassifier {
@@ -56,7 +61,9 @@ public enum ModelZoo {
         architecture: architecture,
         network: try CIFARResNet(
           depth: depth, linearMultistep: lm, inputChannels: c.inputChannels, classes: c.classes,
-          survival: c.survival, dtype: c.dtype, seed: c.seed, rng: &rng, on: backend))
+          survival: c.survival,
+          bottleneck: architecture.isResNeXt ? (c.cardinality, c.groupWidth) : nil,
+          dtype: c.dtype, seed: c.seed, rng: &rng, on: backend))
     }
     let features: (inout RandomState) throws -> [Module]
     switch architecture {
@@ -94,7 +101,7 @@ public enum ModelZoo {
         ]
       }
     case .resnet20, .resnet32, .resnet44, .resnet56, .resnet110, .lmresnet20, .lmresnet32,
-      .lmresnet44, .lmresnet56, .lmresnet110:
+      .lmresnet44, .lmresnet56, .lmresnet110, .resnext, .lmresnext:
       throw TensorError.invalidArgument(op: "ModelZoo", reason: "\(architecture) is built above")
     case .resnet:
       features = { rng in

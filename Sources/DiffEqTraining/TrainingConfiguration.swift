@@ -70,6 +70,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// The CIFAR ResNets' (`resnet20` … `lmresnet110`) stochastic-depth survival probability p_L
   /// of the last block, in (0, 1]; 1 disables it (nil: 0.5, the paper's).
   public var survival: Double? = nil
+  /// The ResNeXt models' groups per grouped convolution (nil: 4).
+  public var cardinality: Int? = nil
+  /// The ResNeXt models' channels per group in the first stage, doubling per stage (nil: 4).
+  public var groupWidth: Int? = nil
 
   /// The fixed-point methods a DEQ can use.
   public enum FixedPointKind: String, Sendable, NamedSetting {
@@ -181,6 +185,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     if let p = survival, !(p > 0 && p <= 1) {
       throw fail("survival must lie in (0, 1] (1 disables stochastic depth), got \(p)")
     }
+    if let n = cardinality { try check("cardinality", n, 1...Limits.width) }
+    if let n = groupWidth { try check("group width", n, 1...Limits.width) }
     if let t = deqTolerance, !(t > 0 && t.isFinite) {
       throw fail("DEQ tolerance must be positive and finite, got \(t)")
     }
@@ -222,6 +228,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     c.deqForward = solve
     c.skipWeight = skipWeight ?? 0.01
     c.survival = survival ?? 0.5
+    c.cardinality = cardinality ?? 4
+    c.groupWidth = groupWidth ?? 4
     // The continuous DEQ integrates with the run's solver when it is adaptive, to the DEQ
     // tolerance, with the DEQ iteration cap as its step cap.
     c.deqSteadyState = SteadyStateOptions(

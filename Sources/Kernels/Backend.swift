@@ -85,6 +85,20 @@ public protocol Backend: AnyObject, Sendable {
   func conv2dBackwardWeights(
     _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer,
     outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
+  /// The grouped convolution: x's C channels and the O outputs split into `groups` equal
+  /// groups, output group j convolved with input group j only, w [O, C/groups, kh, kw]:
+  /// y[n, o, i, j] = b[o] + Σ_{c in o's group} x[n, c, ·] ⋆ w[o, c − c₀(o), ·]. `g.c` is C.
+  func groupedConv2d(
+    _ x: DeviceBuffer, _ w: DeviceBuffer, bias: DeviceBuffer?, _ y: DeviceBuffer,
+    outChannels: Int, groups: Int, _ g: ConvGeometry, dtype: DType) throws
+  /// dx [N, C, H, W] (overwritten) = the adjoint of `groupedConv2d` in x applied to dy.
+  func groupedConv2dBackwardData(
+    _ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer, outChannels: Int, groups: Int,
+    _ g: ConvGeometry, dtype: DType) throws
+  /// dw [O, C/groups, kh, kw] (overwritten) = the adjoint of `groupedConv2d` in w applied to dy.
+  func groupedConv2dBackwardWeights(
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer, outChannels: Int, groups: Int,
+    _ g: ConvGeometry, dtype: DType) throws
   /// Group normalisation of x [N, C, HW]: y = (x − μ_ng)·rstd_ng·γ_c + β_c, saving μ and rstd [N·G].
   func groupNorm(
     x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,

@@ -17,6 +17,7 @@ final class ForwardTests: XCTestCase {
   func testMatmul() { checkForward(OpCases.matmul) }
   func testLinear() { checkForward(OpCases.linear) }
   func testConv2d() { checkForward(OpCases.conv2d) }
+  func testGroupedConv2d() { checkForward(OpCases.groupedConv2d) }
   func testGroupNorm() { checkForward(OpCases.groupNorm) }
   func testBatchNorm() { checkForward(OpCases.batchNorm) }
   func testPooling() { checkForward(OpCases.pooling) }

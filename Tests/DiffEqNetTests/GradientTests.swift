@@ -18,6 +18,7 @@ final class GradientTests: XCTestCase {
   func testMatmul() { checkGradients(OpCases.matmul) }
   func testLinear() { checkGradients(OpCases.linear) }
   func testConv2d() { checkGradients(OpCases.conv2d) }
+  func testGroupedConv2d() { checkGradients(OpCases.groupedConv2d) }
   func testGroupNorm() { checkGradients(OpCases.groupNorm) }
   func testBatchNorm() { checkGradients(OpCases.batchNorm) }
   func testPooling() { checkGradients(OpCases.pooling) }

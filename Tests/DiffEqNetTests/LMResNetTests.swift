@@ -228,6 +228,35 @@ final class LMResNetTests: XCTestCase {
     XCTAssertFalse(zoo.trainableParameters().map(\.name).contains("network.headNorm.runningMean"))
   }
 
+  /// The ResNeXt variants: bottleneck blocks whose 3×3 convolution is grouped by the
+  /// cardinality, 9n + 2 = 29 layers, the LM version 3(n − 1) = 6 k_n more; a training step's
+  /// loss is finite and every trainable parameter gets a gradient.
+  func testResNeXtUsesGroupedConvolutionsAndTrains() throws {
+    var c = ModelZoo.Configuration()
+    c.cardinality = 4
+    c.groupWidth = 2
+    c.survival = 0.5
+    let plain = try ModelZoo.make(.resnext, c, on: sharedCPU)
+    let lm = try ModelZoo.make(.lmresnext, c, on: sharedCPU)
+    let net = try XCTUnwrap(lm.network)
+    XCTAssertEqual(net.blocks.count, 9)
+    XCTAssertEqual(lm.parameterCount - plain.parameterCount, 6)
+    XCTAssertEqual(net.blocks[4].conv2.groups, 4)
+    XCTAssertEqual(net.blocks[4].conv2.weight.value.shape, [16, 4, 3, 3], "8·2 channels, 4 groups")
+    var rng = RandomState(seed: 1)
+    let x = try Tensor.normal([4, 1, 12, 12], rng: &rng, on: sharedCPU)
+    let labels = try Tensor([0, 1, 2, 3], shape: [4], on: sharedCPU)
+    let (loss, grads) = try valueAndGrad(lm) { try lm(x).softmaxCrossEntropy(labels: labels) }
+    XCTAssert(try loss.item().isFinite)
+    XCTAssertEqual(grads.count, lm.trainableParameters().count)
+    var bad = ModelZoo.Configuration()
+    bad.cardinality = 0
+    expectTensorError("cardinality 0") { _ = try ModelZoo.make(.lmresnext, bad, on: sharedCPU) }
+    expectTensorError("conv groups") {
+      _ = try Conv2d(6, 4, kernelSize: 3, groups: 4, rng: &rng, on: sharedCPU)
+    }
+  }
+
   func testBadDepthOrSurvivalIsAClearError() throws {
     for depth in [0, 7, 14 + 1, 21, 100] {
       let e = expectTensorError("depth \(depth)") { _ = try network(depth: depth) }

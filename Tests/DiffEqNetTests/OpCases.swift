@@ -37,8 +37,7 @@ struct OpCase {
 enum OpCases {
   static var all: [OpCase] {
     binary + affine + linearCombination + lmUpdate + unary + reductions + shapes + matmul + linear
-      + conv2d
-      + groupNorm + batchNorm + pooling + losses + dropout
+      + conv2d + groupedConv2d + groupNorm + batchNorm + pooling + losses + dropout
   }
 
   // MARK: Broadcasting binaries
@@ -361,6 +360,33 @@ enum OpCases {
           try $0[0].conv2d(weight: $0[1], bias: $0.count > 2 ? $0[2] : nil, stride: s, padding: p)
         },
         reference: { Ref.conv2d($0[0], $0[1], $0.count > 2 ? $0[2] : nil, stride: s, pad: p) })
+    }
+  }
+
+  /// Grouped convolutions (weight [O, C/G, k, k]), on both backends' grouped primitives.
+  static var groupedConv2d: [OpCase] {
+    // (x shape, out channels, groups, kernel, stride, padding, bias)
+    let cases: [([Int], Int, Int, Int, Int, Int, Bool)] = [
+      ([2, 4, 7, 7], 6, 2, 3, 1, 1, true),
+      ([2, 8, 9, 9], 8, 8, 3, 2, 1, false),
+      ([1, 6, 5, 7], 9, 3, 1, 1, 0, true),
+      ([3, 12, 8, 8], 12, 4, 3, 1, 1, false),
+    ]
+    return cases.map { x, o, groups, k, s, p, hasBias in
+      let wShape = [o, x[1] / groups, k, k]
+      return OpCase(
+        "groupedConv2d \(x) → \(o) groups \(groups) k\(k) s\(s) p\(p)\(hasBias ? " bias" : "")",
+        inputs: { rng in
+          [rng.normal(x), rng.normal(wShape, std: 0.3)] + (hasBias ? [rng.normal([o])] : [])
+        },
+        op: {
+          try $0[0].conv2d(
+            weight: $0[1], bias: $0.count > 2 ? $0[2] : nil, stride: s, padding: p, groups: groups)
+        },
+        reference: {
+          Ref.conv2d(
+            $0[0], $0[1], $0.count > 2 ? $0[2] : nil, stride: s, pad: p, groups: groups)
+        })
     }
   }
 

@@ -196,10 +196,12 @@ enum Ref {
 
   /// y[n, o, i, j] = b[o] + Σ x[n, c, i·s − p + u, j·s − p + v]·w[o, c, u, v], zero padding.
   static func conv2d(
-    _ x: HostTensor, _ w: HostTensor, _ bias: HostTensor?, stride s: Int, pad p: Int
+    _ x: HostTensor, _ w: HostTensor, _ bias: HostTensor?, stride s: Int, pad p: Int,
+    groups: Int = 1
   ) -> HostTensor {
-    let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    let (o, kh, kw) = (w.shape[0], w.shape[2], w.shape[3])
+    let (n, h, wd) = (x.shape[0], x.shape[2], x.shape[3])
+    let (o, c, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+    let og = o / groups
     let oh = (h + 2 * p - kh) / s + 1
     let ow = (wd + 2 * p - kw) / s + 1
     var y = HostTensor(zeros: [n, o, oh, ow])
@@ -213,7 +215,7 @@ enum Ref {
                 for v in 0..<kw {
                   let (yy, xx) = (i * s - p + u, j * s - p + v)
                   if yy < 0 || yy >= h || xx < 0 || xx >= wd { continue }
-                  acc += x[[b, ch, yy, xx]] * w[[f, ch, u, v]]
+                  acc += x[[b, (f / og) * c + ch, yy, xx]] * w[[f, ch, u, v]]
                 }
               }
             }
