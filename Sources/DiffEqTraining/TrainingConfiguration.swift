@@ -67,7 +67,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var deqGradient: EquilibriumGradientKind? = nil
   /// The Skip DEQs' regulariser weight λ in λ·mean|z₀ − z*| (nil: 0.01, the paper's).
   public var skipWeight: Double? = nil
-  /// The CIFAR ResNets' (`resnet20` … `lmresnet110`) stochastic-depth survival probability p_L
+  /// The CIFAR ResNets' and ResNeXts' (`resnet20` … `lmresnext`) stochastic-depth survival p_L
   /// of the last block, in (0, 1]; 1 disables it (nil: 0.5, the paper's).
   public var survival: Double? = nil
   /// The ResNeXt models' groups per grouped convolution (nil: 4).
