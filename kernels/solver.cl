@@ -68,3 +68,50 @@ void scaled_error_squared_sum(
   }
   if (lid == 0) partials[offset + get_group_id(0)] = scratch[0];
 }
+
+// The LM-ResNet update y = (1 − k)·u + k·previous + scale·branch, k read from the device (a
+// trainable parameter: no host round trip), one work-item per element. has_branch = 0 (a block
+// dropped by stochastic depth) leaves the branch unread.
+__kernel void lm_update(
+  __global const T* u, __global const T* previous, __global const T* branch,
+  __global const T* k, const T scale, __global T* y, const int count, const int has_branch) {
+  const int i = get_global_id(0);
+  if (i >= count) return;
+  const T kv = k[0];
+  T acc = ((T)1 - kv) * u[i] + kv * previous[i];
+  if (has_branch) acc += scale * branch[i];
+  y[i] = acc;
+}
+
+// The adjoint of lm_update: du = (1 − k)·dy, dprevious = k·dy, dbranch = scale·dy (each where its
+// flag is set), and partials[g] = Σ dy·(previous − u) over the elements work-group g visits, by a
+// grid-stride loop over a fixed number of groups of exactly WG work-items (see
+// scaled_error_squared_sum); the host sums the partials on the device into dk.
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void lm_update_grad(
+  __global const T* u, __global const T* previous, __global const T* k, __global const T* dy,
+  __global T* du, __global T* dprevious, __global T* dbranch, __global T* partials,
+  const T scale, const int count, const int flags) {
+  __local T scratch[WG];
+  const int lid = get_local_id(0);
+  const uint n = (uint)count;
+  const uint stride = (uint)get_global_size(0);
+  const T kv = k[0];
+  T acc = (T)0;
+  for (uint i = (uint)get_global_id(0); i < n; i += stride) {
+    const T g = dy[i];
+    if (flags & 1) du[i] = ((T)1 - kv) * g;
+    if (flags & 2) dprevious[i] = kv * g;
+    if (flags & 4) dbranch[i] = scale * g;
+    acc += g * (previous[i] - u[i]);
+  }
+  if (flags & 8) {
+    scratch[lid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = WG / 2; s > 0; s >>= 1) {
+      if (lid < s) scratch[lid] += scratch[lid + s];
+      barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) partials[get_group_id(0)] = scratch[0];
+  }
+}

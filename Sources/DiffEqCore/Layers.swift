@@ -26,22 +26,31 @@ public final class Linear: Module, UnaryLayer {
   }
 }
 
-/// 2-D convolution over NCHW, weight [out, in, k, k], PyTorch's default initialisation.
+/// 2-D convolution over NCHW, weight [out, in/groups, k, k] (grouped when `groups` > 1),
+/// PyTorch's default initialisation.
 public final class Conv2d: Module, UnaryLayer {
   public let weight: Parameter
   public let bias: Parameter?
   public let stride: Int
   public let padding: Int
+  public let groups: Int
 
   public init(
     _ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
-    bias: Bool = true, dtype: DType = .float32, rng: inout RandomState, on backend: any Backend
+    groups: Int = 1, bias: Bool = true, dtype: DType = .float32, rng: inout RandomState,
+    on backend: any Backend
   ) throws {
-    let bound = 1 / (Double(inChannels) * Double(kernelSize) * Double(kernelSize)).squareRoot()
+    guard groups >= 1, inChannels % groups == 0, outChannels % groups == 0 else {
+      throw TensorError.invalidArgument(
+        op: "Conv2d",
+        reason: "\(inChannels) → \(outChannels) channels do not split into \(groups) groups")
+    }
+    let fanIn = Double(inChannels / groups) * Double(kernelSize) * Double(kernelSize)
+    let bound = 1 / fanIn.squareRoot()
     weight = Parameter(
       try .uniform(
-        [outChannels, inChannels, kernelSize, kernelSize], low: -bound, high: bound, dtype: dtype,
-        rng: &rng, on: backend))
+        [outChannels, inChannels / groups, kernelSize, kernelSize], low: -bound, high: bound,
+        dtype: dtype, rng: &rng, on: backend))
     self.bias =
       bias
       ? Parameter(
@@ -49,11 +58,13 @@ public final class Conv2d: Module, UnaryLayer {
       : nil
     self.stride = stride
     self.padding = padding
+    self.groups = groups
     super.init()
   }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
-    try x.conv2d(weight: weight.value, bias: bias?.value, stride: stride, padding: padding)
+    try x.conv2d(
+      weight: weight.value, bias: bias?.value, stride: stride, padding: padding, groups: groups)
   }
 }
 
@@ -97,8 +108,9 @@ public final class GroupNorm: Module, UnaryLayer {
 }
 
 /// Batch normalisation over N, H, W per channel: batch statistics in training (updating running
-/// averages with `momentum`, PyTorch's convention and unbiased running variance), running
-/// statistics in evaluation.
+/// averages with `momentum`, PyTorch's convention and unbiased running variance, in the same
+/// fused launch), running statistics in evaluation. The running statistics are non-trainable
+/// parameters, so checkpoints save them.
 public final class BatchNorm: Module, UnaryLayer {
   public let eps: Double
   public let momentum: Double
@@ -111,6 +123,11 @@ public final class BatchNorm: Module, UnaryLayer {
     channels: Int, eps: Double = 1e-5, momentum: Double = 0.1, dtype: DType = .float32,
     on backend: any Backend
   ) throws {
+    guard channels >= 1, eps > 0, momentum >= 0, momentum <= 1 else {
+      throw TensorError.invalidArgument(
+        op: "BatchNorm",
+        reason: "channels \(channels), eps \(eps), momentum \(momentum) (need ≥ 1, > 0, [0, 1])")
+    }
     self.eps = eps
     self.momentum = momentum
     gamma = Parameter(try .ones([channels], dtype: dtype, on: backend))
@@ -121,20 +138,17 @@ public final class BatchNorm: Module, UnaryLayer {
   }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
-    let c = gamma.value.count
     if isTraining {
-      let (y, mean, variance) = try x.batchNorm(gamma: gamma.value, beta: beta.value, eps: eps)
-      let n = Double(x.count / c)
-      let unbiased = try variance * (n / max(1, n - 1))
-      runningMean.value = try (runningMean.value * (1 - momentum) + mean * momentum).detached
-      runningVariance.value =
-        try (runningVariance.value * (1 - momentum) + unbiased * momentum).detached
+      let (y, mean, variance) = try x.batchNorm(
+        gamma: gamma.value, beta: beta.value, eps: eps, runningMean: runningMean.value,
+        runningVariance: runningVariance.value, momentum: momentum)
+      runningMean.value = mean
+      runningVariance.value = variance
       return y
     }
-    let shape = [1, c] + Array(repeating: 1, count: x.rank - 2)
-    let scale = try gamma.value / (runningVariance.value + eps).sqrt()
-    let shift = try beta.value - runningMean.value * scale
-    return try x * scale.reshaped(shape) + shift.reshaped(shape)
+    return try x.batchNormInference(
+      gamma: gamma.value, beta: beta.value, mean: runningMean.value,
+      variance: runningVariance.value, eps: eps)
   }
 }
 

@@ -6,16 +6,26 @@ extension Tensor {
   ///
   /// Each backend chooses its lowering (`Backend.conv2d`): one batch-wide im2col GEMM by default,
   /// chunks of images expanded in cache on the CPU (`CPUBackend+Convolution.swift`).
-  public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0)
-    throws -> Tensor
-  {
-    let g = try convolutionGeometry(weight: weight, bias: bias, stride: stride, padding: padding)
+  ///
+  /// With `groups` G > 1, the grouped convolution: C and O split into G equal groups, weight
+  /// [O, C/G, kh, kw], output group j reading input group j only (`Backend.groupedConv2d`).
+  public func conv2d(
+    weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0, groups: Int = 1
+  ) throws -> Tensor {
+    let g = try convolutionGeometry(
+      weight: weight, bias: bias, stride: stride, padding: padding, groups: groups)
     let o = weight.shape[0]
     // The bias is added by the backend's convolution (Winograd's output transform on the CPU),
     // not as a broadcast add over the whole output afterwards.
     let out = try empty([g.n, o, g.outH, g.outW])
-    try backend.conv2d(
-      buffer, weight.buffer, bias: bias?.buffer, out.buffer, outChannels: o, g, dtype: dtype)
+    if groups > 1 {
+      try backend.groupedConv2d(
+        buffer, weight.buffer, bias: bias?.buffer, out.buffer, outChannels: o, groups: groups, g,
+        dtype: dtype)
+    } else {
+      try backend.conv2d(
+        buffer, weight.buffer, bias: bias?.buffer, out.buffer, outChannels: o, g, dtype: dtype)
+    }
     let (x, w) = (detached, weight.detached)
     let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
     // Only the cotangents of tracked inputs are computed: a network's first convolution needs no
@@ -26,14 +36,25 @@ extension Tensor {
     )
     return out.recorded(from: inputs) { gy in
       var grads: [Tensor?] = [
-        needsInput ? try Tensor.conv2dBackwardData(gy, weight: w, geometry: g) : nil
+        needsInput
+          ? try Tensor.conv2dBackwardData(gy, weight: w, geometry: g, groups: groups) : nil
       ]
       let (dw, dbias) = try Tensor.parameterGradients(
         gy, weight: needsWeight ? w : nil, bias: needsBias
       ) { dy, dw, dbias in
-        try gy.backend.conv2dBackwardWeights(
-          dy.buffer, x.buffer, dw.buffer, bias: dbias?.buffer, outChannels: o, g,
-          dtype: gy.dtype)
+        if groups > 1 {
+          try gy.backend.groupedConv2dBackwardWeights(
+            dy.buffer, x.buffer, dw.buffer, outChannels: o, groups: groups, g, dtype: gy.dtype)
+          if let dbias {
+            try gy.backend.convolutionBiasGradient(
+              dy.buffer, dbias.buffer, n: g.n, channels: o, plane: g.outH * g.outW,
+              dtype: gy.dtype)
+          }
+        } else {
+          try gy.backend.conv2dBackwardWeights(
+            dy.buffer, x.buffer, dw.buffer, bias: dbias?.buffer, outChannels: o, g,
+            dtype: gy.dtype)
+        }
       }
       grads.append(dw)
       if inputs.count == 3 { grads.append(dbias) }
@@ -104,10 +125,13 @@ extension Tensor {
   /// The geometry of convolving self, with `extraChannels` constant channels prepended, by
   /// `weight` (and `bias`), after checking that they fit.
   private func convolutionGeometry(
-    weight: Tensor, bias: Tensor?, stride: Int, padding: Int, extraChannels: Int = 0
+    weight: Tensor, bias: Tensor?, stride: Int, padding: Int, extraChannels: Int = 0,
+    groups: Int = 1
   ) throws -> ConvGeometry {
     try checkCompatible(weight, "conv2d")
-    guard rank == 4, weight.rank == 4, shape[1] + extraChannels == weight.shape[1] else {
+    guard groups >= 1, rank == 4, weight.rank == 4,
+      shape[1] + extraChannels == weight.shape[1] * groups, weight.shape[0] % groups == 0
+    else {
       throw TensorError.shapeMismatch(op: "conv2d", lhs: shape, rhs: weight.shape)
     }
     guard stride >= 1, padding >= 0 else {
@@ -132,23 +156,34 @@ extension Tensor {
   }
 
   /// ∂L/∂x of a convolution given ∂L/∂y. Not recorded.
-  public static func conv2dBackwardData(_ gy: Tensor, weight: Tensor, geometry g: ConvGeometry)
-    throws -> Tensor
-  {
+  public static func conv2dBackwardData(
+    _ gy: Tensor, weight: Tensor, geometry g: ConvGeometry, groups: Int = 1
+  ) throws -> Tensor {
     let dx = try gy.empty([g.n, g.c, g.h, g.w])
-    try gy.backend.conv2dBackwardData(
-      gy.buffer, weight.buffer, dx.buffer, outChannels: weight.shape[0], g, dtype: gy.dtype)
+    if groups > 1 {
+      try gy.backend.groupedConv2dBackwardData(
+        gy.buffer, weight.buffer, dx.buffer, outChannels: weight.shape[0], groups: groups, g,
+        dtype: gy.dtype)
+    } else {
+      try gy.backend.conv2dBackwardData(
+        gy.buffer, weight.buffer, dx.buffer, outChannels: weight.shape[0], g, dtype: gy.dtype)
+    }
     return dx
   }
 
   /// ∂L/∂W of a convolution given ∂L/∂y. Not recorded.
-  public static func conv2dBackwardWeights(_ gy: Tensor, input x: Tensor, geometry g: ConvGeometry)
-    throws -> Tensor
-  {
+  public static func conv2dBackwardWeights(
+    _ gy: Tensor, input x: Tensor, geometry g: ConvGeometry, groups: Int = 1
+  ) throws -> Tensor {
     let o = gy.shape[1]
-    let dw = try gy.empty([o, g.c, g.kh, g.kw])
-    try gy.backend.conv2dBackwardWeights(
-      gy.buffer, x.buffer, dw.buffer, bias: nil, outChannels: o, g, dtype: gy.dtype)
+    let dw = try gy.empty([o, g.c / groups, g.kh, g.kw])
+    if groups > 1 {
+      try gy.backend.groupedConv2dBackwardWeights(
+        gy.buffer, x.buffer, dw.buffer, outChannels: o, groups: groups, g, dtype: gy.dtype)
+    } else {
+      try gy.backend.conv2dBackwardWeights(
+        gy.buffer, x.buffer, dw.buffer, bias: nil, outChannels: o, g, dtype: gy.dtype)
+    }
     return dw
   }
 

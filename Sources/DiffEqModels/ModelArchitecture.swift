@@ -20,11 +20,35 @@ public enum ModelArchitecture: String, Sendable, NamedSetting {
   case skipRegDEQ = "skipreg-deq"
   /// Skip Reg. DEQ, continuous.
   case skipRegCDEQ = "skipreg-cdeq"
+  /// Pre-activation CIFAR ResNets of depth 6n + 2 (`CIFARResNet`, batch norm, stochastic depth).
+  case resnet20, resnet32, resnet44, resnet56, resnet110
+  /// Their LM-ResNet versions (Lu et al. 2018): a linear two-step update in every block that
+  /// keeps the shape.
+  case lmresnet20, lmresnet32, lmresnet44, lmresnet56, lmresnet110
+  /// A narrow CIFAR ResNeXt-29 (bottleneck blocks with grouped 3×3 convolutions; cardinality
+  /// and group width are settings), and its LM version.
+  case resnext, lmresnext
 
   /// Whether the model's block is a `DEQBlock`.
-  public var isEquilibrium: Bool { ![.odenet, .resnet, .rknet].contains(self) }
+  /// Whether the model is a CIFAR ResNeXt (bottleneck blocks).
+  public var isResNeXt: Bool { self == .resnext || self == .lmresnext }
+
+  public var isEquilibrium: Bool {
+    ![.odenet, .resnet, .rknet].contains(self) && cifarResNet == nil
+  }
   /// Whether a DEQ's fixed point is a steady state (the continuous variants).
   public var isContinuous: Bool { [.cdeq, .skipCDEQ, .skipRegCDEQ].contains(self) }
+
+  /// The depth of a CIFAR ResNet (or ResNeXt) and whether it is the LM version; nil for the
+  /// other models.
+  public var cifarResNet: (depth: Int, linearMultistep: Bool)? {
+    if self == .resnext || self == .lmresnext { return (29, self == .lmresnext) }
+    let name = rawValue
+    let lm = name.hasPrefix("lmresnet")
+    let digits = name.drop(while: { !$0.isNumber })
+    guard name.hasPrefix("resnet") || lm, let depth = Int(digits) else { return nil }
+    return (depth, lm)
+  }
 
   public static let settingName = "model"
 }

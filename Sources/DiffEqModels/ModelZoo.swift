@@ -31,6 +31,12 @@ public enum ModelZoo {
     public var deqSteadyState = SteadyStateOptions()
     /// The weight λ of the Skip variants' regulariser λ·mean|z₀ − z*|.
     public var skipWeight = 0.01
+    /// The CIFAR ResNets' stochastic-depth survival p_L of the last block (1: no dropping).
+    public var survival = 1.0
+    /// The CIFAR ResNeXt's groups in each grouped convolution, and the channels of each group
+    /// in the first stage (doubling per stage).
+    public var cardinality = 4
+    public var groupWidth = 4
     public init() {}
   }
 
@@ -42,10 +48,23 @@ public enum ModelZoo {
   /// - `cdeq`: the same block, its steady state integrated by `deqSteadyState`.
   /// - `skip-deq`, `skip-cdeq`, `skipreg-deq`, `skipreg-cdeq`: their Skip and Skip Reg. variants,
   ///   regularised with weight `skipWeight` (`ImageClassifier.auxiliaryLoss`).
+  /// - `resnet20` … `resnet110`, `lmresnet20` … `lmresnet110`: a `CIFARResNet` (`width`, the
+  ///   norm groups and the residual-block count do not apply), stochastic depth with `survival`,
+  ///   its drops drawn from `seed`; `resnext`, `lmresnext`: the same with bottleneck blocks of
+  ///   `cardinality` groups of `groupWidth` channels (ResNeXt-29's depth, narrow stages).
   public static func make(
     _ architecture: ModelArchitecture, _ c: Configuration, on backend: any Backend
   ) throws -> ImageClassifier {
     var rng = RandomState(seed: c.seed)
+    if let (depth, lm) = architecture.cifarResNet {
+      return ImageClassifier(
+        architecture: architecture,
+        network: try CIFARResNet(
+          depth: depth, linearMultistep: lm, inputChannels: c.inputChannels, classes: c.classes,
+          survival: c.survival,
+          bottleneck: architecture.isResNeXt ? (c.cardinality, c.groupWidth) : nil,
+          dtype: c.dtype, seed: c.seed, rng: &rng, on: backend))
+    }
     let features: (inout RandomState) throws -> [Module]
     switch architecture {
     case .odenet:
@@ -81,6 +100,9 @@ public enum ModelZoo {
             dtype: c.dtype, rng: &rng, on: backend)
         ]
       }
+    case .resnet20, .resnet32, .resnet44, .resnet56, .resnet110, .lmresnet20, .lmresnet32,
+      .lmresnet44, .lmresnet56, .lmresnet110, .resnext, .lmresnext:
+      throw TensorError.invalidArgument(op: "ModelZoo", reason: "\(architecture) is built above")
     case .resnet:
       features = { rng in
         try (0..<c.residualBlocks).map { _ in

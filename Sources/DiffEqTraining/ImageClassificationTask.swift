@@ -64,6 +64,8 @@ public final class ImageClassificationTask: TrainingTask {
     loss: Tensor, metricSums: () throws -> [String: Double]
   ) {
     let (images, labels) = try batch.tensors(on: backend)
+    // Stochastic depth draws from the position, so a resumed run drops the same blocks.
+    classifier.network?.step = UInt64(batch.epoch * batchesPerEpoch + batch.index)
     let logits = try classifier(images)
     var loss = try logits.softmaxCrossEntropy(labels: labels)
     if let extra = classifier.auxiliaryLoss { loss = try loss + extra }
@@ -104,6 +106,13 @@ public final class ImageClassificationTask: TrainingTask {
       seen += b.count
     }
     return (lossSum / Double(max(1, seen)), Double(correct) / Double(max(1, seen)))
+  }
+
+  /// An LM-ResNet's coefficients k_n in block order, as `k1`, `k2`, …
+  public func modelMetrics() throws -> [String: Double] {
+    let ks = try classifier.network?.lmCoefficients() ?? []
+    return Dictionary(
+      uniqueKeysWithValues: ks.enumerated().map { ("k\($0.offset + 1)", $0.element) })
   }
 
   /// A DEQ block's last solves as sums over `samples` samples (read after backpropagation).

@@ -44,8 +44,13 @@ public enum TorchdiffeqODENet {
       throw CheckpointError.invalidArgument(
         "\(file): a \(model.architecture) has no counterpart in torchdiffeq's odenet_mnist")
     }
-    let width = model.headNorm.gamma.value.count
-    let groups = [model.stemNorm0, model.stemNorm1, model.headNorm].map(\.groups)
+    guard let stemNorm0 = model.stemNorm0, let stemNorm1 = model.stemNorm1,
+      let headNorm = model.headNorm
+    else {
+      throw CheckpointError.invalidArgument("\(file): the model has no ODE-Net stem")
+    }
+    let width = headNorm.gamma.value.count
+    let groups = [stemNorm0, stemNorm1, headNorm].map(\.groups)
     guard groups.allSatisfy({ $0 == min(32, width) }) else {
       throw CheckpointError.invalidArgument(
         "\(file): this model normalises in \(groups[0]) groups, torchdiffeq's odenet_mnist in "
@@ -67,10 +72,13 @@ public enum TorchdiffeqODENet {
       }
       out.tensors[key] = try HostTensor(parameter.value)
     }
+    guard let stem0 = model.stem0 else {
+      throw CheckpointError.invalidArgument("\(file): the model has no ODE-Net stem")
+    }
     // Fold the normalisation into the first convolution (no padding: exact).
-    let w = try model.stem0.weight.value.toDoubles()
-    var b = try model.stem0.bias?.value.toDoubles() ?? []
-    let shape = model.stem0.weight.value.shape
+    let w = try stem0.weight.value.toDoubles()
+    var b = try stem0.bias?.value.toDoubles() ?? []
+    let shape = stem0.weight.value.shape
     let (channels, taps) = (shape[1], shape[2] * shape[3])
     let mean = (0..<channels).map { normalization.mean[normalization.mean.count == 1 ? 0 : $0] }
     let std = (0..<channels).map { normalization.std[normalization.std.count == 1 ? 0 : $0] }
@@ -84,7 +92,7 @@ public enum TorchdiffeqODENet {
         }
       }
     }
-    let dtype = model.stem0.weight.value.dtype
+    let dtype = stem0.weight.value.dtype
     out.tensors["0.weight"] = try HostTensor(folded, shape: shape, dtype: dtype)
     if !b.isEmpty { out.tensors["0.bias"] = try HostTensor(b, shape: [shape[0]], dtype: dtype) }
     return out

@@ -122,6 +122,7 @@ public final class Trainer<Task: TrainingTask> {
       metrics[EpochMetrics.key("train", m.name)] = (metricSums[m.name] ?? 0) / Double(max(1, seen))
       if let v = testMetrics[m.name] { metrics[EpochMetrics.key("test", m.name)] = v }
     }
+    metrics.merge(try task.modelMetrics()) { current, _ in current }
     let perStep = Double(max(1, steps))
     let result = EpochMetrics(
       epoch: epoch + 1, trainLoss: lossSum / Double(max(1, seen)), testLoss: testLoss,

@@ -67,6 +67,13 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var deqGradient: EquilibriumGradientKind? = nil
   /// The Skip DEQs' regulariser weight λ in λ·mean|z₀ − z*| (nil: 0.01, the paper's).
   public var skipWeight: Double? = nil
+  /// The CIFAR ResNets' and ResNeXts' (`resnet20` … `lmresnext`) stochastic-depth survival p_L
+  /// of the last block, in (0, 1]; 1 disables it (nil: 0.5, the paper's).
+  public var survival: Double? = nil
+  /// The ResNeXt models' groups per grouped convolution (nil: 4).
+  public var cardinality: Int? = nil
+  /// The ResNeXt models' channels per group in the first stage, doubling per stage (nil: 4).
+  public var groupWidth: Int? = nil
 
   /// The fixed-point methods a DEQ can use.
   public enum FixedPointKind: String, Sendable, NamedSetting {
@@ -175,6 +182,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     if let w = skipWeight, !(w >= 0 && w.isFinite) {
       throw fail("skip weight must be finite and not negative, got \(w)")
     }
+    if let p = survival, !(p > 0 && p <= 1) {
+      throw fail("survival must lie in (0, 1] (1 disables stochastic depth), got \(p)")
+    }
+    if let n = cardinality { try check("cardinality", n, 1...Limits.width) }
+    if let n = groupWidth { try check("group width", n, 1...Limits.width) }
     if let t = deqTolerance, !(t > 0 && t.isFinite) {
       throw fail("DEQ tolerance must be positive and finite, got \(t)")
     }
@@ -215,6 +227,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     backward.method = (deqBackwardSolver ?? deqSolver ?? .anderson).method
     c.deqForward = solve
     c.skipWeight = skipWeight ?? 0.01
+    c.survival = survival ?? 0.5
+    c.cardinality = cardinality ?? 4
+    c.groupWidth = groupWidth ?? 4
     // The continuous DEQ integrates with the run's solver when it is adaptive, to the DEQ
     // tolerance, with the DEQ iteration cap as its step cap.
     c.deqSteadyState = SteadyStateOptions(

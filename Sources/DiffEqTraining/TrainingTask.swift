@@ -48,6 +48,9 @@ public protocol TrainingTask: AnyObject {
   func loss(on batch: Batch) throws -> (loss: Tensor, metricSums: () throws -> [String: Double])
   /// The mean loss and each of `metrics` on the test split, in evaluation mode.
   func evaluate() throws -> (loss: Double, metrics: [String: Double])
+  /// Values of the model itself that each epoch's metrics record under their own names after
+  /// evaluation (an LM-ResNet's k_n); read once per epoch.
+  func modelMetrics() throws -> [String: Double]
   /// The one hook for a task's own outputs (plots, tables), called after each epoch with the run
   /// folder and the history so far. Writes must be atomic.
   func writeArtifacts(to folder: URL, history: [EpochMetrics]) throws
@@ -55,5 +58,6 @@ public protocol TrainingTask: AnyObject {
 
 extension TrainingTask {
   public var functionEvaluations: FunctionEvaluations? { nil }
+  public func modelMetrics() throws -> [String: Double] { [:] }
   public func writeArtifacts(to folder: URL, history: [EpochMetrics]) throws {}
 }

@@ -106,6 +106,20 @@ public protocol Backend: AnyObject, Sendable {
   func timeConcatConv2dBackwardWeights(
     _ dy: DeviceBuffer, _ x: DeviceBuffer, time: Double, _ dw: DeviceBuffer,
     bias dbias: DeviceBuffer?, outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
+  /// The grouped convolution: x's C channels and the O outputs split into `groups` equal
+  /// groups, output group j convolved with input group j only, w [O, C/groups, kh, kw]:
+  /// y[n, o, i, j] = b[o] + Σ_{c in o's group} x[n, c, ·] ⋆ w[o, c − c₀(o), ·]. `g.c` is C.
+  func groupedConv2d(
+    _ x: DeviceBuffer, _ w: DeviceBuffer, bias: DeviceBuffer?, _ y: DeviceBuffer,
+    outChannels: Int, groups: Int, _ g: ConvGeometry, dtype: DType) throws
+  /// dx [N, C, H, W] (overwritten) = the adjoint of `groupedConv2d` in x applied to dy.
+  func groupedConv2dBackwardData(
+    _ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer, outChannels: Int, groups: Int,
+    _ g: ConvGeometry, dtype: DType) throws
+  /// dw [O, C/groups, kh, kw] (overwritten) = the adjoint of `groupedConv2d` in w applied to dy.
+  func groupedConv2dBackwardWeights(
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer, outChannels: Int, groups: Int,
+    _ g: ConvGeometry, dtype: DType) throws
   /// Group normalisation of x [N, C, HW]: y = (x − μ_ng)·rstd_ng·γ_c + β_c, saving μ and rstd [N·G].
   func groupNorm(
     x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
@@ -125,6 +139,39 @@ public protocol Backend: AnyObject, Sendable {
     x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer,
     dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer, dbeta: DeviceBuffer,
     _ s: GroupNormShape, dtype: DType) throws
+  /// Batch normalisation of x [N, C, HW] with the batch's statistics: per channel, μ_c and the
+  /// biased σ²_c over the M = N·HW values, y = (x − μ_c)/√(σ²_c + eps)·γ_c + β_c, and μ, σ² [C]
+  /// written to `mean` and `variance`. With `running`, also its new running averages
+  /// (1 − m)·old + m·new, of μ and of the unbiased σ²·M/(M − 1) (PyTorch's convention).
+  func batchNorm(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
+    mean: DeviceBuffer, variance: DeviceBuffer, running: BatchNormRunning?,
+    _ s: BatchNormShape, dtype: DType) throws
+  /// Batch normalisation with given statistics (evaluation mode):
+  /// y = (x − mean_c)/√(variance_c + eps)·γ_c + β_c.
+  func batchNormInference(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, mean: DeviceBuffer,
+    variance: DeviceBuffer, y: DeviceBuffer, _ s: BatchNormShape, dtype: DType) throws
+  /// Gradients of `batchNorm` (`batchStatistics`: mean and variance are the batch's, functions
+  /// of x) or of `batchNormInference` (constants): with x̂ = (x − μ)·rstd, rstd = 1/√(σ² + eps),
+  /// dβ_c = Σ dy, dγ_c = Σ dy·x̂ (overwritten), and dx = γ·rstd·(dy − (dβ + x̂·dγ)/M) for batch
+  /// statistics, dx = γ·rstd·dy otherwise.
+  func batchNormGrad(
+    x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, variance: DeviceBuffer,
+    dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer, dbeta: DeviceBuffer,
+    batchStatistics: Bool, _ s: BatchNormShape, dtype: DType) throws
+  /// The linear two-step update of an LM-ResNet block, with k = k[0] read on the device:
+  /// y[i] = (1 − k)·u[i] + k·previous[i] + scale·branch[i] (no branch term when it is nil).
+  func lmUpdate(
+    u: DeviceBuffer, previous: DeviceBuffer, branch: DeviceBuffer?, k: DeviceBuffer,
+    scale: Double, y: DeviceBuffer, count: Int, dtype: DType) throws
+  /// The adjoint of `lmUpdate` for the cotangent dy: du = (1 − k)·dy, dPrevious = k·dy,
+  /// dBranch = scale·dy and dk[0] = Σ dy·(previous − u), each written only when its buffer is
+  /// given.
+  func lmUpdateGrad(
+    u: DeviceBuffer, previous: DeviceBuffer, k: DeviceBuffer, dy: DeviceBuffer,
+    du: DeviceBuffer?, dPrevious: DeviceBuffer?, dBranch: DeviceBuffer?, dk: DeviceBuffer?,
+    scale: Double, count: Int, dtype: DType) throws
   /// Average pooling over k×k windows with stride s, no padding, NCHW.
   func avgPool(_ x: DeviceBuffer, _ y: DeviceBuffer, _ g: PoolGeometry, dtype: DType) throws
   /// The adjoint of `avgPool` (dx overwritten).
@@ -312,6 +359,39 @@ public struct GroupNormShape: Sendable, Equatable {
     self.eps = eps
   }
   public var count: Int { n * c * hw }
+}
+
+/// x [n, c, hw] normalised per channel over the n·hw values of the batch.
+public struct BatchNormShape: Sendable, Equatable {
+  public var n: Int, c: Int, hw: Int
+  public var eps: Double
+  public init(n: Int, c: Int, hw: Int, eps: Double = 1e-5) {
+    self.n = n
+    self.c = c
+    self.hw = hw
+    self.eps = eps
+  }
+  public var count: Int { n * c * hw }
+  /// The values each channel's statistics are taken over.
+  public var perChannel: Int { n * hw }
+}
+
+/// Running statistics [C] that a training-mode `batchNorm` reads (`mean`, `variance`) and
+/// replaces (`newMean`, `newVariance`, which may not alias them) with momentum `momentum`.
+public struct BatchNormRunning {
+  public var mean: DeviceBuffer, variance: DeviceBuffer
+  public var newMean: DeviceBuffer, newVariance: DeviceBuffer
+  public var momentum: Double
+  public init(
+    mean: DeviceBuffer, variance: DeviceBuffer, newMean: DeviceBuffer, newVariance: DeviceBuffer,
+    momentum: Double
+  ) {
+    self.mean = mean
+    self.variance = variance
+    self.newMean = newMean
+    self.newVariance = newVariance
+    self.momentum = momentum
+  }
 }
 
 /// Average pooling geometry (no padding): windows k×k every `stride` pixels of x [n, c, h, w].

@@ -10,7 +10,7 @@ struct BenchSolvers: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "solvers",
     abstract:
-      "Measure ODE solves, adjoint gradients, DEQ solves and a training step (odeblock, spiral, deq, train).",
+      "Measure ODE solves, adjoint gradients, DEQ solves and training steps (odeblock, spiral, deq, train, lmresnet).",
     discussion: """
       odeblock: f(t,h) = GN(convT(relu(GN(convT(t, relu(GN(h))))))), 64 channels + a time \
       channel, GroupNorm(32), batch 32, 14x14, t in [0, 1]. Configurations: rk4_forward \
@@ -33,6 +33,9 @@ struct BenchSolvers: ParsableCommand {
       synchronisations (launches_per_nfe, host_syncs_per_step; train: launches_per_step and the \
       bytes moved each way); gemm=kernel marks counts that hold on every OpenCL device \
       (--opencl-gemm-kernel on a CPU device; a GPU always).
+      lmresnet: one SGD training step (forward, cross-entropy, backward, update) of resnet20 \
+      and lmresnet20 (survival 1, and lmresnet20_sd with survival 0.5) at batch 128 on 1x28x28 \
+      and 3x32x32 random images (scripts/compare/lmresnet_torch.py times the same in PyTorch).
       Before and after the workloads a reference line (workload=reference, config=sgemm_1024) \
       gives OpenBLAS sgemm's rate in those minutes: read the times against it on a machine whose \
       speed drifts.
@@ -42,10 +45,10 @@ struct BenchSolvers: ParsableCommand {
 
   /// What `--workload` selects.
   enum Workload: String, CaseIterable, ExpressibleByArgument {
-    case odeblock, spiral, deq, train, all
+    case odeblock, spiral, deq, train, lmresnet, all
   }
 
-  @Option(help: "Which workloads to run: odeblock, spiral, deq, train or all.")
+  @Option(help: "Which workloads to run: odeblock, spiral, deq, train, lmresnet or all.")
   var workload = Workload.all
 
   @Option(help: "Training iterations of the spiral workload.")
@@ -72,6 +75,7 @@ struct BenchSolvers: ParsableCommand {
       if [.spiral, .all].contains(workload) { try spiral(on: backend) }
       if [.deq, .all].contains(workload) { try deq(on: backend) }
       if [.train, .all].contains(workload) { try trainingStep(on: backend) }
+      if [.lmresnet, .all].contains(workload) { try lmresnet(on: backend) }
     }
     try reportReference()
   }

@@ -57,6 +57,16 @@ struct SettingFlags: ParsableArguments {
   var deqGradient: TrainingConfiguration.EquilibriumGradientKind?
   @Option(help: "Skip DEQs' regulariser weight in w·mean|z0 - z*| (default: 0.01).")
   var skipWeight: Double?
+  @Option(
+    help:
+      "CIFAR ResNets' stochastic-depth survival of the last block, in (0, 1]; 1 disables it (default: 0.5)."
+  )
+  var survival: Double?
+  @Option(help: "ResNeXt models' groups per grouped convolution (default: 4).")
+  var cardinality: Int?
+  @Option(
+    help: "ResNeXt models' channels per group in the first stage, doubling per stage (default: 4).")
+  var groupWidth: Int?
   @Option(help: "Also checkpoint every N batches within an epoch (default: at its end only).")
   var checkpointEvery: Int?
   @Option(

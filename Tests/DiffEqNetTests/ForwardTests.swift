@@ -10,6 +10,7 @@ final class ForwardTests: XCTestCase {
   func testBinaryBroadcasting() { checkForward(OpCases.binary) }
   func testScalarAffine() { checkForward(OpCases.affine) }
   func testLinearCombination() { checkForward(OpCases.linearCombination) }
+  func testLMUpdate() { checkForward(OpCases.lmUpdate) }
   func testPointwise() { checkForward(OpCases.unary) }
   func testReductions() { checkForward(OpCases.reductions) }
   func testShapeOps() { checkForward(OpCases.shapes) }
@@ -17,6 +18,7 @@ final class ForwardTests: XCTestCase {
   func testLinear() { checkForward(OpCases.linear) }
   func testConv2d() { checkForward(OpCases.conv2d) }
   func testTimeConcatConv2d() { checkForward(OpCases.timeConcatConv2d) }
+  func testGroupedConv2d() { checkForward(OpCases.groupedConv2d) }
   func testGroupNorm() { checkForward(OpCases.groupNorm) }
   func testBatchNorm() { checkForward(OpCases.batchNorm) }
   func testPooling() { checkForward(OpCases.pooling) }

@@ -11,6 +11,7 @@ final class GradientTests: XCTestCase {
   func testBinaryBroadcasting() { checkGradients(OpCases.binary) }
   func testScalarAffine() { checkGradients(OpCases.affine) }
   func testLinearCombination() { checkGradients(OpCases.linearCombination) }
+  func testLMUpdate() { checkGradients(OpCases.lmUpdate) }
   func testPointwise() { checkGradients(OpCases.unary) }
   func testReductions() { checkGradients(OpCases.reductions) }
   func testShapeOps() { checkGradients(OpCases.shapes) }
@@ -18,6 +19,7 @@ final class GradientTests: XCTestCase {
   func testLinear() { checkGradients(OpCases.linear) }
   func testConv2d() { checkGradients(OpCases.conv2d) }
   func testTimeConcatConv2d() { checkGradients(OpCases.timeConcatConv2d) }
+  func testGroupedConv2d() { checkGradients(OpCases.groupedConv2d) }
   func testGroupNorm() { checkGradients(OpCases.groupNorm) }
   func testBatchNorm() { checkGradients(OpCases.batchNorm) }
   func testPooling() { checkGradients(OpCases.pooling) }

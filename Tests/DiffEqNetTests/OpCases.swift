@@ -36,8 +36,9 @@ struct OpCase {
 /// The catalog, grouped by family. Shapes include 1, primes (7, 13, 31) and round sizes (16, 64).
 enum OpCases {
   static var all: [OpCase] {
-    binary + affine + linearCombination + unary + reductions + shapes + matmul + linear + conv2d
-      + timeConcatConv2d + groupNorm + batchNorm + pooling + losses + dropout
+    binary + affine + linearCombination + lmUpdate + unary + reductions + shapes + matmul + linear
+      + conv2d + timeConcatConv2d + groupedConv2d + groupNorm + batchNorm + pooling + losses
+      + dropout
   }
 
   // MARK: Broadcasting binaries
@@ -121,6 +122,36 @@ enum OpCases {
             shape,
             (0..<terms[0].count).map { i in
               zip(terms, coefficients).reduce(0) { $0 + $1.1 * $1.0.data[i] }
+            })
+        })
+    }
+  }
+
+  /// The LM-ResNet update (1 − k)·u + k·previous + scale·branch with k a [1] tensor; without a
+  /// branch (a dropped block) the inputs are u, previous, k. Sizes cover the OpenCL gradient's
+  /// several work-groups of partial sums for dk.
+  static var lmUpdate: [OpCase] {
+    let cases: [([Int], Double, Bool)] = [
+      ([2, 3, 7, 7], 1, true), ([13], 0.7, true), ([4, 16, 9, 9], 1.6, true), ([5, 6], 1, false),
+      ([3, 8, 17, 17], 0, false),
+    ]
+    return cases.map { shape, scale, hasBranch in
+      OpCase(
+        "lmUpdate \(shape) scale \(scale)\(hasBranch ? "" : " dropped")",
+        inputs: { rng in
+          [rng.normal(shape), rng.normal(shape), rng.uniform([1], -0.9, 0.9)]
+            + (hasBranch ? [rng.normal(shape)] : [])
+        },
+        op: {
+          try $0[0].lmUpdate(
+            previous: $0[1], branch: $0.count > 3 ? $0[3] : nil, k: $0[2], scale: scale)
+        },
+        reference: { t in
+          let k = t[2].data[0]
+          return HostTensor(
+            shape,
+            (0..<t[0].count).map { i in
+              (1 - k) * t[0].data[i] + k * t[1].data[i] + (t.count > 3 ? scale * t[3].data[i] : 0)
             })
         })
     }
@@ -372,6 +403,33 @@ enum OpCases {
     }
   }
 
+  /// Grouped convolutions (weight [O, C/G, k, k]), on both backends' grouped primitives.
+  static var groupedConv2d: [OpCase] {
+    // (x shape, out channels, groups, kernel, stride, padding, bias)
+    let cases: [([Int], Int, Int, Int, Int, Int, Bool)] = [
+      ([2, 4, 7, 7], 6, 2, 3, 1, 1, true),
+      ([2, 8, 9, 9], 8, 8, 3, 2, 1, false),
+      ([1, 6, 5, 7], 9, 3, 1, 1, 0, true),
+      ([3, 12, 8, 8], 12, 4, 3, 1, 1, false),
+    ]
+    return cases.map { x, o, groups, k, s, p, hasBias in
+      let wShape = [o, x[1] / groups, k, k]
+      return OpCase(
+        "groupedConv2d \(x) → \(o) groups \(groups) k\(k) s\(s) p\(p)\(hasBias ? " bias" : "")",
+        inputs: { rng in
+          [rng.normal(x), rng.normal(wShape, std: 0.3)] + (hasBias ? [rng.normal([o])] : [])
+        },
+        op: {
+          try $0[0].conv2d(
+            weight: $0[1], bias: $0.count > 2 ? $0[2] : nil, stride: s, padding: p, groups: groups)
+        },
+        reference: {
+          Ref.conv2d(
+            $0[0], $0[1], $0.count > 2 ? $0[2] : nil, stride: s, pad: p, groups: groups)
+        })
+    }
+  }
+
   // MARK: Normalisation
 
   static var groupNorm: [OpCase] {
@@ -417,6 +475,55 @@ enum OpCases {
           op: { try $0[0].batchNorm(gamma: $0[1], beta: $0[2]).variance },
           reference: { Ref.batchNorm($0[0], $0[1], $0[2], eps: 1e-5).variance }),
       ]
+    } + batchNormRunning + batchNormInference
+  }
+
+  /// The running averages a training-mode batch norm returns beside its output (momentum 0.1,
+  /// unbiased variance), from random previous averages.
+  static var batchNormRunning: [OpCase] {
+    let shapes: [[Int]] = [[7, 3, 4, 4], [16, 5], [1, 2, 1, 1]]
+    return shapes.flatMap { x -> [OpCase] in
+      let c = x[1]
+      let draw: (inout RandomState) -> [HostTensor] = { rng in
+        [
+          rng.normal(x, mean: 0.4, std: 1.2), rng.normal([c], mean: 1, std: 0.3), rng.normal([c]),
+          rng.normal([c]), rng.uniform([c], 0.5, 2),
+        ]
+      }
+      let run = { (t: [Tensor]) in
+        try t[0].batchNorm(
+          gamma: t[1], beta: t[2], runningMean: t[3], runningVariance: t[4], momentum: 0.1)
+      }
+      return [
+        OpCase(
+          "batchNorm \(x) running mean", differentiable: [], inputs: draw,
+          op: { try run($0).runningMean },
+          reference: { Ref.batchNormRunning($0, momentum: 0.1).mean }),
+        OpCase(
+          "batchNorm \(x) running variance", differentiable: [], inputs: draw,
+          op: { try run($0).runningVariance },
+          reference: { Ref.batchNormRunning($0, momentum: 0.1).variance }),
+      ]
+    }
+  }
+
+  /// Evaluation mode: given statistics, differentiable in x, gamma and beta.
+  static var batchNormInference: [OpCase] {
+    let shapes: [[Int]] = [[5, 3, 4, 4], [16, 5], [2, 4, 3, 1]]
+    return shapes.map { x in
+      let c = x[1]
+      return OpCase(
+        "batchNormInference \(x)", differentiable: [0, 1, 2],
+        inputs: { rng in
+          [
+            rng.normal(x, mean: -0.3, std: 1.5), rng.normal([c], mean: 1, std: 0.3),
+            rng.normal([c]), rng.normal([c]), rng.uniform([c], 0.5, 2),
+          ]
+        },
+        op: {
+          try $0[0].batchNormInference(gamma: $0[1], beta: $0[2], mean: $0[3], variance: $0[4])
+        },
+        reference: { Ref.batchNormInference($0, eps: 1e-5) })
     }
   }
 

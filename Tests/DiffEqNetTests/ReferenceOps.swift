@@ -196,10 +196,12 @@ enum Ref {
 
   /// y[n, o, i, j] = b[o] + Σ x[n, c, i·s − p + u, j·s − p + v]·w[o, c, u, v], zero padding.
   static func conv2d(
-    _ x: HostTensor, _ w: HostTensor, _ bias: HostTensor?, stride s: Int, pad p: Int
+    _ x: HostTensor, _ w: HostTensor, _ bias: HostTensor?, stride s: Int, pad p: Int,
+    groups: Int = 1
   ) -> HostTensor {
-    let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    let (o, kh, kw) = (w.shape[0], w.shape[2], w.shape[3])
+    let (n, h, wd) = (x.shape[0], x.shape[2], x.shape[3])
+    let (o, c, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+    let og = o / groups
     let oh = (h + 2 * p - kh) / s + 1
     let ow = (wd + 2 * p - kw) / s + 1
     var y = HostTensor(zeros: [n, o, oh, ow])
@@ -213,7 +215,7 @@ enum Ref {
                 for v in 0..<kw {
                   let (yy, xx) = (i * s - p + u, j * s - p + v)
                   if yy < 0 || yy >= h || xx < 0 || xx >= wd { continue }
-                  acc += x[[b, ch, yy, xx]] * w[[f, ch, u, v]]
+                  acc += x[[b, (f / og) * c + ch, yy, xx]] * w[[f, ch, u, v]]
                 }
               }
             }
@@ -278,6 +280,37 @@ enum Ref {
       }
     }
     return (y, mean, variance)
+  }
+
+  /// A training-mode batch norm's new running averages from inputs [x, γ, β, mean, variance]:
+  /// (1 − m)·old + m·batch mean, and the unbiased batch variance likewise.
+  static func batchNormRunning(_ t: [HostTensor], momentum m: Double) -> (
+    mean: HostTensor, variance: HostTensor
+  ) {
+    let b = batchNorm(t[0], t[1], t[2], eps: 1e-5)
+    let per = Double(t[0].count / t[0].shape[1])
+    var mean = t[3]
+    var variance = t[4]
+    for c in 0..<mean.count {
+      mean.data[c] = (1 - m) * t[3].data[c] + m * b.mean.data[c]
+      let unbiased = per > 1 ? b.variance.data[c] * per / (per - 1) : b.variance.data[c]
+      variance.data[c] = (1 - m) * t[4].data[c] + m * unbiased
+    }
+    return (mean, variance)
+  }
+
+  /// Evaluation-mode batch norm of inputs [x, γ, β, mean, variance].
+  static func batchNormInference(_ t: [HostTensor], eps: Double) -> HostTensor {
+    let (x, c) = (t[0], t[0].shape[1])
+    let hw = x.count / (x.shape[0] * c)
+    var y = x
+    for k in 0..<x.count {
+      let ch = (k / hw) % c
+      y.data[k] =
+        (x.data[k] - t[3].data[ch]) / (t[4].data[ch] + eps).squareRoot() * t[1].data[ch]
+        + t[2].data[ch]
+    }
+    return y
   }
 
   /// Mean over k×k windows every `stride` pixels, no padding.

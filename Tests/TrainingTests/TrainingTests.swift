@@ -159,6 +159,46 @@ final class TrainingTests: XCTestCase {
     }
   }
 
+  /// An LM-ResNet with stochastic depth stopped mid-epoch and resumed from its checkpoint ends
+  /// with exactly the parameters and running statistics of an uninterrupted run (the drops
+  /// follow the position), and each epoch's metrics carry its k_n.
+  func testLMResNetWithStochasticDepthResumesExactlyAndLogsK() throws {
+    let cpu = CPUBackend()
+    var c = configuration(.lmresnet20)
+    c.limit = 96
+    c.epochs = 2
+    c.survival = 0.5
+    let (train, test) = try c.loadData()
+    let straight = try Trainer(c, backend: cpu, train: train, test: test)
+    var history: [EpochMetrics] = []
+    while !straight.isFinished { history.append(try straight.trainEpoch { _ in }!) }
+    for m in history {
+      for i in 1...6 {
+        let k = try XCTUnwrap(m.metrics["k\(i)"], "epoch \(m.epoch) logs k\(i)")
+        XCTAssert(abs(k) < 1, "|k| < 1")
+      }
+    }
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "diffeqnet-lm-resume-\(UUID())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let url = dir.appendingPathComponent("checkpoint.safetensors")
+    let first = try Trainer(c, backend: cpu, train: train, test: test)
+    _ = try first.trainEpoch { p in if p.batch == 1 { first.stopRequested.set() } }
+    try first.saveCheckpoint(to: url)
+    let resumed = try Trainer(c, backend: cpu, train: train, test: test)
+    try resumed.loadCheckpoint(from: url)
+    while !resumed.isFinished { _ = try resumed.trainEpoch { _ in } }
+    let a = straight.model.namedParameters()
+    let b = resumed.model.namedParameters()
+    XCTAssertEqual(a.map(\.name), b.map(\.name))
+    for (x, y) in zip(a, b) {
+      XCTAssertEqual(
+        try x.parameter.value.toFloats(), try y.parameter.value.toFloats(),
+        "\(x.name) differs after resume")
+    }
+  }
+
   func testForeignAndTruncatedCheckpointsAreRejected() throws {
     let cpu = CPUBackend()
     let c = configuration(.resnet)
@@ -303,6 +343,8 @@ final class TrainingTests: XCTestCase {
     let cases: [([String], String)] = [
       (["train", "--epochs", "0"], "epochs must lie in 1..."),
       (["train", "--model", "nope"], "'nope' is invalid for '--model"),
+      (["train", "--model", "resnet21"], "'resnet21' is invalid for '--model"),
+      (["train", "--model", "lmresnet20", "--survival", "0"], "survival must lie in (0, 1]"),
       (["train", "--data", "/nonexistent/folder", "--epochs", "1"], "does not exist"),
       (["train", "--device", "gpu7"], "gpu7"),
       (["train", "--solver", "rk9"], "unknown solver"),

@@ -860,6 +860,105 @@ void softmax_ce_wg(
   if (lid == 0) losses[r] = cross_entropy(lr, classes, labels[r], mx, sum);
 }
 
+// Batch normalisation in training mode, one work-group per channel: the channel's values are n
+// contiguous runs of hw in NCHW, so consecutive work-items read consecutive elements of a run
+// (coalesced for hw ≥ WG). Two passes: the mean, then the biased variance around it. With
+// has_running, work-item 0 also writes the new running averages (the variance's unbiased by
+// m/(m − 1)), so a training step's statistics cost no second launch.
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void batch_norm_train(
+  __global const T* x, __global const T* gamma, __global const T* beta, __global T* y,
+  __global T* mean, __global T* variance, __global const T* running_mean,
+  __global const T* running_variance, __global T* new_mean, __global T* new_variance,
+  const int n, const int c, const int hw, const T eps, const T momentum,
+  const int has_running) {
+  __local T scratch[WG];
+  const int lid = get_local_id(0);
+  const int ch = get_group_id(0);
+  const int total = n * hw;
+  T s = (T)0;
+  for (int e = lid; e < total; e += WG) {
+    const int b = e / hw;
+    s += x[((long)b * c + ch) * hw + (e - b * hw)];
+  }
+  const T mu = wg_sum(s, scratch) / (T)total;
+  T q = (T)0;
+  for (int e = lid; e < total; e += WG) {
+    const int b = e / hw;
+    const T d = x[((long)b * c + ch) * hw + (e - b * hw)] - mu;
+    q += d * d;
+  }
+  const T squares = wg_sum(q, scratch);
+  const T var = squares / (T)total;
+  const T a = gamma[ch] / sqrt(var + eps);
+  const T shift = beta[ch] - mu * a;
+  for (int e = lid; e < total; e += WG) {
+    const int b = e / hw;
+    const long idx = ((long)b * c + ch) * hw + (e - b * hw);
+    y[idx] = x[idx] * a + shift;
+  }
+  if (lid == 0) {
+    mean[ch] = mu;
+    variance[ch] = var;
+    if (has_running) {
+      const T unbiased = total > 1 ? squares / (T)(total - 1) : var;
+      new_mean[ch] = ((T)1 - momentum) * running_mean[ch] + momentum * mu;
+      new_variance[ch] = ((T)1 - momentum) * running_variance[ch] + momentum * unbiased;
+    }
+  }
+}
+
+// Batch normalisation with given statistics (evaluation), one work-item per element.
+__kernel void batch_norm_apply(
+  __global const T* x, __global const T* gamma, __global const T* beta, __global const T* mean,
+  __global const T* variance, __global T* y, const int c, const int hw, const int count,
+  const T eps) {
+  const int i = get_global_id(0);
+  if (i >= count) return;
+  const int ch = (i / hw) % c;
+  const T a = gamma[ch] / sqrt(variance[ch] + eps);
+  y[i] = (x[i] - mean[ch]) * a + beta[ch];
+}
+
+// The gradients of batch normalisation, one work-group per channel: dbeta = Σ dy and
+// dgamma = Σ dy·x̂ in one pass, then dx = γ·rstd·(dy − dbeta/m − x̂·dgamma/m) with the batch's
+// statistics (batch_statistics), or γ·rstd·dy with constant ones.
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void batch_norm_grad(
+  __global const T* x, __global const T* gamma, __global const T* mean,
+  __global const T* variance, __global const T* dy, __global T* dx, __global T* dgamma,
+  __global T* dbeta, const int n, const int c, const int hw, const T eps,
+  const int batch_statistics) {
+  __local T scratch[WG];
+  const int lid = get_local_id(0);
+  const int ch = get_group_id(0);
+  const int total = n * hw;
+  const T mu = mean[ch];
+  const T rs = (T)1 / sqrt(variance[ch] + eps);
+  T sb = (T)0, sg = (T)0;
+  for (int e = lid; e < total; e += WG) {
+    const int b = e / hw;
+    const long idx = ((long)b * c + ch) * hw + (e - b * hw);
+    const T d = dy[idx];
+    sb += d;
+    sg += d * (x[idx] - mu);
+  }
+  const T db = wg_sum(sb, scratch);
+  const T dg = wg_sum(sg, scratch) * rs;
+  if (lid == 0) {
+    dgamma[ch] = dg;
+    dbeta[ch] = db;
+  }
+  const T a = gamma[ch] * rs;
+  const T mean_dy = batch_statistics ? db / (T)total : (T)0;
+  const T mean_dyx = batch_statistics ? dg / (T)total * rs : (T)0;
+  for (int e = lid; e < total; e += WG) {
+    const int b = e / hw;
+    const long idx = ((long)b * c + ch) * hw + (e - b * hw);
+    dx[idx] = a * (dy[idx] - mean_dy - (x[idx] - mu) * mean_dyx);
+  }
+}
+
 """#,
     "optim": #"""
 // Optimiser updates, element-wise and in place (see `OptimizerStep` in Backend.swift).
@@ -1069,6 +1168,53 @@ void scaled_error_squared_sum(
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   if (lid == 0) partials[offset + get_group_id(0)] = scratch[0];
+}
+
+// The LM-ResNet update y = (1 − k)·u + k·previous + scale·branch, k read from the device (a
+// trainable parameter: no host round trip), one work-item per element. has_branch = 0 (a block
+// dropped by stochastic depth) leaves the branch unread.
+__kernel void lm_update(
+  __global const T* u, __global const T* previous, __global const T* branch,
+  __global const T* k, const T scale, __global T* y, const int count, const int has_branch) {
+  const int i = get_global_id(0);
+  if (i >= count) return;
+  const T kv = k[0];
+  T acc = ((T)1 - kv) * u[i] + kv * previous[i];
+  if (has_branch) acc += scale * branch[i];
+  y[i] = acc;
+}
+
+// The adjoint of lm_update: du = (1 − k)·dy, dprevious = k·dy, dbranch = scale·dy (each where its
+// flag is set), and partials[g] = Σ dy·(previous − u) over the elements work-group g visits, by a
+// grid-stride loop over a fixed number of groups of exactly WG work-items (see
+// scaled_error_squared_sum); the host sums the partials on the device into dk.
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void lm_update_grad(
+  __global const T* u, __global const T* previous, __global const T* k, __global const T* dy,
+  __global T* du, __global T* dprevious, __global T* dbranch, __global T* partials,
+  const T scale, const int count, const int flags) {
+  __local T scratch[WG];
+  const int lid = get_local_id(0);
+  const uint n = (uint)count;
+  const uint stride = (uint)get_global_size(0);
+  const T kv = k[0];
+  T acc = (T)0;
+  for (uint i = (uint)get_global_id(0); i < n; i += stride) {
+    const T g = dy[i];
+    if (flags & 1) du[i] = ((T)1 - kv) * g;
+    if (flags & 2) dprevious[i] = kv * g;
+    if (flags & 4) dbranch[i] = scale * g;
+    acc += g * (previous[i] - u[i]);
+  }
+  if (flags & 8) {
+    scratch[lid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = WG / 2; s > 0; s >>= 1) {
+      if (lid < s) scratch[lid] += scratch[lid + s];
+      barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) partials[get_group_id(0)] = scratch[0];
+  }
 }
 
 """#,

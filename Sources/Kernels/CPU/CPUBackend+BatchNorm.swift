@@ -1,0 +1,110 @@
+/// Batch normalisation: one pass of work per channel, channels spread over the cores. A channel's
+/// values are N contiguous runs of HW in NCHW; each run is summed in the element type by the
+/// vectorised sums, the runs' totals in Double (M = N·HW reaches 10⁵ and more).
+extension CPUBackend {
+  public func batchNorm(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
+    mean: DeviceBuffer, variance: DeviceBuffer, running: BatchNormRunning?,
+    _ s: BatchNormShape, dtype: DType
+  ) throws {
+    func run<T: CPUScalar>(_: T.Type) {
+      let (xp, yp) = (x.pointer(T.self), y.pointer(T.self))
+      let (g, b) = (gamma.pointer(T.self), beta.pointer(T.self))
+      let (mp, vp) = (mean.pointer(T.self), variance.pointer(T.self))
+      let m = Double(s.perChannel)
+      parallelFor(s.c, grain: max(1, 16384 / max(1, s.perChannel))) { r in
+        for c in r {
+          var total = 0.0
+          for n in 0..<s.n { total += Double(Self.sum(xp + (n * s.c + c) * s.hw, s.hw)) }
+          let mu = T(total / m)
+          // Around the mean, in a second pass: E[x²] − μ² cancels catastrophically.
+          var squares = 0.0
+          for n in 0..<s.n {
+            squares += Double(Self.squaredDeviations(xp + (n * s.c + c) * s.hw, s.hw, from: mu))
+          }
+          let v = squares / m
+          mp[c] = mu
+          vp[c] = T(v)
+          let a = T(1 / (v + s.eps).squareRoot()) * g[c]
+          let shift = b[c] - mu * a
+          for n in 0..<s.n {
+            let o = (n * s.c + c) * s.hw
+            for i in 0..<s.hw { yp[o + i] = xp[o + i] * a + shift }
+          }
+          if let running {
+            let mo = T(running.momentum)
+            let unbiased = T(m > 1 ? squares / (m - 1) : v)
+            running.newMean.pointer(T.self)[c] =
+              (1 - mo) * running.mean.pointer(T.self)[c] + mo * mu
+            running.newVariance.pointer(T.self)[c] =
+              (1 - mo) * running.variance.pointer(T.self)[c] + mo * unbiased
+          }
+        }
+      }
+    }
+    dtype == .float32 ? run(Float.self) : run(Double.self)
+  }
+
+  public func batchNormInference(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, mean: DeviceBuffer,
+    variance: DeviceBuffer, y: DeviceBuffer, _ s: BatchNormShape, dtype: DType
+  ) throws {
+    func run<T: CPUScalar>(_: T.Type) {
+      let (xp, yp) = (x.pointer(T.self), y.pointer(T.self))
+      let (g, b) = (gamma.pointer(T.self), beta.pointer(T.self))
+      let (mp, vp) = (mean.pointer(T.self), variance.pointer(T.self))
+      // Rows of HW, one per (sample, channel).
+      parallelFor(s.n * s.c, grain: max(1, 16384 / max(1, s.hw))) { r in
+        for row in r {
+          let c = row % s.c
+          let a = g[c] / (vp[c] + T(s.eps)).squareRoot()
+          let shift = b[c] - mp[c] * a
+          let o = row * s.hw
+          for i in 0..<s.hw { yp[o + i] = xp[o + i] * a + shift }
+        }
+      }
+    }
+    dtype == .float32 ? run(Float.self) : run(Double.self)
+  }
+
+  public func batchNormGrad(
+    x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, variance: DeviceBuffer,
+    dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer, dbeta: DeviceBuffer,
+    batchStatistics: Bool, _ s: BatchNormShape, dtype: DType
+  ) throws {
+    func run<T: CPUScalar>(_: T.Type) {
+      let (xp, gp, dxp) = (x.pointer(T.self), dy.pointer(T.self), dx.pointer(T.self))
+      let (g, mp, vp) = (gamma.pointer(T.self), mean.pointer(T.self), variance.pointer(T.self))
+      let (dgp, dbp) = (dgamma.pointer(T.self), dbeta.pointer(T.self))
+      let m = T(s.perChannel)
+      parallelFor(s.c, grain: max(1, 16384 / max(1, s.perChannel))) { r in
+        for c in r {
+          let mu = mp[c]
+          let rs = 1 / (vp[c] + T(s.eps)).squareRoot()
+          var sumDy = 0.0
+          var sumDyX = 0.0
+          for n in 0..<s.n {
+            let o = (n * s.c + c) * s.hw
+            sumDy += Double(Self.sum(gp + o, s.hw))
+            sumDyX += Double(Self.dotDeviations(gp + o, xp + o, s.hw, from: mu))
+          }
+          let db = T(sumDy)
+          let dg = T(sumDyX) * rs
+          dgp[c] = dg
+          dbp[c] = db
+          let a = g[c] * rs
+          // dx = a·(dy − db/M − x̂·dg/M), x̂ = (x − μ)·rstd.
+          let meanDy = batchStatistics ? db / m : 0
+          let meanDyX = batchStatistics ? dg / m * rs : 0
+          for n in 0..<s.n {
+            let o = (n * s.c + c) * s.hw
+            for i in 0..<s.hw {
+              dxp[o + i] = a * (gp[o + i] - meanDy - (xp[o + i] - mu) * meanDyX)
+            }
+          }
+        }
+      }
+    }
+    dtype == .float32 ? run(Float.self) : run(Double.self)
+  }
+}

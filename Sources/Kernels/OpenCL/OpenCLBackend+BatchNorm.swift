@@ -1,0 +1,51 @@
+import COpenCL
+import Foundation
+
+/// Batch normalisation (`kernels/norm.cl`): one launch for a training-mode forward (statistics,
+/// output and running averages), one for evaluation, one for the gradients.
+extension OpenCLBackend {
+  public func batchNorm(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
+    mean: DeviceBuffer, variance: DeviceBuffer, running: BatchNormRunning?,
+    _ s: BatchNormShape, dtype: DType
+  ) throws {
+    let wg = try configuration(.norm, dtype).workGroup
+    // Without running statistics their slots are bound to `mean` and never touched.
+    let r = running
+    try launch(
+      .norm, "batch_norm_train", dtype,
+      [
+        .mem(x), .mem(gamma), .mem(beta), .mem(y), .mem(mean), .mem(variance),
+        .mem(r?.mean ?? mean), .mem(r?.variance ?? mean), .mem(r?.newMean ?? mean),
+        .mem(r?.newVariance ?? mean), .int(s.n), .int(s.c), .int(s.hw), .real(s.eps),
+        .real(r?.momentum ?? 0), .int(r == nil ? 0 : 1),
+      ], global: [s.c * wg], local: [wg])
+  }
+
+  public func batchNormInference(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, mean: DeviceBuffer,
+    variance: DeviceBuffer, y: DeviceBuffer, _ s: BatchNormShape, dtype: DType
+  ) throws {
+    try launch(
+      .norm, "batch_norm_apply", dtype,
+      [
+        .mem(x), .mem(gamma), .mem(beta), .mem(mean), .mem(variance), .mem(y), .int(s.c),
+        .int(s.hw), .int(s.count), .real(s.eps),
+      ], global: [s.count])
+  }
+
+  public func batchNormGrad(
+    x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, variance: DeviceBuffer,
+    dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer, dbeta: DeviceBuffer,
+    batchStatistics: Bool, _ s: BatchNormShape, dtype: DType
+  ) throws {
+    let wg = try configuration(.norm, dtype).workGroup
+    try launch(
+      .norm, "batch_norm_grad", dtype,
+      [
+        .mem(x), .mem(gamma), .mem(mean), .mem(variance), .mem(dy), .mem(dx), .mem(dgamma),
+        .mem(dbeta), .int(s.n), .int(s.c), .int(s.hw), .real(s.eps),
+        .int(batchStatistics ? 1 : 0),
+      ], global: [s.c * wg], local: [wg])
+  }
+}
