@@ -1,0 +1,197 @@
+import DiffEqNet
+import NumericTestSupport
+import XCTest
+
+/// dy/dt = W2·tanh(W1·[y; y(t − τ)] + b1 + t·c) + b2: a delay MLP field.
+final class DelayMLPField: Module {
+  let l1: Linear
+  let l2: Linear
+  let timeWeights: Parameter
+
+  init(dim: Int, hidden: Int, seed: UInt64, on backend: any Backend) throws {
+    var rng = RandomState(seed: seed)
+    l1 = try Linear(2 * dim, hidden, dtype: .float64, rng: &rng, on: backend)
+    l2 = try Linear(hidden, dim, dtype: .float64, rng: &rng, on: backend)
+    timeWeights = Parameter(
+      try .normal([hidden], std: 0.5, dtype: .float64, rng: &rng, on: backend))
+    super.init()
+  }
+
+  var field: DelayVectorField {
+    DelayVectorField(parameters: self) { [unowned self] t, y, delayed in
+      try l2((l1(Tensor.concat([y, delayed[0]], axis: 1)) + timeWeights.value * t).tanh())
+    }
+  }
+}
+
+/// dh/dt = tanh(conv([h, h(t − τ), t])): a delay conv field.
+final class DelayConvField: Module {
+  let conv: Conv2d
+  init(channels: Int, seed: UInt64, on backend: any Backend) throws {
+    var rng = RandomState(seed: seed)
+    conv = try Conv2d(
+      2 * channels + 1, channels, kernelSize: 3, padding: 1, rng: &rng, on: backend)
+    super.init()
+  }
+
+  var field: DelayVectorField {
+    DelayVectorField(parameters: self) { [unowned self] t, h, delayed in
+      var s = h.shape
+      s[1] = 1
+      let time = try Tensor.full(s, t, dtype: h.dtype, on: h.backend)
+      return try conv(Tensor.concat([h, delayed[0], time], axis: 1)).tanh()
+    }
+  }
+}
+
+/// The segment-checkpointed adjoint against direct backpropagation and finite differences, and
+/// its memory.
+final class DDEAdjointTests: XCTestCase {
+  let cpu = CPUBackend()
+
+  func backends() -> [any Backend] {
+    var out: [any Backend] = [cpu]
+    if let first = OpenCLBackend.devices().first,
+      let b = try? OpenCLBackend(deviceIndex: first.index), b.supports(.float64)
+    {
+      out.append(b)
+    }
+    return out
+  }
+
+  /// loss = Σ_i y(t_i)·r_i; its value and flattened gradients (y0's, then the parameters').
+  func lossAndGradients(
+    _ model: DelayMLPField, _ y0: Tensor, delay: Double, times: [Double], options: ODEOptions,
+    method: GradientMethod, weights: [Tensor]
+  ) throws -> (Double, [Double]) {
+    let (loss, gx, gp) = try vjp(model, at: [y0], cotangent: nil) { xs in
+      let sol = try ddeint(
+        model.field, xs[0], delays: [delay], times: times, options: options, gradient: method)
+      var total = try (sol.states[0] * weights[0]).sum()
+      for i in 1..<times.count { total = try total + (sol.states[i] * weights[i]).sum() }
+      return total
+    }
+    return (try loss.item(), try flatGradients(model, gx[0], gp))
+  }
+
+  /// Delays that are (0.5) and are not (0.37) multiples of the step 0.1, fixed RK4 and dopri5,
+  /// outputs inside segments and on their ends; adjoint = direct to rounding, direct = central
+  /// differences (float64, step 1e-6) to 1e-6, on every backend with float64.
+  func testAdjointEqualsDirectAndFiniteDifferences() throws {
+    for backend in backends() {
+      let model = try DelayMLPField(dim: 2, hidden: 6, seed: 1, on: backend)
+      var rng = RandomState(seed: 2)
+      let y0 = try Tensor.normal([3, 2], dtype: .float64, rng: &rng, on: backend)
+      let times = [0, 0.3, 1.0, 1.6]
+      let weights = try times.map { _ in
+        try Tensor.normal([3, 2], dtype: .float64, rng: &rng, on: backend)
+      }
+      var rk4 = ODEOptions(solver: .rk4)
+      rk4.stepSize = 0.1
+      for (delay, options) in [
+        (0.5, rk4), (0.37, rk4), (0.37, ODEOptions(solver: .dopri5, rtol: 1e-6, atol: 1e-6)),
+      ] {
+        let what = "\(backend.name) τ \(delay) \(options.solver)"
+        let (lossD, direct) = try lossAndGradients(
+          model, y0, delay: delay, times: times, options: options, method: .direct,
+          weights: weights)
+        let (lossA, adjoint) = try lossAndGradients(
+          model, y0, delay: delay, times: times, options: options, method: .backsolve,
+          weights: weights)
+        XCTAssertEqual(lossA, lossD, accuracy: 1e-12 * Swift.abs(lossD), what)
+        let e = relativeError(adjoint, direct)
+        XCTAssertLessThan(e, 1e-10, "\(what): adjoint vs direct \(e)")
+
+        func loss() throws -> Double {
+          let sol = try ddeint(
+            model.field, y0, delays: [delay], times: times, options: options)
+          var total = 0.0
+          for (s, w) in zip(sol.states, weights) { total += try (s * w).sum().item() }
+          return total
+        }
+        let eps = 1e-6
+        var numeric: [Double] = []
+        var values = try y0.toDoubles()
+        func lossAt(_ v: [Double]) throws -> Double {
+          let sol = try ddeint(
+            model.field, try Tensor(v, shape: y0.shape, dtype: .float64, on: backend),
+            delays: [delay], times: times, options: options)
+          var total = 0.0
+          for (s, w) in zip(sol.states, weights) { total += try (s * w).sum().item() }
+          return total
+        }
+        for i in values.indices {
+          let v = values[i]
+          values[i] = v + eps
+          let plus = try lossAt(values)
+          values[i] = v - eps
+          let minus = try lossAt(values)
+          values[i] = v
+          numeric.append((plus - minus) / (2 * eps))
+        }
+        numeric += try parameterCentralDifferences(model, eps: eps, on: backend, loss)
+        // dopri5's accepted steps depend on the parameters, so its differences carry the
+        // step controller's switching: a looser bound there.
+        let bound = options.solver.isAdaptive ? 1e-4 : 1e-6
+        let eFD = relativeError(direct, numeric)
+        XCTAssertLessThan(eFD, bound, "\(what): direct vs central differences \(eFD)")
+      }
+    }
+  }
+
+  /// A constant history is differentiated as y0: with a delay longer than the interval, the
+  /// field reads only the history, and y0's gradient has both paths.
+  func testConstantHistoryCarriesGradientToY0() throws {
+    let model = try DelayMLPField(dim: 2, hidden: 4, seed: 3, on: cpu)
+    var rng = RandomState(seed: 4)
+    let y0 = try Tensor.normal([1, 2], dtype: .float64, rng: &rng, on: cpu)
+    let w = try [y0.zerosLike(), Tensor.normal([1, 2], dtype: .float64, rng: &rng, on: cpu)]
+    var options = ODEOptions(solver: .rk4)
+    options.stepSize = 0.25
+    let (_, direct) = try lossAndGradients(
+      model, y0, delay: 2, times: [0, 1], options: options, method: .direct, weights: w)
+    let (_, adjoint) = try lossAndGradients(
+      model, y0, delay: 2, times: [0, 1], options: options, method: .checkpointed, weights: w)
+    XCTAssertLessThan(relativeError(adjoint, direct), 1e-10)
+  }
+
+  /// Peak pool bytes of loss + gradient over `segments` τ-segments (τ = 0.25, two RK4 steps each).
+  func peakBytes(_ method: GradientMethod, segments: Int) throws -> Int {
+    let model = try DelayConvField(channels: 8, seed: 1, on: cpu)
+    var rng = RandomState(seed: 2)
+    let y0 = try Tensor.normal([4, 8, 12, 12], rng: &rng, on: cpu)
+    var options = ODEOptions(solver: .rk4)
+    options.stepSize = 0.125
+    cpu.pool.resetPeak()
+    let before = cpu.pool.currentBytes
+    _ = try vjp(model, at: [y0], cotangent: nil) { xs in
+      try ddeint(
+        model.field, xs[0], delays: [0.25], times: [0, 0.25 * Double(segments)],
+        options: options, gradient: method
+      ).states[1].square().sum()
+    }
+    return cpu.pool.peakBytes - before
+  }
+
+  /// The adjoint's peak grows by no more than its checkpoints (per segment: two steps' state,
+  /// first and last stage, the Hermite data), while direct backpropagation's grows with every
+  /// step's intermediates.
+  func testAdjointMemoryGrowsOnlyByCheckpoints() throws {
+    let stateBytes = 4 * 8 * 12 * 12 * 4
+    let checkpointBytesPerSegment = 2 * 3 * stateBytes
+    let adjoint4 = try peakBytes(.backsolve, segments: 4)
+    let adjoint16 = try peakBytes(.backsolve, segments: 16)
+    let direct4 = try peakBytes(.direct, segments: 4)
+    let direct16 = try peakBytes(.direct, segments: 16)
+    let growth = adjoint16 - adjoint4
+    XCTAssertLessThanOrEqual(
+      Double(growth), 1.1 * Double(12 * checkpointBytesPerSegment),
+      "adjoint peak 4 segments \(adjoint4), 16 segments \(adjoint16)")
+    XCTAssertGreaterThan(
+      Double(direct16), 3 * Double(direct4), "direct: \(direct4) → \(direct16)")
+    XCTAssertLessThan(
+      Double(adjoint16), 0.5 * Double(direct16), "adjoint \(adjoint16) vs direct \(direct16)")
+    print(
+      "DDE peak bytes: adjoint 4 \(adjoint4) 16 \(adjoint16); direct 4 \(direct4) 16 \(direct16)")
+  }
+}
