@@ -21,8 +21,15 @@ public enum ModelArchitecture: String, Sendable, NamedSetting {
   /// Skip Reg. DEQ, continuous.
   case skipRegCDEQ = "skipreg-cdeq"
 
+  /// A delay differential block (`DDEBlock`) on [h(t); h(t − τ)] concatenated (ddnn-a).
+  case ddnnA = "ddnn-a"
+  /// A delay differential block with separate paths, g(h(t), t) + q(h(t − τ)) (ddnn-b).
+  case ddnnB = "ddnn-b"
+
   /// Whether the model's block is a `DEQBlock`.
-  public var isEquilibrium: Bool { ![.odenet, .resnet, .rknet].contains(self) }
+  public var isEquilibrium: Bool { ![.odenet, .resnet, .rknet, .ddnnA, .ddnnB].contains(self) }
+  /// Whether the model's block is a `DDEBlock`.
+  public var isDelay: Bool { [.ddnnA, .ddnnB].contains(self) }
   /// Whether a DEQ's fixed point is a steady state (the continuous variants).
   public var isContinuous: Bool { [.cdeq, .skipCDEQ, .skipRegCDEQ].contains(self) }
 

@@ -31,6 +31,9 @@ public enum ModelZoo {
     public var deqSteadyState = SteadyStateOptions()
     /// The weight λ of the Skip variants' regulariser λ·mean|z₀ − z*|.
     public var skipWeight = 0.01
+    /// The DDNN models' delay τ ∈ (0, 1); their block integrates over [0, 1] with `ode` and
+    /// `gradient` (`.backsolve` and `.checkpointed` both mean `ddeint`'s segment adjoint).
+    public var delay = 0.5
     public init() {}
   }
 
@@ -42,6 +45,7 @@ public enum ModelZoo {
   /// - `cdeq`: the same block, its steady state integrated by `deqSteadyState`.
   /// - `skip-deq`, `skip-cdeq`, `skipreg-deq`, `skipreg-cdeq`: their Skip and Skip Reg. variants,
   ///   regularised with weight `skipWeight` (`ImageClassifier.auxiliaryLoss`).
+  /// - `ddnn-a`, `ddnn-b`: a `DDEBlock` with delay `delay` in place of the ODE block.
   public static func make(
     _ architecture: ModelArchitecture, _ c: Configuration, on backend: any Backend
   ) throws -> ImageClassifier {
@@ -79,6 +83,16 @@ public enum ModelZoo {
             gradient: c.deqGradient,
             continuous: architecture.isContinuous ? c.deqSteadyState : nil, skip: skip,
             dtype: c.dtype, rng: &rng, on: backend)
+        ]
+      }
+    case .ddnnA, .ddnnB:
+      features = { rng in
+        [
+          try DDEBlock(
+            channels: c.width, groups: c.normGroups,
+            combination: architecture == .ddnnA ? .concatenation : .separatePaths,
+            delay: c.delay, options: c.ode, gradient: c.gradient, dtype: c.dtype, rng: &rng,
+            on: backend)
         ]
       }
     case .resnet:

@@ -67,6 +67,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var deqGradient: EquilibriumGradientKind? = nil
   /// The Skip DEQs' regulariser weight λ in λ·mean|z₀ − z*| (nil: 0.01, the paper's).
   public var skipWeight: Double? = nil
+  /// The DDNN models' delay τ, in (0, 1) (nil: 0.5).
+  public var delay: Double? = nil
 
   /// The fixed-point methods a DEQ can use.
   public enum FixedPointKind: String, Sendable, NamedSetting {
@@ -175,6 +177,14 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     if let w = skipWeight, !(w >= 0 && w.isFinite) {
       throw fail("skip weight must be finite and not negative, got \(w)")
     }
+    if let tau = delay, !(tau > 0 && tau < 1) {
+      throw fail("delay must lie in (0, 1) (the block integrates over [0, 1]), got \(tau)")
+    }
+    if model.isDelay, !solver.isAdaptive, 1 / Double(rkSteps) > (delay ?? 0.5) * (1 + 1e-9) {
+      throw fail(
+        "the step 1/\(rkSteps) of \(solver) exceeds the delay \(delay ?? 0.5): use at least \(Int((1 / (delay ?? 0.5)).rounded(.up))) rk-steps"
+      )
+    }
     if let t = deqTolerance, !(t > 0 && t.isFinite) {
       throw fail("DEQ tolerance must be positive and finite, got \(t)")
     }
@@ -215,6 +225,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     backward.method = (deqBackwardSolver ?? deqSolver ?? .anderson).method
     c.deqForward = solve
     c.skipWeight = skipWeight ?? 0.01
+    c.delay = delay ?? 0.5
     // The continuous DEQ integrates with the run's solver when it is adaptive, to the DEQ
     // tolerance, with the DEQ iteration cap as its step cap.
     c.deqSteadyState = SteadyStateOptions(

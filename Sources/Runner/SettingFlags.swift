@@ -57,6 +57,7 @@ struct SettingFlags: ParsableArguments {
   var deqGradient: TrainingConfiguration.EquilibriumGradientKind?
   @Option(help: "Skip DEQs' regulariser weight in w·mean|z0 - z*| (default: 0.01).")
   var skipWeight: Double?
+  @Option(help: "The DDNN models' delay tau in (0, 1) (default: 0.5).") var delay: Double?
   @Option(help: "Also checkpoint every N batches within an epoch (default: at its end only).")
   var checkpointEvery: Int?
   @Option(
