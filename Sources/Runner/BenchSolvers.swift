@@ -9,7 +9,8 @@ import Foundation
 struct BenchSolvers: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "solvers",
-    abstract: "Measure ODE solves, adjoint gradients and DEQ solves (odeblock, spiral, deq).",
+    abstract:
+      "Measure ODE solves, adjoint gradients, DEQ and DDE solves (odeblock, spiral, deq, dde).",
     discussion: """
       odeblock: f(t,h) = GN(convT(relu(GN(convT(t, relu(GN(h))))))), 64 channels + a time \
       channel, GroupNorm(32), batch 32, 14x14, t in [0, 1]. Configurations: rk4_forward \
@@ -25,6 +26,13 @@ struct BenchSolvers: ParsableCommand {
       backward solve + VJP times, evaluations of f and final residuals; deq_anderson_cap30 does \
       exactly 30 evaluations each way (scripts/compare/deq_torchdeq.py times the same in \
       torchdeq).
+      dde: the ddnn-a and ddnn-b blocks (batch 64, 64 channels, 6x6, tau = 0.5, RK4 with 4 \
+      steps) with the segment adjoint and with direct backpropagation: forward and backward \
+      times, NFE, peak pool bytes; mackey_glass_mlp_{adjoint,direct}: one training iteration \
+      of dx/dt = MLP([x(t), x(t-17)]) (2->64->64->1 tanh, batch 32 windows, history from the \
+      true series, 34 units ahead at unit spacing, RK4 step 1, MSE, Adam; \
+      scripts/compare/dde_torchdde.py times the same in torchdde); dde_adjoint_memory: peak pool \
+      bytes at 4, 16 and 64 tau-segments, adjoint and direct, conv and MLP fields.
       Before and after the workloads a reference line (workload=reference, config=sgemm_1024) \
       gives OpenBLAS sgemm's rate in those minutes: read the times against it on a machine whose \
       speed drifts.
@@ -34,13 +42,13 @@ struct BenchSolvers: ParsableCommand {
 
   /// What `--workload` selects.
   enum Workload: String, CaseIterable, ExpressibleByArgument {
-    case odeblock, spiral, deq, all
+    case odeblock, spiral, deq, dde, all
   }
 
-  @Option(help: "Which workloads to run: odeblock, spiral, deq or all.")
+  @Option(help: "Which workloads to run: odeblock, spiral, deq, dde or all.")
   var workload = Workload.all
 
-  @Option(help: "Training iterations of the spiral workload.")
+  @Option(help: "Training iterations of the spiral workload (and of dde's Mackey-Glass rows).")
   var iterations = 200
 
   @Option(
@@ -63,6 +71,7 @@ struct BenchSolvers: ParsableCommand {
       if [.odeblock, .all].contains(workload) { try odeblock(on: backend) }
       if [.spiral, .all].contains(workload) { try spiral(on: backend) }
       if [.deq, .all].contains(workload) { try deq(on: backend) }
+      if [.dde, .all].contains(workload) { try dde(on: backend) }
     }
     try reportReference()
   }

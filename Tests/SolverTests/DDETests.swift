@@ -140,3 +140,17 @@ final class DDETests: XCTestCase {
     }
   }
 }
+
+/// The Mackey–Glass generator: converged in its step (10 against 100 substeps per unit), and in
+/// the chaotic regime's known range (about 0.4 to 1.3 after the transient).
+final class MackeyGlassTests: XCTestCase {
+  func testSeriesConvergesAndStaysInRange() {
+    let coarse = MackeyGlass().series(count: 200, transient: 300)
+    let fine = MackeyGlass().series(count: 200, transient: 300, substeps: 100)
+    let e = zip(coarse, fine).map { Swift.abs($0 - $1) }.max()!
+    XCTAssertLessThan(e, 1e-3, "10 vs 100 substeps per unit")
+    XCTAssertGreaterThan(coarse.min()!, 0.3)
+    XCTAssertLessThan(coarse.max()!, 1.4)
+    XCTAssertGreaterThan(coarse.max()! - coarse.min()!, 0.6, "a chaotic series spans its range")
+  }
+}
