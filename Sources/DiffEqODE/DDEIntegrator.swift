@@ -146,7 +146,7 @@ struct DDEIntegrator {
   /// The same segment replayed through the steps `recorded` took (no step control), for the
   /// adjoint: its outputs at the recorded output indices, and each step's dense data.
   func replaySegment(
-    _ y: Tensor, steps recorded: [ODEDenseStep], outputCount: Int, window: DelayWindow
+    _ y: Tensor, plan recorded: [DDEStepPlan], outputCount: Int, window: DelayWindow
   ) throws -> (outputs: [Tensor], steps: [ODEDenseStep]) {
     let integ = integrator(window: window, backward: true)
     var outputs = [Tensor?](repeating: nil, count: outputCount)

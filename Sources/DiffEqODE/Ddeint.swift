@@ -106,12 +106,23 @@ public func ddeint(
 struct DDESegment {
   var start: Double
   var end: Double
-  /// The state at `start`: the adjoint's checkpoint.
-  var y: Tensor
-  /// Its accepted steps with their dense data (detached; the later segments' delayed reads).
-  var steps: [ODEDenseStep]
+  /// The state at `start`: kept at the adjoint's block starts; elsewhere (nil) the backward
+  /// pass takes it from the previous segment's re-solved end.
+  var y: Tensor?
+  /// Its accepted steps (times, sizes, outputs), which a replay retraces.
+  var plan: [DDEStepPlan]
+  /// Their dense data (detached; the later segments' delayed reads), kept only where a block
+  /// of the adjoint restarts from it (`DDEAdjoint.keepsDenseData`); nil elsewhere.
+  var steps: [ODEDenseStep]?
   /// For each output of the segment's solve (the last is its end): the index in `times`, or nil.
   var outputIndices: [Int?]
+}
+
+/// An accepted step as a replay retraces it.
+struct DDEStepPlan {
+  var t: Double
+  var h: Double
+  var outputs: [(index: Int, theta: Double)]
 }
 
 extension DDEIntegrator {
@@ -131,7 +142,11 @@ extension DDEIntegrator {
     var start = t0
     var next = 1
     var firstStep: Double? = nil
-    for end in Self.breakpoints(t0: t0, tEnd: tEnd, delays: delays, order: tableau.order) {
+    let boundaries = Self.breakpoints(
+      t0: t0, tEnd: tEnd, delays: delays, order: tableau.order)
+    let kept = DDEAdjoint.keepsDenseData(
+      starts: [t0] + boundaries.dropLast(), ends: boundaries, tauMax: tauMax)
+    for (k, end) in boundaries.enumerated() {
       let slack = 1e-9 * max(1, Swift.abs(end))
       var ends: [Double] = []
       var indices: [Int?] = []
@@ -152,7 +167,10 @@ extension DDEIntegrator {
       if keepSteps {
         segments.append(
           DDESegment(
-            start: start, end: end, y: y, steps: solved.steps, outputIndices: indices))
+            start: start, end: end,
+            y: k % DDEAdjoint.blockSize(segments: boundaries.count) == 0 ? y : nil,
+            plan: solved.steps.map { DDEStepPlan(t: $0.t, h: $0.h, outputs: $0.outputs) },
+            steps: kept[k] ? solved.steps : nil, outputIndices: indices))
       }
       y = solved.outputs[solved.outputs.count - 1]
       start = end
