@@ -1,6 +1,7 @@
 import Kernels
 
-/// The image classifiers of the model zoo, by the name settings and the command line use.
+/// The models of the model zoo (image classifiers and series forecasters), by the name settings
+/// and the command line use.
 public enum ModelArchitecture: String, Sendable, NamedSetting {
   /// The Neural ODE paper's ODE-Net: an ODE block solved by any solver, adjoint gradients.
   case odenet
@@ -26,8 +27,17 @@ public enum ModelArchitecture: String, Sendable, NamedSetting {
   /// A delay differential block with separate paths, g(h(t), t) + q(h(t − τ)) (ddnn-b).
   case ddnnB = "ddnn-b"
 
+  /// A forecaster of time series: a neural ODE on the observed state (`SeriesForecaster`).
+  case nodeSeries = "node-series"
+  /// A forecaster of time series: a delay differential network on [x(t); x(t − τ)].
+  case ddnnSeries = "ddnn-series"
+
   /// Whether the model's block is a `DEQBlock`.
-  public var isEquilibrium: Bool { ![.odenet, .resnet, .rknet, .ddnnA, .ddnnB].contains(self) }
+  public var isEquilibrium: Bool {
+    ![.odenet, .resnet, .rknet, .ddnnA, .ddnnB, .nodeSeries, .ddnnSeries].contains(self)
+  }
+  /// Whether the model forecasts time series (not an image classifier).
+  public var isSeries: Bool { [.nodeSeries, .ddnnSeries].contains(self) }
   /// Whether the model's block is a `DDEBlock`.
   public var isDelay: Bool { [.ddnnA, .ddnnB].contains(self) }
   /// Whether a DEQ's fixed point is a steady state (the continuous variants).

@@ -95,6 +95,8 @@ public enum ModelZoo {
             on: backend)
         ]
       }
+    case .nodeSeries, .ddnnSeries:
+      throw ODEError.invalidOptions("\(architecture) forecasts series: see makeForecaster")
     case .resnet:
       features = { rng in
         try (0..<c.residualBlocks).map { _ in
@@ -109,5 +111,20 @@ public enum ModelZoo {
       groups: c.normGroups,
       features: features,
       dtype: c.dtype, rng: &rng, on: backend)
+  }
+
+  /// A fresh `node-series` or `ddnn-series` forecaster of `dimension`-dimensional series: an MLP
+  /// of `width` hidden units, `ode` and `gradient` as the classifiers', delay `delay`.
+  public static func makeForecaster(
+    _ architecture: ModelArchitecture, _ c: Configuration, dimension: Int,
+    on backend: any Backend
+  ) throws -> SeriesForecaster {
+    guard architecture.isSeries else {
+      throw ODEError.invalidOptions("\(architecture) is an image classifier, not a forecaster")
+    }
+    var rng = RandomState(seed: c.seed)
+    return try SeriesForecaster(
+      dimension: dimension, width: c.width, delay: architecture == .ddnnSeries ? c.delay : nil,
+      options: c.ode, gradient: c.gradient, dtype: c.dtype, rng: &rng, on: backend)
   }
 }

@@ -67,8 +67,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var deqGradient: EquilibriumGradientKind? = nil
   /// The Skip DEQs' regulariser weight λ in λ·mean|z₀ − z*| (nil: 0.01, the paper's).
   public var skipWeight: Double? = nil
-  /// The DDNN models' delay τ, in (0, 1) (nil: 0.5).
+  /// The DDNN models' delay τ: in (0, 1) for ddnn-a and ddnn-b (nil: 0.5), in the series' time
+  /// units for ddnn-series (nil: 1).
   public var delay: Double? = nil
+  /// The series models' forecast: the next this many observations (nil: 10).
+  public var horizon: Int? = nil
 
   /// The fixed-point methods a DEQ can use.
   public enum FixedPointKind: String, Sendable, NamedSetting {
@@ -177,14 +180,20 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     if let w = skipWeight, !(w >= 0 && w.isFinite) {
       throw fail("skip weight must be finite and not negative, got \(w)")
     }
-    if let tau = delay, !(tau > 0 && tau < 1) {
+    if let tau = delay, model.isSeries, !(tau > 0 && tau.isFinite) {
+      throw fail("delay must be positive and finite, got \(tau)")
+    }
+    if let tau = delay, !model.isSeries, !(tau > 0 && tau < 1) {
       throw fail("delay must lie in (0, 1) (the block integrates over [0, 1]), got \(tau)")
     }
-    if model.isDelay, !solver.isAdaptive, 1 / Double(rkSteps) > (delay ?? 0.5) * (1 + 1e-9) {
+    if model.isDelay || model == .ddnnSeries, !solver.isAdaptive,
+      1 / Double(rkSteps) > modelDelay * (1 + 1e-9)
+    {
       throw fail(
-        "the step 1/\(rkSteps) of \(solver) exceeds the delay \(delay ?? 0.5): use at least \(Int((1 / (delay ?? 0.5)).rounded(.up))) rk-steps"
+        "the step 1/\(rkSteps) of \(solver) exceeds the delay \(modelDelay): use at least \(Int((1 / modelDelay).rounded(.up))) rk-steps"
       )
     }
+    if let h = horizon { try check("horizon", h, 1...100_000) }
     if let t = deqTolerance, !(t > 0 && t.isFinite) {
       throw fail("DEQ tolerance must be positive and finite, got \(t)")
     }
@@ -225,7 +234,12 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     backward.method = (deqBackwardSolver ?? deqSolver ?? .anderson).method
     c.deqForward = solve
     c.skipWeight = skipWeight ?? 0.01
-    c.delay = delay ?? 0.5
+    c.delay = modelDelay
+    if model.isSeries && !solver.isAdaptive {
+      // A series' forecast spans its own time units: rk-steps per unit of time.
+      c.ode.steps = nil
+      c.ode.stepSize = 1 / Double(rkSteps)
+    }
     // The continuous DEQ integrates with the run's solver when it is adaptive, to the DEQ
     // tolerance, with the DEQ iteration cap as its step cap.
     c.deqSteadyState = SteadyStateOptions(
@@ -234,6 +248,12 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     c.deqGradient = deqGradient == .jfb ? .jacobianFree : .implicit(backward)
     return c
   }
+
+  /// The delay τ the model uses (`delay`, else 0.5 for image models and 1 for ddnn-series).
+  public var modelDelay: Double { delay ?? (model.isSeries ? 1 : 0.5) }
+
+  /// The series models' forecast horizon (`horizon`, else 10).
+  public var forecastHorizon: Int { horizon ?? 10 }
 
   public func makeOptimizer() -> any Optimizer {
     switch optimizer {
