@@ -72,6 +72,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var delay: Double? = nil
   /// The series models' forecast: the next this many observations (nil: 10).
   public var horizon: Int? = nil
+  /// The series models' test split, `series:FILE.csv` (nil: the last 20% of `data`'s series).
+  public var testData: String? = nil
 
   /// The fixed-point methods a DEQ can use.
   public enum FixedPointKind: String, Sendable, NamedSetting {
@@ -194,6 +196,15 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
       )
     }
     if let h = horizon { try check("horizon", h, 1...100_000) }
+    if model.isSeries != Self.isSeriesData(data) {
+      throw fail(
+        model.isSeries
+          ? "\(model) forecasts series: --data mackey-glass or --data series:FILE.csv"
+          : "\(model) classifies images: --data \(data) names series")
+    }
+    if let t = testData, !t.hasPrefix("series:") {
+      throw fail("test data must be series:FILE.csv, got \(t)")
+    }
     if let t = deqTolerance, !(t > 0 && t.isFinite) {
       throw fail("DEQ tolerance must be positive and finite, got \(t)")
     }
@@ -247,6 +258,24 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
       atol: solve.tolerance, maxSteps: solve.maxIterations, requireConvergence: strict)
     c.deqGradient = deqGradient == .jfb ? .jacobianFree : .implicit(backward)
     return c
+  }
+
+  /// Whether `data` names series (`mackey-glass`, `series:FILE.csv`) rather than an image folder.
+  public static func isSeriesData(_ data: String) -> Bool {
+    data == "mackey-glass" || data.hasPrefix("series:")
+  }
+
+  /// The series of `data` (relative paths from the working directory) and the test split:
+  /// `testData`'s, else the last 20% of the series.
+  public func loadSeries() throws -> (train: TimeSeriesDataset, test: TimeSeriesDataset) {
+    func read(_ spec: String) throws -> TimeSeriesDataset {
+      spec == "mackey-glass"
+        ? try TimeSeriesDataset.mackeyGlass()
+        : try TimeSeriesDataset.readCSV(URL(fileURLWithPath: String(spec.dropFirst(7))))
+    }
+    let all = try read(data)
+    if let testData { return (all, try read(testData)) }
+    return try all.heldOut()
   }
 
   /// The delay τ the model uses (`delay`, else 0.5 for image models and 1 for ddnn-series).

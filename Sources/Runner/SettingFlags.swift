@@ -8,7 +8,10 @@ import Foundation
 /// needs one line here and nothing else.
 struct SettingFlags: ParsableArguments {
   @Option(help: "Model.") var model: ModelArchitecture?
-  @Option(help: "Data folder (default: the bundled MNIST subset, found from any directory).")
+  @Option(
+    help:
+      "Data folder (default: the bundled MNIST subset, found from any directory); series models: mackey-glass or series:FILE.csv."
+  )
   var data: String?
   @Option(help: "Data format.") var format: DataFormat?
   @Option(help: "auto, cpu, opencl or opencl:N.", transform: DeviceSpec.init(parsing:))
@@ -57,7 +60,14 @@ struct SettingFlags: ParsableArguments {
   var deqGradient: TrainingConfiguration.EquilibriumGradientKind?
   @Option(help: "Skip DEQs' regulariser weight in w·mean|z0 - z*| (default: 0.01).")
   var skipWeight: Double?
-  @Option(help: "The DDNN models' delay tau in (0, 1) (default: 0.5).") var delay: Double?
+  @Option(
+    help:
+      "The DDNN models' delay tau: in (0, 1) for ddnn-a/ddnn-b (default 0.5), in time units for ddnn-series (default 1)."
+  )
+  var delay: Double?
+  @Option(help: "Series models: forecast the next H observations (default: 10).") var horizon: Int?
+  @Option(help: "Series models: the test split, series:FILE.csv (default: the last 20% of --data).")
+  var testData: String?
   @Option(help: "Also checkpoint every N batches within an epoch (default: at its end only).")
   var checkpointEvery: Int?
   @Option(
