@@ -8,6 +8,7 @@ final class ForecastTrainingTests: XCTestCase {
   func configuration(_ model: ModelArchitecture) -> TrainingConfiguration {
     var c = TrainingConfiguration()
     c.model = model
+    c.data = "mackey-glass"  // names series data; the tests hand the data sets over themselves
     c.width = 16
     c.batchSize = 32
     c.optimizer = .adam
