@@ -39,8 +39,8 @@ final class DDNNTrainingTests: XCTestCase {
   }
 
   /// Both architectures' blocks: the adjoint's gradients equal direct backpropagation's, for a
-  /// delay that is (0.5) and one that is not (0.3) a multiple of the step 0.25, on every backend
-  /// with float64.
+  /// delay that is (0.5) and one that is not (0.3) a multiple of the step 0.25, and float64
+  /// central differences along a random direction, on every backend with float64.
   func testBlockAdjointEqualsDirect() throws {
     var backends: [any Backend] = [CPUBackend()]
     if let first = OpenCLBackend.devices().first,
@@ -71,6 +71,31 @@ final class DDNNTrainingTests: XCTestCase {
           let e = relativeError(adjoint, direct)
           XCTAssertLessThan(e, 1e-10, "\(backend.name) \(combination) τ \(delay): \(e)")
           XCTAssertGreaterThan(block.lastStatistics.backwardEvaluations, 0)
+
+          // Central differences along a random direction v of (x, θ): (L(+εv) − L(−εv)) / 2ε
+          // against the adjoint's gradient · v.
+          let params = block.trainableParameters().map(\.parameter)
+          let saved = params.map(\.value)
+          let vx = try Tensor.normal(x.shape, dtype: .float64, rng: &rng, on: backend)
+          let vp = try saved.map {
+            try Tensor.normal($0.shape, dtype: .float64, rng: &rng, on: backend)
+          }
+          let v = try vp.reduce(try vx.toDoubles()) { $0 + (try $1.toDoubles()) }
+          let predicted = zip(adjoint, v).reduce(0) { $0 + $1.0 * $1.1 }
+          // ReLU kinks make L rough at ε ≥ 1e-5 (the differences wander by 1e-3 relative); at
+          // 1e-7 float64 rounding is still far below the tolerance.
+          let eps = 1e-7
+          func loss(_ sign: Double) throws -> Double {
+            for (p, (value, d)) in zip(params, zip(saved, vp)) {
+              p.value = try value + d * (sign * eps)
+            }
+            defer { for (p, value) in zip(params, saved) { p.value = value } }
+            return try (block(try x + vx * (sign * eps)) * r).sum().item()
+          }
+          let numeric = (try loss(1) - loss(-1)) / (2 * eps)
+          XCTAssertEqual(
+            predicted, numeric, accuracy: 1e-6 * max(1, Swift.abs(numeric)),
+            "\(backend.name) \(combination) τ \(delay): directional derivative")
         }
       }
     }
