@@ -101,6 +101,25 @@ final class DDNNTrainingTests: XCTestCase {
     }
   }
 
+  /// Both architectures read the delayed features: the same parameters with τ = 0.25 and 0.5
+  /// give different outputs (a block that ignored h(t − τ) would give the same).
+  func testBlockOutputDependsOnTheDelay() throws {
+    let cpu = CPUBackend()
+    for combination in [DDEBlock.Combination.concatenation, .separatePaths] {
+      var outputs: [[Double]] = []
+      for delay in [0.25, 0.5] {
+        var rng = RandomState(seed: 9)
+        let block = try DDEBlock(
+          channels: 4, groups: 2, combination: combination, delay: delay,
+          options: .fixed(.rk4, steps: 8), gradient: .direct, dtype: .float64, rng: &rng,
+          on: cpu)
+        let x = try Tensor.normal([2, 4, 5, 5], dtype: .float64, rng: &rng, on: cpu)
+        outputs.append(try block(x).toDoubles())
+      }
+      XCTAssertGreaterThan(relativeError(outputs[0], outputs[1]), 1e-3, "\(combination)")
+    }
+  }
+
   func testDelaySettingsAreValidated() throws {
     for tau in [0, 1, -0.5, Double.nan] {
       var c = configuration(.ddnnA)
