@@ -18,8 +18,10 @@ import Kernels
 /// - `.direct` backpropagates through every solver operation, delayed reads included: exact for
 ///   the discrete solution; memory grows with the number of steps.
 /// - `.backsolve` or `.checkpointed`: the segment-checkpointed adjoint (`DDEAdjoint`): the same
-///   gradients as `.direct` (up to rounding), with at most one segment recorded at a time.
+///   gradients as `.direct` (up to rounding), with at most one segment recorded at a time and
+///   the dense output of O(√K) of the K segments kept (the rest re-solved in blocks).
 ///   A `.function` history is a constant to this method.
+/// The delays themselves are constants (no gradient with respect to τ).
 public func ddeint(
   _ field: DelayVectorField, _ y0: Tensor, history: DDEHistory = .constant, delays: [Double],
   times: [Double], options: ODEOptions = ODEOptions(), gradient: GradientMethod = .direct
