@@ -60,7 +60,11 @@ final class DDEAdjoint {
     for j in (max(0, ends.count - 1) / b * b)..<ends.count { keep[j] = true }
     for blockStart in stride(from: b, to: ends.count, by: b) {
       let from = starts[blockStart] - tauMax - 1e-9 * max(1, Swift.abs(starts[blockStart]))
-      for j in 0..<blockStart where ends[j] > from { keep[j] = true }
+      var j = blockStart - 1
+      while j >= 0 && ends[j] > from {
+        keep[j] = true
+        j -= 1
+      }
     }
     return keep
   }
@@ -69,8 +73,11 @@ final class DDEAdjoint {
   func reachable(from k: Int) -> [(segment: Int, step: Int)] {
     let start = segments[k].start
     let from = start - integrator.delays.max()! - 1e-9 * max(1, Swift.abs(start))
+    // Segments are contiguous and increasing: walk back from k until one ends before `from`.
+    var first = k
+    while first > 0 && segments[first - 1].end > from { first -= 1 }
     var out: [(Int, Int)] = []
-    for j in 0..<k where segments[j].end > from {
+    for j in first..<k {
       for (n, step) in segments[j].steps!.enumerated() where step.t + step.h > from {
         out.append((j, n))
       }
