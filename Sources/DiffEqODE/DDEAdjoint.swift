@@ -32,17 +32,20 @@ final class DDEAdjoint {
   let y0: Tensor
   /// A function history (detached); nil for the constant history y0, which is differentiated.
   let history: ((Double) throws -> Tensor)?
+  /// The delays' values (detached) when their gradient is wanted.
+  let delays: Tensor?
   let parameterValues: [Tensor]
 
   init(
     integrator: DDEIntegrator, segments: [DDESegment], t0: Double, y0: Tensor,
-    history: ((Double) throws -> Tensor)?, parameterValues: [Tensor]
+    history: ((Double) throws -> Tensor)?, delays: Tensor?, parameterValues: [Tensor]
   ) {
     self.integrator = integrator
     self.segments = segments
     self.t0 = t0
     self.y0 = y0
     self.history = history
+    self.delays = delays
     self.parameterValues = parameterValues
   }
 
@@ -86,7 +89,9 @@ final class DDEAdjoint {
   }
 
   func window(history: @escaping (Double) throws -> Tensor) -> DelayWindow {
-    DelayWindow(t0: t0, tableau: integrator.tableau, shape: y0.shape, history: history)
+    DelayWindow(
+      t0: t0, tableau: integrator.tableau, shape: y0.shape, historyIsConstant: self.history == nil,
+      history: history)
   }
 
   /// Re-solves segment `k` forward from its start state through its recorded steps, recording
@@ -103,12 +108,13 @@ final class DDEAdjoint {
     segments[k].steps = replayed.steps
   }
 
-  /// Cotangents of y0 and of the parameters (in `trainableParameters()` order) given the
-  /// cotangents of the states at every output time.
-  func gradients(cotangents: [Tensor]) throws -> (Tensor, [Tensor]) {
+  /// Cotangents of y0, of the delays (when wanted) and of the parameters (in
+  /// `trainableParameters()` order) given the cotangents of the states at every output time.
+  func gradients(cotangents: [Tensor]) throws -> (Tensor, Tensor?, [Tensor]) {
     let model = integrator.field.parameters
     var dTheta: [Tensor]? = nil
     var dHistory: Tensor? = nil
+    var dDelays: Tensor? = nil
     var lambda: Tensor? = nil
     /// Cotangents of dense data read by later segments: [segment][step] → [y0, y1, stages…].
     var pending = segments.map { $0.plan.map { _ in [Tensor?]() } }
@@ -127,6 +133,8 @@ final class DDEAdjoint {
         // Leaves: the checkpoint, the constant history, each window step's tensors.
         var xs = [segment.y!]
         if history == nil { xs.append(y0) }
+        let delayIndex = xs.count
+        if let delays { xs.append(delays) }
         let windowOffset = xs.count
         for (j, n) in windowSteps {
           let step = segments[j].steps![n]
@@ -159,6 +167,10 @@ final class DDEAdjoint {
           try vjp(model, at: xs, cotangents: seeds) { leaves in
             let constant = history == nil ? leaves[1] : nil
             let w = window(history: constant.map { c in { _ in c } } ?? history!)
+            if delays != nil {
+              let d = leaves[delayIndex]
+              w.delayLeaves = try (0..<d.count).map { try d.slice(axis: 0, $0..<($0 + 1)) }
+            }
             for (index, (j, n)) in windowSteps.enumerated() {
               var step = segments[j].steps![n]
               let base = windowOffset + index * perStep
@@ -182,6 +194,9 @@ final class DDEAdjoint {
         if history == nil {
           dHistory = try dHistory.map { try $0 + gx[1] } ?? gx[1]
         }
+        if delays != nil {
+          dDelays = try dDelays.map { try $0 + gx[delayIndex] } ?? gx[delayIndex]
+        }
         for (index, (j, n)) in windowSteps.enumerated() {
           let base = windowOffset + index * perStep
           var parts = pending[j][n]
@@ -201,6 +216,9 @@ final class DDEAdjoint {
     }
     var dy0 = try (lambda ?? y0.zerosLike()) + cotangents[0]
     if let dHistory { dy0 = try dy0 + dHistory }
-    return (dy0, try dTheta ?? parameterValues.map { try $0.zerosLike() })
+    return (
+      dy0, try dDelays ?? delays?.zerosLike(),
+      try dTheta ?? parameterValues.map { try $0.zerosLike() }
+    )
   }
 }

@@ -10,16 +10,22 @@ final class DelayWindow {
   /// y(s) for s ≤ t0.
   let history: (Double) throws -> Tensor
   let shape: [Int]
+  /// Whether the history is the constant y0 (its slope is zero).
+  let historyIsConstant: Bool
+  /// Per delay, a tracked one-element tensor of τ_j when gradients with respect to it are
+  /// wanted (nil entries, or none, otherwise).
+  var delayLeaves: [Tensor?] = []
   private(set) var steps: [ODEDenseStep] = []
   /// The last lookup: Runge–Kutta stages with equal nodes (RK4's two midpoints) read the same
   /// delayed time, which then costs one interpolation (and, on the tape, one recorded op).
   private var last: (s: Double, value: Tensor)? = nil
 
   init(
-    t0: Double, tableau: ButcherTableau, shape: [Int],
+    t0: Double, tableau: ButcherTableau, shape: [Int], historyIsConstant: Bool,
     history: @escaping (Double) throws -> Tensor
   ) {
     self.t0 = t0
+    self.historyIsConstant = historyIsConstant
     self.tableau = tableau
     // Only its `interpolate` is used, which reads no right-hand side.
     self.interpolator = ODEIntegrator(
@@ -35,6 +41,45 @@ final class DelayWindow {
   func discard(before time: Double) {
     let n = steps.prefix { $0.t + $0.h < time }.count
     if n > 0 { steps.removeFirst(n) }
+  }
+
+  /// y(t − τ_j) for the delay τ_j = `tau`; with a tracked `delayLeaves[j]`, recorded so that
+  /// its cotangent g gives ∂/∂τ_j = −gᵀ·y'(t − τ_j) (the slope of the dense output or the
+  /// history; the step grid is held fixed).
+  func read(_ t: Double, delay j: Int, tau: Double) throws -> Tensor {
+    let s = t - tau
+    let v = try value(at: s)
+    guard j < delayLeaves.count, let leaf = delayLeaves[j], leaf.isTracked,
+      let slope = try slope(at: s)
+    else { return v }
+    let shape = leaf.shape
+    return v.recorded(from: v, leaf) { g in [g, try (-(g * slope).sum()).reshaped(shape)] }
+  }
+
+  /// dy/ds at s (detached): a central difference of the step's interpolant (one-sided at its
+  /// ends) or of the history; nil for the constant history.
+  func slope(at s: Double) throws -> Tensor? {
+    let slack = 1e-10 * max(1, Swift.abs(s))
+    if s <= t0 + slack || steps.isEmpty {
+      if historyIsConstant { return nil }
+      let d = 1e-4 * max(1, Swift.abs(s))
+      return try (history(s + d).detached - history(s - d).detached) * (1 / (2 * d))
+    }
+    var lo = 0
+    var hi = steps.count - 1
+    while lo < hi {
+      let mid = (lo + hi) / 2
+      if steps[mid].t + steps[mid].h < s { lo = mid + 1 } else { hi = mid }
+    }
+    let step = steps[lo]
+    let theta = min(1, max(0, (s - step.t) / step.h))
+    let (a, b) = (max(0, theta - 1e-3), min(1, theta + 1e-3))
+    func at(_ th: Double) throws -> Tensor {
+      try interpolator.interpolate(
+        tableau, theta: th, h: step.h, y0: step.y0.map(\.detached),
+        y1: step.y1.map(\.detached), stages: step.stages.map { $0.map(\.detached) })[0]
+    }
+    return try (at(b) - at(a)) * (1 / ((b - a) * step.h))
   }
 
   /// The solution at s ≤ the end of the last accepted step.
@@ -117,7 +162,12 @@ struct DDEIntegrator {
     var o = options
     if let firstStep, o.solver.isAdaptive { o.firstStep = firstStep }
     return ODEIntegrator(
-      f: { t, y in [try field(t, y[0], try delays.map { try window.value(at: t - $0) })] },
+      f: { t, y in
+        [
+          try field(
+            t, y[0], try delays.indices.map { try window.read(t, delay: $0, tau: delays[$0]) })
+        ]
+      },
       options: o, normComponents: backward ? 0 : 1,
       onEvaluation: {
         if backward { stats.backwardEvaluations += 1 } else { stats.forwardEvaluations += 1 }

@@ -21,10 +21,39 @@ import Kernels
 ///   gradients as `.direct` (up to rounding), with at most one segment recorded at a time and
 ///   the dense output of O(√K) of the K segments kept (the rest re-solved in blocks).
 ///   A `.function` history is a constant to this method.
-/// The delays themselves are constants (no gradient with respect to τ).
+/// The delays are constants here; `ddeint(…, delays: Tensor, …)` differentiates them.
 public func ddeint(
   _ field: DelayVectorField, _ y0: Tensor, history: DDEHistory = .constant, delays: [Double],
   times: [Double], options: ODEOptions = ODEOptions(), gradient: GradientMethod = .direct
+) throws -> ODESolution {
+  try ddeint(
+    field, y0, history: history, delays: delays, delayTensor: nil, times: times,
+    options: options, gradient: gradient)
+}
+
+/// `ddeint` with the delays as a 1-D tensor (of y0's dtype), through which gradients can flow:
+/// ∂L/∂τ_j = −Σ over the delayed reads of their cotangent · y'(t − τ_j), the slope of the dense
+/// output (or of the history; zero for the constant history), with the step grid (whose
+/// breakpoints move with τ) held fixed. For a learned delay; both gradient methods give it.
+public func ddeint(
+  _ field: DelayVectorField, _ y0: Tensor, history: DDEHistory = .constant, delays: Tensor,
+  times: [Double], options: ODEOptions = ODEOptions(), gradient: GradientMethod = .direct
+) throws -> ODESolution {
+  guard delays.rank == 1, delays.count >= 1 else {
+    throw ODEError.invalidOptions("delays must be a non-empty 1-D tensor, not \(delays.shape)")
+  }
+  guard delays.dtype == y0.dtype else {
+    throw ODEError.invalidOptions("delays of \(delays.dtype) for a state of \(y0.dtype)")
+  }
+  return try ddeint(
+    field, y0, history: history, delays: try delays.toDoubles(),
+    delayTensor: delays.isTracked ? delays : nil, times: times, options: options,
+    gradient: gradient)
+}
+
+func ddeint(
+  _ field: DelayVectorField, _ y0: Tensor, history: DDEHistory, delays: [Double],
+  delayTensor: Tensor?, times: [Double], options: ODEOptions, gradient: GradientMethod
 ) throws -> ODESolution {
   try options.validate()
   guard let t0 = times.first else {
@@ -69,9 +98,13 @@ public func ddeint(
     }
   }
 
+  let isConstant = if case .constant = history { true } else { false }
   if gradient == .direct {
     let (states, _) = try dde.forward(
-      y0, history: historyFunction(y0, detach: false), times: times, keepSteps: false)
+      y0, history: historyFunction(y0, detach: false), historyIsConstant: isConstant,
+      delayLeaves: try delayTensor.map { d in
+        try delays.indices.map { try d.slice(axis: 0, $0..<($0 + 1)) }
+      } ?? [], times: times, keepSteps: false)
     let trajectory = try Tensor.concat(states.map { try $0.reshaped([1] + shape) }, axis: 0)
     return ODESolution(trajectory: trajectory, states: states, statistics: stats)
   }
@@ -83,20 +116,21 @@ public func ddeint(
     of: field.parameters, setTo: paramValues.map(\.detached)
   ) {
     try dde.forward(
-      y0d, history: historyFunction(y0d, detach: true), times: times, keepSteps: true)
+      y0d, history: historyFunction(y0d, detach: true), historyIsConstant: isConstant,
+      delayLeaves: [], times: times, keepSteps: true)
   }
   let stacked = try Tensor.concat(states.map { try $0.reshaped([1] + shape) }, axis: 0)
-  let isConstant = if case .constant = history { true } else { false }
   let backward = DDEAdjoint(
     integrator: dde, segments: segments, t0: t0, y0: y0d,
     history: isConstant ? nil : historyFunction(y0d, detach: true),
-    parameterValues: paramValues.map(\.detached))
-  let recorded = stacked.recorded(from: [y0] + paramValues) { g in
+    delays: delayTensor?.detached, parameterValues: paramValues.map(\.detached))
+  let delayInputs = delayTensor.map { [$0] } ?? []
+  let recorded = stacked.recorded(from: [y0] + delayInputs + paramValues) { g in
     let cotangents = try times.indices.map {
       try g.slice(axis: 0, $0..<($0 + 1)).reshaped(shape)
     }
-    let (dy0, dtheta) = try backward.gradients(cotangents: cotangents)
-    return [dy0] + dtheta
+    let (dy0, dDelays, dtheta) = try backward.gradients(cotangents: cotangents)
+    return [dy0] + (dDelays.map { [$0] } ?? []) + dtheta
   }
   let sliced = try times.indices.map {
     try recorded.slice(axis: 0, $0..<($0 + 1)).reshaped(shape)
@@ -131,13 +165,16 @@ extension DDEIntegrator {
   /// y at every time in `times`, and (with `keepSteps`) every segment with its steps; without,
   /// only the window [t − τ_max, t] of steps is kept.
   func forward(
-    _ y0: Tensor, history: @escaping (Double) throws -> Tensor, times: [Double], keepSteps: Bool
+    _ y0: Tensor, history: @escaping (Double) throws -> Tensor, historyIsConstant: Bool,
+    delayLeaves: [Tensor?], times: [Double], keepSteps: Bool
   ) throws -> (states: [Tensor], segments: [DDESegment]) {
     let t0 = times[0]
     var states = [y0]
     guard let tEnd = times.last, tEnd > t0 else { return (states, []) }
     let window = DelayWindow(
-      t0: t0, tableau: tableau, shape: y0.shape, history: history)
+      t0: t0, tableau: tableau, shape: y0.shape, historyIsConstant: historyIsConstant,
+      history: history)
+    window.delayLeaves = delayLeaves
     let tauMax = delays.max()!
     var segments: [DDESegment] = []
     var y = y0
