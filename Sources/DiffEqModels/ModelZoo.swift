@@ -34,6 +34,8 @@ public enum ModelZoo {
     /// The DDNN models' delay τ ∈ (0, 1); their block integrates over [0, 1] with `ode` and
     /// `gradient` (`.backsolve` and `.checkpointed` both mean `ddeint`'s segment adjoint).
     public var delay = 0.5
+    /// ddnn-series: τ is a trained parameter starting at `delay`.
+    public var learnDelay = false
     public init() {}
   }
 
@@ -125,6 +127,7 @@ public enum ModelZoo {
     var rng = RandomState(seed: c.seed)
     return try SeriesForecaster(
       dimension: dimension, width: c.width, delay: architecture == .ddnnSeries ? c.delay : nil,
-      options: c.ode, gradient: c.gradient, dtype: c.dtype, rng: &rng, on: backend)
+      learnDelay: c.learnDelay, options: c.ode, gradient: c.gradient, dtype: c.dtype, rng: &rng,
+      on: backend)
   }
 }

@@ -70,6 +70,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// The DDNN models' delay τ: in (0, 1) for ddnn-a and ddnn-b (nil: 0.5), in the series' time
   /// units for ddnn-series (nil: 1).
   public var delay: Double? = nil
+  /// ddnn-series: train τ, starting at `delay` (nil: false, a fixed τ).
+  public var learnDelay: Bool? = nil
   /// The series models' forecast: the next this many observations (nil: 10).
   public var horizon: Int? = nil
   /// The series models' test split, `series:FILE.csv` (nil: the last 20% of `data`'s series).
@@ -196,6 +198,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
       )
     }
     if let h = horizon { try check("horizon", h, 1...100_000) }
+    if learnDelay == true && model != .ddnnSeries {
+      throw fail("learn-delay is a ddnn-series setting, not \(model)'s")
+    }
     if model.isSeries != Self.isSeriesData(data) {
       throw fail(
         model.isSeries
@@ -246,6 +251,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     c.deqForward = solve
     c.skipWeight = skipWeight ?? 0.01
     c.delay = modelDelay
+    c.learnDelay = learnDelay ?? false
     if model.isSeries && !solver.isAdaptive {
       // A series' forecast spans its own time units: rk-steps per unit of time.
       c.ode.steps = nil

@@ -65,6 +65,8 @@ struct SettingFlags: ParsableArguments {
       "The DDNN models' delay tau: in (0, 1) for ddnn-a/ddnn-b (default 0.5), in time units for ddnn-series (default 1)."
   )
   var delay: Double?
+  @Option(help: "ddnn-series: train tau (true) or keep it fixed (false, the default).")
+  var learnDelay: Bool?
   @Option(help: "Series models: forecast the next H observations (default: 10).") var horizon: Int?
   @Option(help: "Series models: the test split, series:FILE.csv (default: the last 20% of --data).")
   var testData: String?

@@ -72,6 +72,23 @@ final class ForecastTrainingTests: XCTestCase {
     XCTAssertEqual(forecasts, 7)
   }
 
+  /// ddnn-series with a learned τ: τ is a trained parameter (it moves from 17), and the forecast
+  /// still improves.
+  func testLearnedDelayTrains() throws {
+    let (train, test) = try TimeSeriesDataset.mackeyGlass(count: 6, length: 120).heldOut()
+    var c = configuration(.ddnnSeries)
+    c.learnDelay = true
+    c.epochs = 3
+    let trainer = try Trainer(c, backend: CPUBackend(), train: train, test: test)
+    XCTAssertTrue(trainer.model.trainableParameters().contains { $0.name == "learnedDelay.0" })
+    let before = try trainer.task.testMSE()
+    while !trainer.isFinished { _ = try trainer.trainEpoch { _ in } }
+    let tau = try XCTUnwrap(trainer.task.forecaster.learnedDelay.first).value.item()
+    XCTAssertGreaterThan(Swift.abs(tau - 17), 1e-4, "τ must train")
+    XCTAssertTrue(tau > 1 && tau < 40, "τ \(tau)")
+    XCTAssertLessThan(try trainer.task.testMSE(), before)
+  }
+
   func testBadSeriesSettingsAreErrors() throws {
     var c = configuration(.ddnnSeries)
     c.delay = -1
@@ -82,6 +99,9 @@ final class ForecastTrainingTests: XCTestCase {
     c = configuration(.nodeSeries)
     c.horizon = 0
     XCTAssertThrowsError(try c.validate())
+    c = configuration(.nodeSeries)
+    c.learnDelay = true
+    XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("learn-delay")) }
     c = configuration(.odenet)
     let (train, test) = try TimeSeriesDataset.mackeyGlass(count: 2, length: 50).heldOut()
     XCTAssertThrowsError(try ForecastTask(c, backend: CPUBackend(), train: train, test: test))
