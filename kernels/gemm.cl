@@ -1,4 +1,5 @@
-// Batched row-major GEMM: C = alpha·op(A)·op(B) + beta·C, op(A) m×k, op(B) k×n.
+// Batched row-major GEMM: C = alpha·op(A)·op(B) + beta·C, op(A) m×k, op(B) k×n; and the three
+// passes of a convolution as implicit GEMMs on the same tiling (below).
 //
 // Specialised by the host with -D T=float or -D T=double -D USE_FP64, and the tiling:
 //   TS   the square output tile per work-group (TS×TS elements of C),
@@ -107,6 +108,214 @@ void gemm(
         // beta == 0 must not read C: it may be uninitialised (even NaN), as with BLAS.
         *cp = beta == (T)0 ? alpha * acc[wi][wj] : alpha * acc[wi][wj] + beta * *cp;
       }
+    }
+  }
+}
+
+// Convolution as implicit GEMM: the tiled product above with one operand gathered straight from
+// the NCHW tensors, so no im2col matrix (9× the input for 3×3) is materialised and the results
+// are written in NCHW with the bias added: one launch per convolution pass.
+//
+// The logical input has ct channels. With has_time, channel 0 is the constant t inside the image
+// (zero in the padding: torchdiffeq's ConcatConv2d pads the concatenated tensor) and x holds
+// channels 1 … ct − 1; the weights keep the layout [o][ct][kh][kw].
+
+// The logical input at (n, ch, y, z), zero outside the image.
+inline T conv_input(
+  __global const T* x, const int has_time, const T t, const int n, const int ch, const int y,
+  const int z, const int ct, const int h, const int w) {
+  if (y < 0 || y >= h || z < 0 || z >= w) return (T)0;
+  if (has_time) {
+    if (ch == 0) return t;
+    return x[((n * (ct - 1) + ch - 1) * h + y) * w + z];
+  }
+  return x[((n * ct + ch) * h + y) * w + z];
+}
+
+// y[n, o, oh, ow] = bias[o] + Σ_{ch, i, j} wt[o, ch, i, j] · in[n, ch, oh·s − p + i, ow·s − p + j]:
+// C = W · cols with m = o_n, n = batch·oh_n·ow_n (columns in NCHW order), k = ct·kh·kw.
+__kernel __attribute__((reqd_work_group_size(RTS, RTS, 1)))
+void conv_forward(
+  __global const T* x, __global const T* wt, __global const T* bias, const int has_bias,
+  __global T* y, const int has_time, const T t, const int batch, const int ct, const int h,
+  const int w, const int o_n, const int kh, const int kw, const int stride, const int pad,
+  const int oh_n, const int ow_n) {
+  __local T as[TSK][TSP];
+  __local T bs[TSK][TSP];
+  const int m = o_n, plane = oh_n * ow_n, n = batch * plane, k = ct * kh * kw;
+  const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RTS + tx;
+  const int col0 = get_group_id(0) * TS, row0 = get_group_id(1) * TS;
+  T acc[WPT][WPT];
+  for (int wi = 0; wi < WPT; wi++)
+    for (int wj = 0; wj < WPT; wj++) acc[wi][wj] = (T)0;
+  for (int t0 = 0; t0 < k; t0 += TSK) {
+    for (int l = tid; l < TSK * TS; l += NT) {  // weights: k contiguous
+      const int kk = l % TSK, r = l / TSK;
+      const int gr = row0 + r, gk = t0 + kk;
+      as[kk][r] = gr < m && gk < k ? wt[gr * k + gk] : (T)0;
+    }
+    for (int l = tid; l < TSK * TS; l += NT) {  // input: consecutive columns, consecutive ow
+      const int q = l % TS, kk = l / TS;
+      const int gq = col0 + q, gk = t0 + kk;
+      T v = (T)0;
+      if (gq < n && gk < k) {
+        const int ow = gq % ow_n, rest = gq / ow_n, oh = rest % oh_n, b = rest / oh_n;
+        const int j = gk % kw, u = gk / kw, i = u % kh, ch = u / kh;
+        v = conv_input(x, has_time, t, b, ch, oh * stride - pad + i, ow * stride - pad + j, ct, h, w);
+      }
+      bs[kk][q] = v;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int kk = 0; kk < TSK; kk++) {
+      T ra[WPT], rb[WPT];
+      for (int wi = 0; wi < WPT; wi++) ra[wi] = as[kk][ty + wi * RTS];
+      for (int wj = 0; wj < WPT; wj++) rb[wj] = bs[kk][tx + wj * RTS];
+      for (int wi = 0; wi < WPT; wi++)
+        for (int wj = 0; wj < WPT; wj++) acc[wi][wj] += ra[wi] * rb[wj];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  for (int wi = 0; wi < WPT; wi++) {
+    const int r = row0 + ty + wi * RTS;
+    for (int wj = 0; wj < WPT; wj++) {
+      const int q = col0 + tx + wj * RTS;
+      if (r < m && q < n) {
+        const int b = q / plane, p = q % plane;
+        y[(b * o_n + r) * plane + p] = acc[wi][wj] + (has_bias ? bias[r] : (T)0);
+      }
+    }
+  }
+}
+
+// dx[n, c, y, z] = Σ_{o, i, j} wt[o, c + has_time, i, j] · dy[n, o, oh, ow] over the (oh, ow) whose
+// window reads (y, z): oh·s = y + p − i, ow·s = z + p − j. m = the channels of x, n = batch·h·w,
+// k = o_n·kh·kw; the time channel gets no gradient (it is not an input).
+__kernel __attribute__((reqd_work_group_size(RTS, RTS, 1)))
+void conv_backward_data(
+  __global const T* dy, __global const T* wt, __global T* dx, const int has_time,
+  const int batch, const int ct, const int h, const int w, const int o_n, const int kh,
+  const int kw, const int stride, const int pad, const int oh_n, const int ow_n) {
+  __local T as[TSK][TSP];
+  __local T bs[TSK][TSP];
+  const int cx = ct - has_time, plane = h * w;
+  const int m = cx, n = batch * plane, k = o_n * kh * kw;
+  const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RTS + tx;
+  const int col0 = get_group_id(0) * TS, row0 = get_group_id(1) * TS;
+  T acc[WPT][WPT];
+  for (int wi = 0; wi < WPT; wi++)
+    for (int wj = 0; wj < WPT; wj++) acc[wi][wj] = (T)0;
+  for (int t0 = 0; t0 < k; t0 += TSK) {
+    for (int l = tid; l < TSK * TS; l += NT) {  // weights: (i, j) contiguous
+      const int kk = l % TSK, r = l / TSK;
+      const int gr = row0 + r, gk = t0 + kk;
+      T v = (T)0;
+      if (gr < m && gk < k) {
+        const int ij = gk % (kh * kw), o = gk / (kh * kw);
+        v = wt[(o * ct + gr + has_time) * kh * kw + ij];
+      }
+      as[kk][r] = v;
+    }
+    for (int l = tid; l < TSK * TS; l += NT) {  // dy: consecutive columns, consecutive z
+      const int q = l % TS, kk = l / TS;
+      const int gq = col0 + q, gk = t0 + kk;
+      T v = (T)0;
+      if (gq < n && gk < k) {
+        const int z = gq % w, rest = gq / w, yy = rest % h, b = rest / h;
+        const int j = gk % kw, u = gk / kw, i = u % kh, o = u / kh;
+        const int ys = yy + pad - i, zs = z + pad - j;
+        if (ys >= 0 && zs >= 0 && ys % stride == 0 && zs % stride == 0) {
+          const int oh = ys / stride, ow = zs / stride;
+          if (oh < oh_n && ow < ow_n) v = dy[((b * o_n + o) * oh_n + oh) * ow_n + ow];
+        }
+      }
+      bs[kk][q] = v;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int kk = 0; kk < TSK; kk++) {
+      T ra[WPT], rb[WPT];
+      for (int wi = 0; wi < WPT; wi++) ra[wi] = as[kk][ty + wi * RTS];
+      for (int wj = 0; wj < WPT; wj++) rb[wj] = bs[kk][tx + wj * RTS];
+      for (int wi = 0; wi < WPT; wi++)
+        for (int wj = 0; wj < WPT; wj++) acc[wi][wj] += ra[wi] * rb[wj];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  for (int wi = 0; wi < WPT; wi++) {
+    const int r = row0 + ty + wi * RTS;
+    for (int wj = 0; wj < WPT; wj++) {
+      const int q = col0 + tx + wj * RTS;
+      if (r < m && q < n) {
+        const int b = q / plane, p = q % plane;
+        dx[(b * cx + r) * plane + p] = acc[wi][wj];
+      }
+    }
+  }
+}
+
+// dw[o, ch, i, j] = Σ_{n, oh, ow} dy[n, o, oh, ow] · in[n, ch, oh·s − p + i, ow·s − p + j]:
+// m = o_n, n = ct·kh·kw, k = batch·oh_n·ow_n, which is long while m·n is small, so the k range is
+// split over get_global_id(2) (split-K): split g sums k in [g·chunk, (g + 1)·chunk) into
+// out[g·m·n + ·], and the host sums the splits (or, with one split, out is dw). With has_bias,
+// one more column of ones gives the bias gradient Σ dy into out_bias[g·m + o].
+__kernel __attribute__((reqd_work_group_size(RTS, RTS, 1)))
+void conv_backward_weights(
+  __global const T* dy, __global const T* x, __global T* out, __global T* out_bias,
+  const int has_bias, const int has_time, const T t, const int batch, const int ct, const int h,
+  const int w, const int o_n, const int kh, const int kw, const int stride, const int pad,
+  const int oh_n, const int ow_n, const int chunk) {
+  __local T as[TSK][TSP];
+  __local T bs[TSK][TSP];
+  const int plane = oh_n * ow_n, patch = ct * kh * kw;
+  const int m = o_n, n = patch + has_bias, k = batch * plane;
+  const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RTS + tx;
+  const int col0 = get_group_id(0) * TS, row0 = get_group_id(1) * TS;
+  const int split = get_global_id(2);
+  const int k_begin = split * chunk, k_end = min(k, k_begin + chunk);
+  T acc[WPT][WPT];
+  for (int wi = 0; wi < WPT; wi++)
+    for (int wj = 0; wj < WPT; wj++) acc[wi][wj] = (T)0;
+  for (int t0 = k_begin; t0 < k_end; t0 += TSK) {
+    for (int l = tid; l < TSK * TS; l += NT) {  // dy: consecutive k, consecutive ow
+      const int kk = l % TSK, r = l / TSK;
+      const int gr = row0 + r, gk = t0 + kk;
+      T v = (T)0;
+      if (gr < m && gk < k_end) {
+        const int b = gk / plane, p = gk % plane;
+        v = dy[(b * o_n + gr) * plane + p];
+      }
+      as[kk][r] = v;
+    }
+    for (int l = tid; l < TSK * TS; l += NT) {  // input: consecutive k, consecutive ow
+      const int kk = l % TSK, q = l / TSK;
+      const int gq = col0 + q, gk = t0 + kk;
+      T v = (T)0;
+      if (gq < patch && gk < k_end) {
+        const int ow = gk % ow_n, rest = gk / ow_n, oh = rest % oh_n, b = rest / oh_n;
+        const int j = gq % kw, u = gq / kw, i = u % kh, ch = u / kh;
+        v = conv_input(x, has_time, t, b, ch, oh * stride - pad + i, ow * stride - pad + j, ct, h, w);
+      } else if (gq < n && gk < k_end) {
+        v = (T)1;  // the bias column: Σ dy
+      }
+      bs[kk][q] = v;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int kk = 0; kk < TSK; kk++) {
+      T ra[WPT], rb[WPT];
+      for (int wi = 0; wi < WPT; wi++) ra[wi] = as[kk][ty + wi * RTS];
+      for (int wj = 0; wj < WPT; wj++) rb[wj] = bs[kk][tx + wj * RTS];
+      for (int wi = 0; wi < WPT; wi++)
+        for (int wj = 0; wj < WPT; wj++) acc[wi][wj] += ra[wi] * rb[wj];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  out += (long)split * m * patch;
+  out_bias += (long)split * m;
+  for (int wi = 0; wi < WPT; wi++) {
+    const int r = row0 + ty + wi * RTS;
+    for (int wj = 0; wj < WPT; wj++) {
+      const int q = col0 + tx + wj * RTS;
+      if (r < m && q < patch) out[r * patch + q] = acc[wi][wj];
+      else if (r < m && q < n) out_bias[r] = acc[wi][wj];
     }
   }
 }

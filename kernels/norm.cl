@@ -34,13 +34,21 @@ T wg_max(T v, __local T* scratch) {
   return r;
 }
 
+// dy[i], or with relu dy[i]·[y[i] > 0] (relu'(0) = 0, as `unary_grad`).
+inline T masked(__global const T* dy, __global const T* y, const int relu, const long i) {
+  return relu && !(y[i] > (T)0) ? (T)0 : dy[i];
+}
+
 // One work-group per (sample, group). In NCHW the group's cpg·hw elements are one contiguous span
 // starting at (sample·G + group)·span, so the loads are coalesced. The variance is computed in a
 // second pass around the mean (biased, over the span), which avoids the cancellation of E[x²]−μ².
+// With relu, y = max(0, ·) (a NaN becoming 0, as `unary`'s relu): the ReLU that follows most
+// group norms, without a launch of its own.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void group_norm(
   __global const T* x, __global const T* gamma, __global const T* beta, __global T* y,
-  __global T* mean, __global T* rstd, const int c, const int hw, const int groups, const T eps) {
+  __global T* mean, __global T* rstd, const int c, const int hw, const int groups, const T eps,
+  const int relu) {
   __local T scratch[WG];
   const int lid = get_local_id(0);
   const int ng = get_group_id(0);
@@ -60,7 +68,8 @@ void group_norm(
   const T rs = (T)1 / sqrt(wg_sum(q, scratch) / (T)span + eps);
   for (int e = lid; e < span; e += WG) {
     const int ch = c0 + e / hw;
-    y[base + e] = (x[base + e] - mu) * rs * gamma[ch] + beta[ch];
+    const T v = (x[base + e] - mu) * rs * gamma[ch] + beta[ch];
+    y[base + e] = relu && !(v > (T)0) ? (T)0 : v;
   }
   if (lid == 0) {
     mean[ng] = mu;
@@ -69,11 +78,13 @@ void group_norm(
 }
 
 // dx for one (sample, group) per work-group. With x̂ = (x − μ)·rstd and g = dy·γ_c, averaging over
-// the group's span: dx = rstd · (g − mean(g) − x̂ · mean(g·x̂)).
+// the group's span: dx = rstd · (g − mean(g) − x̂ · mean(g·x̂)). With relu, dy is first masked by
+// the forward output y: relu'(pre) = [y > 0].
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void group_norm_grad_input(
   __global const T* x, __global const T* gamma, __global const T* mean, __global const T* rstd,
-  __global const T* dy, __global T* dx, const int c, const int hw, const int groups) {
+  __global const T* dy, __global const T* y, const int relu, __global T* dx, const int c,
+  const int hw, const int groups) {
   __local T scratch[WG];
   const int lid = get_local_id(0);
   const int ng = get_group_id(0);
@@ -86,14 +97,14 @@ void group_norm_grad_input(
 
   T s1 = (T)0, s2 = (T)0;
   for (int e = lid; e < span; e += WG) {
-    const T g = dy[base + e] * gamma[c0 + e / hw];
+    const T g = masked(dy, y, relu, base + e) * gamma[c0 + e / hw];
     s1 += g;
     s2 += g * (x[base + e] - mu) * rs;
   }
   const T mg = wg_sum(s1, scratch) / (T)span;
   const T mgx = wg_sum(s2, scratch) / (T)span;
   for (int e = lid; e < span; e += WG) {
-    const T g = dy[base + e] * gamma[c0 + e / hw];
+    const T g = masked(dy, y, relu, base + e) * gamma[c0 + e / hw];
     const T xh = (x[base + e] - mu) * rs;
     dx[base + e] = rs * (g - mg - xh * mgx);
   }
@@ -104,8 +115,8 @@ void group_norm_grad_input(
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void group_norm_grad_params(
   __global const T* x, __global const T* mean, __global const T* rstd, __global const T* dy,
-  __global T* dgamma, __global T* dbeta, const int n, const int c, const int hw,
-  const int groups) {
+  __global const T* y, const int relu, __global T* dgamma, __global T* dbeta, const int n,
+  const int c, const int hw, const int groups) {
   __local T scratch[WG];
   const int lid = get_local_id(0);
   const int ch = get_group_id(0);
@@ -116,7 +127,7 @@ void group_norm_grad_params(
     const int b = e / hw;
     const long idx = ((long)b * c + ch) * hw + (e - b * hw);
     const int ng = b * groups + g;
-    const T d = dy[idx];
+    const T d = masked(dy, y, relu, idx);
     sb += d;
     sg += d * (x[idx] - mean[ng]) * rstd[ng];
   }
@@ -155,6 +166,20 @@ __kernel void softmax_ce_rows(
   const T inv = (T)1 / sum;
   for (int j = 0; j < classes; j++) pr[j] = exp(lr[j] - mx) * inv;
   losses[r] = cross_entropy(lr, classes, labels[r], mx, sum);
+}
+
+// dlogits[r, j] = (probs[r, j] − [j = label_r]) · cotangent[0] / rows, one work-item per element:
+// the loss's gradient without a one-hot matrix from the host. A label that is no class index
+// subtracts nothing (its loss is already NaN).
+__kernel void softmax_ce_grad(
+  __global const T* probs, __global const T* labels, __global const T* cotangent,
+  __global T* dlogits, const int rows, const int classes) {
+  const int i = get_global_id(0);
+  if (i >= rows * classes) return;
+  const int r = i / classes, j = i % classes;
+  const T label = labels[r];
+  const T hit = label == (T)j ? (T)1 : (T)0;
+  dlogits[i] = (probs[i] - hit) * cotangent[0] / (T)rows;
 }
 
 // Many classes: one work-group per row with local-memory max and sum reductions.

@@ -36,8 +36,8 @@ __kernel void linear_combination(
 // so that the adaptive controller rejects the step instead of accepting a finite-looking norm.
 T max_propagating_nan(const T a, const T b) { return (a >= b || isnan(a)) ? a : b; }
 
-// partials[g] = Σ_i (err[i] / (atol + rtol·max(|y0[i]|, |y1[i]|)))² over the elements i that
-// work-group g visits.
+// partials[offset + g] = Σ_i (err[i] / (atol + rtol·max(|y0[i]|, |y1[i]|)))² over the elements i
+// that work-group g visits (the host packs several vectors' partials into one buffer, read once).
 //
 // The host launches a fixed number of work-groups of exactly WG work-items and sums the partials in
 // double. Each work-item walks the vector with a grid-stride loop (consecutive work-items read
@@ -47,7 +47,7 @@ T max_propagating_nan(const T a, const T b) { return (a >= b || isnan(a)) ? a : 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void scaled_error_squared_sum(
   __global const T* err, __global const T* y0, __global const T* y1, const T atol, const T rtol,
-  const int count, __global T* partials) {
+  const int count, __global T* partials, const int offset) {
   __local T scratch[WG];
   const int lid = get_local_id(0);
   // Unsigned: i + stride may pass INT_MAX when count is close to it, which would be undefined for
@@ -66,5 +66,5 @@ void scaled_error_squared_sum(
     if (lid < s) scratch[lid] += scratch[lid + s];
     barrier(CLK_LOCAL_MEM_FENCE);
   }
-  if (lid == 0) partials[get_group_id(0)] = scratch[0];
+  if (lid == 0) partials[offset + get_group_id(0)] = scratch[0];
 }

@@ -83,6 +83,11 @@ public final class GroupNorm: Module, UnaryLayer {
     try x.groupNorm(groups: groups, gamma: gamma.value, beta: beta.value, eps: eps)
   }
 
+  /// With `relu`, max(0, GroupNorm(x)) as one op (`Tensor.groupNorm(…, relu:)`).
+  public func callAsFunction(_ x: Tensor, relu: Bool) throws -> Tensor {
+    try x.groupNorm(groups: groups, gamma: gamma.value, beta: beta.value, eps: eps, relu: relu)
+  }
+
   /// The groups the models use for `channels`: two channels per group up to 32 groups (the
   /// Neural ODE paper's GroupNorm(32, 64)). One channel per group would normalise every channel
   /// of an image to the same statistics, which erases what a pooled head needs to see.

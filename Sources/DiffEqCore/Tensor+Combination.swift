@@ -43,13 +43,28 @@ extension Tensor {
   public static func scaledErrorSquaredSum(
     error: Tensor, y0: Tensor, y1: Tensor, atol: Double, rtol: Double
   ) throws -> Double {
-    try error.checkCompatible(y0, "error norm")
-    try error.checkCompatible(y1, "error norm")
-    guard error.shape == y0.shape, y0.shape == y1.shape else {
-      throw TensorError.shapeMismatch(op: "error norm", lhs: error.shape, rhs: y0.shape)
+    try scaledErrorSquaredSums([(error, y0, y1)], atol: atol, rtol: rtol)[0]
+  }
+
+  /// `scaledErrorSquaredSum` of each (error, y0, y1), read back in one transfer: a norm over
+  /// several components, or several norms, at the cost of one host synchronisation. The terms
+  /// share one backend and element type.
+  public static func scaledErrorSquaredSums(
+    _ terms: [(error: Tensor, y0: Tensor, y1: Tensor)], atol: Double, rtol: Double
+  ) throws -> [Double] {
+    guard let first = terms.first?.error else { return [] }
+    for (error, y0, y1) in terms {
+      try first.checkCompatible(error, "error norm")
+      try error.checkCompatible(y0, "error norm")
+      try error.checkCompatible(y1, "error norm")
+      guard error.shape == y0.shape, y0.shape == y1.shape else {
+        throw TensorError.shapeMismatch(op: "error norm", lhs: error.shape, rhs: y0.shape)
+      }
     }
-    return try error.backend.scaledErrorSquaredSum(
-      error: error.buffer, y0: y0.buffer, y1: y1.buffer, atol: atol, rtol: rtol,
-      count: error.count, dtype: error.dtype)
+    return try first.backend.scaledErrorSquaredSums(
+      terms.map {
+        ScaledErrorTerm(
+          error: $0.error.buffer, y0: $0.y0.buffer, y1: $0.y1.buffer, count: $0.error.count)
+      }, atol: atol, rtol: rtol, dtype: first.dtype)
   }
 }

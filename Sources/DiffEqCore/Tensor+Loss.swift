@@ -17,9 +17,12 @@ extension Tensor {
     let loss = try losses.mean()
     let lab = labels.detached
     return loss.detached.recorded(from: self) { g in
-      // d/dlogits = (softmax − onehot) / N, scaled by the scalar cotangent.
-      let onehot = try Tensor.oneHot(lab, classes: classes)
-      return [try (probs - onehot) * (g / Double(rows))]
+      // d/dlogits = (softmax − onehot) / N, scaled by the scalar cotangent, on the device.
+      let dlogits = try probs.empty(probs.shape)
+      try probs.backend.softmaxCrossEntropyGrad(
+        probs: probs.buffer, labels: lab.buffer, cotangent: g.buffer, dlogits: dlogits.buffer,
+        rows: rows, classes: classes, dtype: probs.dtype)
+      return [dlogits]
     }
   }
 
@@ -35,14 +38,6 @@ extension Tensor {
       logits: buffer, labels: zeros.buffer, probs: probs.buffer, losses: losses.buffer,
       rows: shape[0], classes: shape[1], dtype: dtype)
     return probs
-  }
-
-  /// [N, K] with ones at (i, labels[i]), built on the host (labels are small).
-  static func oneHot(_ labels: Tensor, classes: Int) throws -> Tensor {
-    let l = try labels.toDoubles()
-    var v = [Double](repeating: 0, count: l.count * classes)
-    for (i, c) in l.enumerated() where c >= 0 && Int(c) < classes { v[i * classes + Int(c)] = 1 }
-    return try Tensor(v, shape: [l.count, classes], dtype: labels.dtype, on: labels.backend)
   }
 
   /// The mean of (self − target)² over all elements.

@@ -3,10 +3,11 @@ import Kernels
 extension Tensor {
   /// Group normalisation of x [N, C, …]: each sample's channels split into `groups` groups,
   /// normalised to zero mean and unit variance (biased, + eps) over the group, then scaled by
-  /// gamma [C] and shifted by beta [C].
-  public func groupNorm(groups: Int, gamma: Tensor, beta: Tensor, eps: Double = 1e-5) throws
-    -> Tensor
-  {
+  /// gamma [C] and shifted by beta [C]. With `relu`, the result is max(0, ·) in the same op
+  /// (`Backend.groupNormReLU`: one pass where the backend fuses them).
+  public func groupNorm(
+    groups: Int, gamma: Tensor, beta: Tensor, eps: Double = 1e-5, relu: Bool = false
+  ) throws -> Tensor {
     try checkCompatible(gamma, "groupNorm")
     try checkCompatible(beta, "groupNorm")
     guard rank >= 2, groups >= 1, shape[1] % groups == 0 else {
@@ -23,17 +24,30 @@ extension Tensor {
     let y = try empty(shape)
     let mean = try empty([s.n * groups])
     let rstd = try empty([s.n * groups])
-    try backend.groupNorm(
-      x: buffer, gamma: gamma.buffer, beta: beta.buffer, y: y.buffer, mean: mean.buffer,
-      rstd: rstd.buffer, s, dtype: dtype)
-    let (x, gm) = (detached, gamma.detached)
+    if relu {
+      try backend.groupNormReLU(
+        x: buffer, gamma: gamma.buffer, beta: beta.buffer, y: y.buffer, mean: mean.buffer,
+        rstd: rstd.buffer, s, dtype: dtype)
+    } else {
+      try backend.groupNorm(
+        x: buffer, gamma: gamma.buffer, beta: beta.buffer, y: y.buffer, mean: mean.buffer,
+        rstd: rstd.buffer, s, dtype: dtype)
+    }
+    let (x, gm, output) = (detached, gamma.detached, y.detached)
     return y.recorded(from: [self, gamma, beta]) { dy in
       let dx = try x.empty(x.shape)
       let dgamma = try x.empty([c])
       let dbeta = try x.empty([c])
-      try x.backend.groupNormGrad(
-        x: x.buffer, gamma: gm.buffer, mean: mean.buffer, rstd: rstd.buffer, dy: dy.buffer,
-        dx: dx.buffer, dgamma: dgamma.buffer, dbeta: dbeta.buffer, s, dtype: x.dtype)
+      if relu {
+        try x.backend.groupNormReLUGrad(
+          x: x.buffer, gamma: gm.buffer, mean: mean.buffer, rstd: rstd.buffer, y: output.buffer,
+          dy: dy.buffer, dx: dx.buffer, dgamma: dgamma.buffer, dbeta: dbeta.buffer, s,
+          dtype: x.dtype)
+      } else {
+        try x.backend.groupNormGrad(
+          x: x.buffer, gamma: gm.buffer, mean: mean.buffer, rstd: rstd.buffer, dy: dy.buffer,
+          dx: dx.buffer, dgamma: dgamma.buffer, dbeta: dbeta.buffer, s, dtype: x.dtype)
+      }
       return [dx, dgamma, dbeta]
     }
   }

@@ -22,8 +22,8 @@ public final class ConcatConv2d: Module {
     guard x.rank == 4 else {
       throw TensorError.invalidShape(op: "ConcatConv2d", shape: x.shape, reason: "expected NCHW")
     }
-    let time = try Tensor.full(
-      [x.shape[0], 1, x.shape[2], x.shape[3]], t, dtype: x.dtype, on: x.backend)
-    return try conv(Tensor.concat([time, x], axis: 1))
+    return try x.timeConcatConv2d(
+      time: t, weight: conv.weight.value, bias: conv.bias?.value, stride: conv.stride,
+      padding: conv.padding)
   }
 }

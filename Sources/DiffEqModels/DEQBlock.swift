@@ -93,7 +93,7 @@ public final class DEQBlock: Module, UnaryLayer {
     let prediction: Tensor?
     switch skip {
     case .predicted:
-      prediction = try predictorNorm!(predictorConv!(x)).relu()
+      prediction = try predictorNorm!(predictorConv!(x), relu: true)
     case .firstIterate:
       prediction = try function(try x.zerosLike(), x)
     case nil:

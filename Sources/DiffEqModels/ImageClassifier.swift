@@ -43,8 +43,8 @@ public final class ImageClassifier: Module, UnaryLayer {
 
   /// Logits [N, classes] for images [N, C, H, W].
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
-    var h = try stemNorm0(stem0(x)).relu()
-    h = try stemNorm1(stem1(h)).relu()
+    var h = try stemNorm0(stem0(x), relu: true)
+    h = try stemNorm1(stem1(h), relu: true)
     h = try stem2(h)
     for block in features {
       guard let layer = block as? any UnaryLayer else {
@@ -53,7 +53,7 @@ public final class ImageClassifier: Module, UnaryLayer {
       }
       h = try layer(h)
     }
-    return try classifier(headNorm(h).relu().globalAvgPool())
+    return try classifier(headNorm(h, relu: true).globalAvgPool())
   }
 
   /// What the most recent forward pass adds to the training loss besides the task's own (the

@@ -58,7 +58,7 @@ public final class ResidualBlock: Module, UnaryLayer {
   }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
-    let y = try conv2(norm2(conv1(norm1(x).relu())).relu())
+    let y = try conv2(norm2(conv1(norm1(x, relu: true)), relu: true))
     return try x + y
   }
 }

@@ -78,7 +78,10 @@ struct ODEIntegrator {
 
   /// The state at each of `times` (strictly increasing, all after t0), starting from y0 at t0.
   func solve(_ y0: [Tensor], from t0: Double, to times: [Double]) throws -> [[Tensor]] {
-    try checkFinite(y0, t: t0, what: "initial state")
+    // Fixed-step solves check y0 with their outputs, at their end.
+    if options.solver.isAdaptive || times.isEmpty {
+      try checkFinite([(t0, y0, "initial state")])
+    }
     var previousTime = t0
     for t in times {
       guard t > previousTime, t.isFinite else {
@@ -121,13 +124,17 @@ struct ODEIntegrator {
     if let e = tableau.errorWeights {
       let terms = zip(e, k).filter { $0.0 != 0 }  // the same stages for every component
       let coefficients = terms.map { $0.0 * h }
-      for c in 0..<min(normComponents, y.count) {
-        let err = try Tensor.linearCombination(terms.map { $0.1[c] }, coefficients)
-        squares += try Tensor.scaledErrorSquaredSum(
-          error: err.detached, y0: y[c].detached, y1: y1[c].detached, atol: options.atol,
-          rtol: options.rtol)
-        count += y[c].count
-      }
+      let components = 0..<min(normComponents, y.count)
+      // Every component's error in one read: the step's one host synchronisation.
+      squares = try Tensor.scaledErrorSquaredSums(
+        components.map { c in
+          (
+            try Tensor.linearCombination(terms.map { $0.1[c] }, coefficients).detached,
+            y[c].detached, y1[c].detached
+          )
+        }, atol: options.atol, rtol: options.rtol
+      ).reduce(0, +)
+      count = components.reduce(0) { $0 + y[$1].count }
     }
     return (y1, k, squares, count)
   }
@@ -303,24 +310,25 @@ struct ODEIntegrator {
   /// Hairer, Nørsett & Wanner's starting step (Solving ODEs I, II.4): from the sizes of y0, f0 and
   /// a finite-difference estimate of y'', so the first step neither crawls nor explodes.
   func initialStep(_ t0: Double, _ y0: [Tensor], _ f0: [Tensor], order q: Double) throws -> Double {
-    func norm(_ x: [Tensor]) throws -> Double {
-      var s = 0.0
-      var n = 0
-      for c in 0..<min(normComponents, x.count) {
-        s += try Tensor.scaledErrorSquaredSum(
-          error: x[c].detached, y0: y0[c].detached, y1: y0[c].detached, atol: options.atol,
-          rtol: options.rtol)
-        n += x[c].count
+    // The RMS norms of several states, scaled by y0, in one read.
+    let components = 0..<max(1, min(normComponents, y0.count))
+    let elements = Double(components.reduce(0) { $0 + y0[$1].count })
+    func norms(_ xs: [[Tensor]]) throws -> [Double] {
+      let sums = try Tensor.scaledErrorSquaredSums(
+        xs.flatMap { x in components.map { (x[$0].detached, y0[$0].detached, y0[$0].detached) } },
+        atol: options.atol, rtol: options.rtol)
+      return xs.indices.map { i in
+        let part = sums[(i * components.count)..<((i + 1) * components.count)]
+        return (part.reduce(0, +) / max(1, elements)).squareRoot()
       }
-      return (s / Double(max(1, n))).squareRoot()
     }
-    let d0 = try norm(y0)
-    let d1 = try norm(f0)
+    let d = try norms([y0, f0])
+    let (d0, d1) = (d[0], d[1])
     let h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : 0.01 * d0 / d1
     let y1 = try combine(y0, [f0], weights: [1], h: h0, components: readComponents)
     let f1 = try evaluate(t0 + h0, y1)
     let diff = try zip(f1, f0).map { try $0 - $1 }
-    let d2 = try norm(diff) / h0
+    let d2 = try norms([diff])[0] / h0
     let h1 =
       max(d1, d2) <= 1e-15
       ? max(1e-6, h0 * 1e-3) : Foundation.pow(0.01 / max(d1, d2), 1 / (q + 1))
@@ -361,9 +369,9 @@ struct ODEIntegrator {
         y = step.y1
         t = i == n - 1 ? target : t + h
       }
-      try checkFinite(y, t: t, what: "the state")
       outputs.append(y)
     }
+    try checkFinite([(t0, y0, "initial state")] + zip(times, outputs).map { ($0, $1, "the state") })
     return outputs
   }
 
@@ -391,17 +399,26 @@ struct ODEIntegrator {
         y = next
         t = i == n - 1 ? target : t + h
       }
-      try checkFinite(y, t: t, what: "the state")
       outputs.append(y)
     }
+    try checkFinite([(t0, y0, "initial state")] + zip(times, outputs).map { ($0, $1, "the state") })
     return outputs
   }
 
-  func checkFinite(_ y: [Tensor], t: Double, what: String) throws {
-    for c in y {
-      let s = try Tensor.scaledErrorSquaredSum(
-        error: c.detached, y0: c.detached, y1: c.detached, atol: 1, rtol: 0)
-      guard s.isFinite else { throw ODEError.nonFinite(t: t, what: what) }
+  /// Throws `nonFinite` at the first of `states` with a NaN or infinite element, after one read
+  /// for all of them: a fixed-step solve checks its start and outputs once, at its end, rather
+  /// than synchronising with the device at each (a NaN propagates to every later state anyway).
+  func checkFinite(_ states: [(t: Double, y: [Tensor], what: String)]) throws {
+    let sums = try Tensor.scaledErrorSquaredSums(
+      states.flatMap { state in state.y.map { ($0.detached, $0.detached, $0.detached) } },
+      atol: 1, rtol: 0)
+    var next = 0
+    for state in states {
+      let part = sums[next..<(next + state.y.count)]
+      next += state.y.count
+      guard part.allSatisfy(\.isFinite) else {
+        throw ODEError.nonFinite(t: state.t, what: state.what)
+      }
     }
   }
 }

@@ -18,6 +18,16 @@ extension Backend {
     }
   }
 
+  public func scaledErrorSquaredSums(
+    _ terms: [ScaledErrorTerm], atol: Double, rtol: Double, dtype: DType
+  ) throws -> [Double] {
+    try terms.map {
+      try scaledErrorSquaredSum(
+        error: $0.error, y0: $0.y0, y1: $0.y1, atol: atol, rtol: rtol, count: $0.count,
+        dtype: dtype)
+    }
+  }
+
   public func scaledErrorSquaredSum(
     error: DeviceBuffer, y0: DeviceBuffer, y1: DeviceBuffer, atol: Double, rtol: Double,
     count: Int, dtype: DType

@@ -52,6 +52,11 @@ public protocol Backend: AnyObject, Sendable {
     error: DeviceBuffer, y0: DeviceBuffer, y1: DeviceBuffer, atol: Double, rtol: Double,
     count: Int, dtype: DType
   ) throws -> Double
+  /// `scaledErrorSquaredSum` of each term, read back together: one host synchronisation for a
+  /// norm over several components, or for several norms taken at once.
+  func scaledErrorSquaredSums(
+    _ terms: [ScaledErrorTerm], atol: Double, rtol: Double, dtype: DType
+  ) throws -> [Double]
   /// out[i] = a[i'] ∘ b[i''] with numpy broadcasting described by `layout`.
   func binary(
     _ op: BinaryOp, _ a: DeviceBuffer, _ b: DeviceBuffer, _ out: DeviceBuffer,
@@ -81,14 +86,40 @@ public protocol Backend: AnyObject, Sendable {
   func conv2dBackwardData(
     _ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer,
     outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
-  /// dw [O, C, kh, kw] (overwritten) = Σ_n dy_n · im2col(x_n)ᵀ.
+  /// dw [O, C, kh, kw] (overwritten) = Σ_n dy_n · im2col(x_n)ᵀ, and dbias [O] (overwritten,
+  /// when given) = Σ_{n, h, w} dy[n, o, h, w].
   func conv2dBackwardWeights(
-    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer,
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer, bias dbias: DeviceBuffer?,
     outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
+  /// `conv2d` of the input [t·1, x]: a constant channel t first (zero in the padding, as if the
+  /// concatenated tensor were padded), then x [N, C − 1, H, W]; `g.c` = C counts the time
+  /// channel and w is [O, C, kh, kw]. torchdiffeq's ConcatConv2d without the concatenation.
+  func timeConcatConv2d(
+    _ x: DeviceBuffer, time: Double, _ w: DeviceBuffer, bias: DeviceBuffer?, _ y: DeviceBuffer,
+    outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
+  /// dx [N, C − 1, H, W] (overwritten): the adjoint of `timeConcatConv2d` in x (the time channel
+  /// is a constant and gets none).
+  func timeConcatConv2dBackwardData(
+    _ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer, outChannels: Int,
+    _ g: ConvGeometry, dtype: DType) throws
+  /// dw [O, C, kh, kw] and dbias (overwritten): `conv2dBackwardWeights` of the input [t·1, x].
+  func timeConcatConv2dBackwardWeights(
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, time: Double, _ dw: DeviceBuffer,
+    bias dbias: DeviceBuffer?, outChannels: Int, _ g: ConvGeometry, dtype: DType) throws
   /// Group normalisation of x [N, C, HW]: y = (x − μ_ng)·rstd_ng·γ_c + β_c, saving μ and rstd [N·G].
   func groupNorm(
     x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
     mean: DeviceBuffer, rstd: DeviceBuffer, _ s: GroupNormShape, dtype: DType) throws
+  /// y = max(0, groupNorm(x)): the norm and the ReLU that follows it in one pass where the
+  /// backend can fuse them.
+  func groupNormReLU(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
+    mean: DeviceBuffer, rstd: DeviceBuffer, _ s: GroupNormShape, dtype: DType) throws
+  /// Gradients of `groupNormReLU` given its output y: `groupNormGrad` of dy·[y > 0].
+  func groupNormReLUGrad(
+    x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer,
+    y: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer,
+    dbeta: DeviceBuffer, _ s: GroupNormShape, dtype: DType) throws
   /// Gradients of `groupNorm`: dx, and dgamma, dbeta [C] (overwritten).
   func groupNormGrad(
     x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer,
@@ -102,6 +133,12 @@ public protocol Backend: AnyObject, Sendable {
   /// where labels holds class indices as (exactly representable) floating-point values.
   func softmaxCrossEntropy(
     logits: DeviceBuffer, labels: DeviceBuffer, probs: DeviceBuffer, losses: DeviceBuffer,
+    rows: Int, classes: Int, dtype: DType) throws
+  /// dlogits[r, j] = (probs[r, j] − [j = labels[r]]) · cotangent[0] / rows: the gradient of the
+  /// mean of `softmaxCrossEntropy`'s losses, for a cotangent held in a one-element buffer, so
+  /// neither the labels nor the cotangent travel to the host.
+  func softmaxCrossEntropyGrad(
+    probs: DeviceBuffer, labels: DeviceBuffer, cotangent: DeviceBuffer, dlogits: DeviceBuffer,
     rows: Int, classes: Int, dtype: DType) throws
   /// y[i] = keep_i / (1 − p), keep_i = hash(seed, i) ≥ p: the same mask on every backend.
   func dropoutMask(_ y: DeviceBuffer, count: Int, p: Double, seed: UInt32, dtype: DType) throws
@@ -133,6 +170,19 @@ public enum BinaryOp: Int32, Sendable, CaseIterable {
 /// Index arithmetic for a broadcast binary op over (at most) four dimensions: element
 /// (i0, i1, i2, i3) of the output reads a at Σ ik·aStrides[k] and b at Σ ik·bStrides[k]; a
 /// broadcast dimension has stride 0.
+/// One vector of `Backend.scaledErrorSquaredSums`: the error and the two states that scale it,
+/// each of `count` elements.
+public struct ScaledErrorTerm {
+  public var error: DeviceBuffer
+  public var y0: DeviceBuffer
+  public var y1: DeviceBuffer
+  public var count: Int
+
+  public init(error: DeviceBuffer, y0: DeviceBuffer, y1: DeviceBuffer, count: Int) {
+    (self.error, self.y0, self.y1, self.count) = (error, y0, y1, count)
+  }
+}
+
 public struct BroadcastLayout: Sendable, Equatable {
   // Four lanes rather than arrays: every binary op builds one, and arrays cost three heap
   // allocations per op.
@@ -304,6 +354,8 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
   case invalidOption(String)
   /// A buffer whose byte size overflows, or exceeds `BufferPool.maxBytes`.
   case allocationTooLarge(elements: Int, dtype: DType)
+  /// Work too large for the OpenCL kernels, which index with 32-bit integers.
+  case indexRangeExceeded(kernel: String, reason: String)
 
   public var description: String {
     switch self {
@@ -319,6 +371,9 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
     case .invalidOption(let reason): return "invalid backend option: \(reason)"
     case .allocationTooLarge(let n, let t):
       return "cannot allocate \(n) elements of \(t): more than \(BufferPool.maxBytes) bytes"
+    case .indexRangeExceeded(let kernel, let reason):
+      return "OpenCL kernel \(kernel): \(reason) exceeds the kernels' 32-bit index range "
+        + "(2147483647); use a smaller batch, or --device cpu"
     }
   }
 }

@@ -3,14 +3,14 @@ import DiffEqNet
 import Foundation
 
 /// `runner bench solvers`: the cost of forward solves and adjoint gradients on two ODE workloads,
-/// the
-/// MNIST ODE-Net's vector field ("odeblock") and torchdiffeq's spiral demo ("spiral"), and of
-/// the DEQ variants' solves ("deq").
+/// the MNIST ODE-Net's vector field ("odeblock") and torchdiffeq's spiral demo ("spiral"), of
+/// the DEQ variants' solves ("deq"), and of one default training step ("train"); on an OpenCL
+/// backend also what they ask of the device (kernel launches, host synchronisations).
 struct BenchSolvers: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "solvers",
     abstract:
-      "Measure ODE solves, adjoint gradients, DEQ and DDE solves (odeblock, spiral, deq, dde).",
+      "Measure ODE solves, adjoint gradients, DEQ and DDE solves and a training step (odeblock, spiral, deq, dde, train).",
     discussion: """
       odeblock: f(t,h) = GN(convT(relu(GN(convT(t, relu(GN(h))))))), 64 channels + a time \
       channel, GroupNorm(32), batch 32, 14x14, t in [0, 1]. Configurations: rk4_forward \
@@ -33,6 +33,13 @@ struct BenchSolvers: ParsableCommand {
       true series, 34 units ahead at unit spacing, RK4 step 1, MSE, Adam; \
       scripts/compare/dde_torchdde.py times the same in torchdde); dde_adjoint_memory: peak pool \
       bytes at 4, 16 and 64 tau-segments, adjoint and direct, conv and MLP fields.
+      train: one default `runner train` step (odenet, dopri5 rtol = atol = 1e-3, backsolve \
+      adjoint, batch 64, SGD) through the Trainer on random 1x28x28 images: the median step \
+      time and its evaluations of f.
+      On an OpenCL device, odeblock and train rows also give the step's kernel launches and host \
+      synchronisations (launches_per_nfe, host_syncs_per_step; train: launches_per_step and the \
+      bytes moved each way); gemm=kernel marks counts that hold on every OpenCL device \
+      (--opencl-gemm-kernel on a CPU device; a GPU always).
       Before and after the workloads a reference line (workload=reference, config=sgemm_1024) \
       gives OpenBLAS sgemm's rate in those minutes: read the times against it on a machine whose \
       speed drifts.
@@ -42,10 +49,10 @@ struct BenchSolvers: ParsableCommand {
 
   /// What `--workload` selects.
   enum Workload: String, CaseIterable, ExpressibleByArgument {
-    case odeblock, spiral, deq, dde, all
+    case odeblock, spiral, deq, dde, train, all
   }
 
-  @Option(help: "Which workloads to run: odeblock, spiral, deq, dde or all.")
+  @Option(help: "Which workloads to run: odeblock, spiral, deq, dde, train or all.")
   var workload = Workload.all
 
   @Option(help: "Training iterations of the spiral workload (and of dde's Mackey-Glass rows).")
@@ -72,6 +79,7 @@ struct BenchSolvers: ParsableCommand {
       if [.spiral, .all].contains(workload) { try spiral(on: backend) }
       if [.deq, .all].contains(workload) { try deq(on: backend) }
       if [.dde, .all].contains(workload) { try dde(on: backend) }
+      if [.train, .all].contains(workload) { try trainingStep(on: backend) }
     }
     try reportReference()
   }
@@ -108,12 +116,15 @@ struct BenchSolvers: ParsableCommand {
     let reps = max(1, min(options.repetitions, 5))
 
     func run(_ solverOptions: ODEOptions, gradient: GradientMethod?) throws -> (
-      Double, ODEStatistics, Int
+      Double, ODEStatistics, Int, DeviceTraffic
     ) {
       var stats = ODEStatistics()
       backend.pool.resetPeak()
       let base = backend.pool.currentBytes
+      var traffic = DeviceTraffic()
       let t = try medianTime(repetitions: reps) {
+        let before = backend.traffic
+        defer { traffic = backend.traffic - before }
         if let gradient {
           let (loss, _) = try valueAndGrad(f) {
             let sol = try odeint(
@@ -128,15 +139,17 @@ struct BenchSolvers: ParsableCommand {
           try backend.synchronize()
         }
       }
-      return (t, stats, backend.pool.peakBytes - base)
+      return (t, stats, backend.pool.peakBytes - base, traffic)
     }
 
-    func emit(_ config: String, steps: Int, _ r: (Double, ODEStatistics, Int)) {
-      report([
+    func emit(_ config: String, steps: Int, _ r: (Double, ODEStatistics, Int, DeviceTraffic?)) {
+      var fields: [(String, Any)] = [
         ("workload", "odeblock"), ("config", config), ("steps", steps), ("device", backend.name),
         ("median_s", r.0), ("nfe_forward", r.1.forwardEvaluations),
         ("nfe_backward", r.1.backwardEvaluations), ("peak_bytes", r.2),
-      ])
+      ]
+      if let traffic = r.3 { fields += trafficFields(traffic, of: r.1, on: backend) }
+      report(fields)
     }
     let groups = try selectedGroups(only, of: Self.odeblockGroups)
     let rk4 = ODEOptions.fixed(.rk4, steps: 10)
@@ -170,9 +183,29 @@ struct BenchSolvers: ParsableCommand {
         }
         _ = try loss.item()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        emit(config, steps: steps, (seconds, stats, backend.pool.peakBytes - base))
+        emit(config, steps: steps, (seconds, stats, backend.pool.peakBytes - base, nil))
       }
     }
+  }
+
+  /// What one solve asked of the device, per evaluation of f and per solver step (forward and
+  /// backward together), for a backend that counts it (OpenCL); none for the CPU backend.
+  func trafficFields(
+    _ traffic: DeviceTraffic, of statistics: ODEStatistics, on backend: any Backend
+  )
+    -> [(String, Any)]
+  {
+    guard let openCL = backend as? OpenCLBackend else { return [] }
+    let evaluations = statistics.forwardEvaluations + statistics.backwardEvaluations
+    let steps =
+      statistics.acceptedSteps + statistics.rejectedSteps + statistics.backwardAcceptedSteps
+      + statistics.backwardRejectedSteps
+    return [
+      ("launches", traffic.launches), ("host_syncs", traffic.hostSynchronizations),
+      ("launches_per_nfe", Double(traffic.launches) / Double(max(1, evaluations))),
+      ("host_syncs_per_step", Double(traffic.hostSynchronizations) / Double(max(1, steps))),
+      ("gemm", openCL.gemmPath),
+    ]
   }
 
   // MARK: spiral
@@ -261,4 +294,11 @@ struct SpiralData {
     let targets = (0..<10).flatMap { i in starts.flatMap { trajectory[$0 + i] } }
     return (y0, try Tensor(targets, shape: [10, 20, 2], on: backend))
   }
+}
+
+extension OpenCLBackend {
+  /// How this backend runs GEMM, for benchmark rows: OpenBLAS on a CPU device's mapped buffers
+  /// adds host syncs a GPU does not have, while the counts with the kernel
+  /// (`--opencl-gemm-kernel`) are the same on every device.
+  var gemmPath: String { usesBLASForGEMM ? "blas_mapped" : "kernel" }
 }

@@ -16,6 +16,7 @@ final class ForwardTests: XCTestCase {
   func testMatmul() { checkForward(OpCases.matmul) }
   func testLinear() { checkForward(OpCases.linear) }
   func testConv2d() { checkForward(OpCases.conv2d) }
+  func testTimeConcatConv2d() { checkForward(OpCases.timeConcatConv2d) }
   func testGroupNorm() { checkForward(OpCases.groupNorm) }
   func testBatchNorm() { checkForward(OpCases.batchNorm) }
   func testPooling() { checkForward(OpCases.pooling) }

@@ -17,6 +17,7 @@ final class GradientTests: XCTestCase {
   func testMatmul() { checkGradients(OpCases.matmul) }
   func testLinear() { checkGradients(OpCases.linear) }
   func testConv2d() { checkGradients(OpCases.conv2d) }
+  func testTimeConcatConv2d() { checkGradients(OpCases.timeConcatConv2d) }
   func testGroupNorm() { checkGradients(OpCases.groupNorm) }
   func testBatchNorm() { checkGradients(OpCases.batchNorm) }
   func testPooling() { checkGradients(OpCases.pooling) }

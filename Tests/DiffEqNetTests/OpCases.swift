@@ -37,7 +37,7 @@ struct OpCase {
 enum OpCases {
   static var all: [OpCase] {
     binary + affine + linearCombination + unary + reductions + shapes + matmul + linear + conv2d
-      + groupNorm + batchNorm + pooling + losses + dropout
+      + timeConcatConv2d + groupNorm + batchNorm + pooling + losses + dropout
   }
 
   // MARK: Broadcasting binaries
@@ -333,21 +333,66 @@ enum OpCases {
     }
   }
 
+  /// conv2d of [t·1, x] (ODE-Net's ConcatConv2d): the reference convolves the concatenation,
+  /// time channel first, zero in the padding.
+  static var timeConcatConv2d: [OpCase] {
+    // (x shape, out channels, kernel, stride, padding, bias, t)
+    let cases: [([Int], Int, Int, Int, Int, Bool, Double)] = [
+      ([2, 3, 7, 7], 5, 3, 1, 1, true, 0.5),
+      ([1, 1, 6, 5], 2, 3, 2, 1, false, -1.25),
+      ([2, 4, 9, 7], 3, 5, 3, 2, true, 2),
+      ([3, 2, 4, 4], 4, 1, 1, 0, true, 0.75),
+    ]
+    return cases.map { x, o, k, s, p, bias, t in
+      OpCase(
+        "timeConcatConv2d t = \(t), \(x) * [\(o),\(x[1] + 1),\(k),\(k)] stride \(s) padding \(p) "
+          + "bias: \(bias)",
+        inputs: { rng in
+          [rng.normal(x), rng.normal([o, x[1] + 1, k, k], std: 0.3)]
+            + (bias ? [rng.normal([o])] : [])
+        },
+        op: {
+          try $0[0].timeConcatConv2d(
+            time: t, weight: $0[1], bias: $0.count > 2 ? $0[2] : nil, stride: s, padding: p)
+        },
+        reference: { inputs in
+          let x = inputs[0]
+          let plane = x.shape[2] * x.shape[3]
+          var joined = HostTensor(zeros: [x.shape[0], x.shape[1] + 1, x.shape[2], x.shape[3]])
+          for n in 0..<x.shape[0] {
+            let to = n * (x.shape[1] + 1) * plane
+            for e in 0..<plane { joined.data[to + e] = t }
+            for e in 0..<(x.shape[1] * plane) {
+              joined.data[to + plane + e] = x.data[n * x.shape[1] * plane + e]
+            }
+          }
+          return Ref.conv2d(
+            joined, inputs[1], inputs.count > 2 ? inputs[2] : nil, stride: s, pad: p)
+        })
+    }
+  }
+
   // MARK: Normalisation
 
   static var groupNorm: [OpCase] {
     let cases: [([Int], Int)] = [
       ([2, 6, 4, 4], 3), ([1, 4, 7, 7], 1), ([3, 8, 5, 3], 8), ([4, 6, 13], 2), ([16, 4], 2),
     ]
-    return cases.map { x, groups in
+    // Each shape plain and with the fused ReLU (whose reference applies max(0, ·) after).
+    return cases.flatMap { x, groups in
       let c = x[1]
-      return OpCase(
-        "groupNorm \(x) groups \(groups)",
-        inputs: { rng in
-          [rng.normal(x, mean: 0.5, std: 2), rng.normal([c], mean: 1, std: 0.3), rng.normal([c])]
-        },
-        op: { try $0[0].groupNorm(groups: groups, gamma: $0[1], beta: $0[2]) },
-        reference: { Ref.groupNorm($0[0], groups: groups, $0[1], $0[2], eps: 1e-5) })
+      return [false, true].map { relu in
+        OpCase(
+          "groupNorm \(x) groups \(groups)\(relu ? " relu" : "")",
+          inputs: { rng in
+            [rng.normal(x, mean: 0.5, std: 2), rng.normal([c], mean: 1, std: 0.3), rng.normal([c])]
+          },
+          op: { try $0[0].groupNorm(groups: groups, gamma: $0[1], beta: $0[2], relu: relu) },
+          reference: {
+            let y = Ref.groupNorm($0[0], groups: groups, $0[1], $0[2], eps: 1e-5)
+            return relu ? Ref.map(y) { max(0, $0) } : y
+          })
+      }
     }
   }
 

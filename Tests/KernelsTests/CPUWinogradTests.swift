@@ -123,7 +123,8 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
       inputs: { g, o in [g.n * o * g.outH * g.outW, g.n * g.c * g.h * g.w] },
       outputCount: { g, o in o * g.patch },
       { b, ins, dw, g, o in
-        try b.conv2dBackwardWeights(ins[0], ins[1], dw, outChannels: o, g, dtype: .float32)
+        try b.conv2dBackwardWeights(
+          ins[0], ins[1], dw, bias: nil, outChannels: o, g, dtype: .float32)
       },
       reference: { v, g, o in
         var dw = [Double](repeating: 0, count: o * g.patch)

@@ -127,6 +127,48 @@ final class SolverKernelTests: XCTestCase, KernelTestCase {
     }
   }
 
+  /// Several terms of different lengths at once: each sum equals the float64 loop's, and on
+  /// OpenCL all of them come back in one host synchronisation (an adaptive step's one read).
+  func testScaledErrorSquaredSumsReadsEveryTermOnce() throws {
+    for (b, types) in try backends() {
+      for t in types {
+        let lengths = [1, 97, 4099, 65536 + 3]
+        var terms: [ScaledErrorTerm] = []
+        var references: [Double] = []
+        for n in lengths {
+          let (e, y0, y1) = (random(n, -1...1, t), random(n, -3...3, t), random(n, -3...3, t))
+          let (a, r) = (rounded(1e-3, t), rounded(1e-2, t))
+          references.append(
+            (0..<n).reduce(0.0) { sum, i in
+              let v = e[i] / (a + r * max(abs(y0[i]), abs(y1[i])))
+              return sum + v * v
+            })
+          terms.append(
+            ScaledErrorTerm(
+              error: try upload(b, e, t), y0: try upload(b, y0, t), y1: try upload(b, y1, t),
+              count: n))
+        }
+        try b.synchronize()
+        let before = b.traffic
+        let out = try b.scaledErrorSquaredSums(terms, atol: 1e-3, rtol: 1e-2, dtype: t)
+        let used = b.traffic - before
+        XCTAssertEqual(out.count, lengths.count)
+        for (i, (got, ref)) in zip(out, references).enumerated() {
+          let err = abs(got - ref) / ref
+          XCTAssertTrue(
+            err <= tolerance(t),
+            "\(b.name) [\(t)] term \(i) of \(lengths[i]): \(got) vs \(ref), relative error "
+              + "\(err) exceeds \(tolerance(t))")
+        }
+        if b is OpenCLBackend {
+          XCTAssertEqual(
+            used.hostSynchronizations, 1, "\(b.name): \(lengths.count) sums took \(used)")
+          XCTAssertEqual(used.launches, lengths.count)
+        }
+      }
+    }
+  }
+
   /// A NaN error component makes the norm NaN on every backend, so the step is rejected.
   func testScaledErrorSquaredSumPropagatesNaNError() throws {
     for (b, types) in try backends() {

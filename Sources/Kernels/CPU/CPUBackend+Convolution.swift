@@ -100,6 +100,17 @@ extension CPUBackend {
   }
 
   public func conv2dBackwardWeights(
+    _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer, bias dbias: DeviceBuffer?,
+    outChannels o: Int, _ g: ConvGeometry, dtype: DType
+  ) throws {
+    try convolutionWeightGradient(dy, x, dw, outChannels: o, g, dtype: dtype)
+    if let dbias {
+      try convolutionBiasGradient(
+        dy, dbias, n: g.n, channels: o, plane: g.outH * g.outW, dtype: dtype)
+    }
+  }
+
+  private func convolutionWeightGradient(
     _ dy: DeviceBuffer, _ x: DeviceBuffer, _ dw: DeviceBuffer, outChannels o: Int,
     _ g: ConvGeometry, dtype: DType
   ) throws {

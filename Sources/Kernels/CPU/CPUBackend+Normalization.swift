@@ -124,6 +124,23 @@ extension CPUBackend {
     }
   }
 
+  public func softmaxCrossEntropyGrad(
+    probs: DeviceBuffer, labels: DeviceBuffer, cotangent: DeviceBuffer, dlogits: DeviceBuffer,
+    rows: Int, classes: Int, dtype: DType
+  ) throws {
+    func run<T: CPUScalar>(_: T.Type) {
+      let (p, lab, d) = (probs.pointer(T.self), labels.pointer(T.self), dlogits.pointer(T.self))
+      let scale = cotangent.pointer(T.self)[0] / T(rows)
+      for r in 0..<rows {
+        let label = Int(exactly: lab[r]) ?? -1
+        for j in 0..<classes {
+          d[r * classes + j] = (p[r * classes + j] - (j == label ? 1 : 0)) * scale
+        }
+      }
+    }
+    dtype == .float32 ? run(Float.self) : run(Double.self)
+  }
+
   public func softmaxCrossEntropy(
     logits: DeviceBuffer, labels: DeviceBuffer, probs: DeviceBuffer, losses: DeviceBuffer,
     rows: Int, classes: Int, dtype: DType

@@ -43,9 +43,18 @@ extension OpenCLBackend {
     _ a: DeviceBuffer, _ b: DeviceBuffer, _ c: DeviceBuffer, _ p: GEMMShape, _ dtype: DType
   ) throws {
     var mapped: [(mem: cl_mem, pointer: UnsafeMutableRawPointer)] = []
-    defer {
-      for m in mapped { clEnqueueUnmapMemObject(queue, m.mem, m.pointer, 0, nil, nil) }
+    // Every mapping is released even when one fails; the first failure is reported (an unmap
+    // that fails leaves the buffer's contents undefined for the kernels that follow).
+    func unmapAll() throws {
+      var failure: cl_int = CL_SUCCESS
+      for m in mapped {
+        let code = clEnqueueUnmapMemObject(queue, m.mem, m.pointer, 0, nil, nil)
+        if failure == CL_SUCCESS { failure = code }
+      }
+      mapped = []
+      try check(failure, "clEnqueueUnmapMemObject")
     }
+    defer { try? unmapAll() }
     func map(_ buffer: DeviceBuffer, write: Bool) throws -> UnsafeMutableRawPointer {
       let mem = buffer.allocation.mem
       if let m = mapped.first(where: { $0.mem == mem }) { return m.pointer }
@@ -88,5 +97,6 @@ extension OpenCLBackend {
           Int32(p.lda), db + ob, Int32(p.ldb), p.beta, dc + oc, Int32(p.ldc))
       }
     }
+    try unmapAll()
   }
 }

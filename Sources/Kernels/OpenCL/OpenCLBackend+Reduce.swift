@@ -54,12 +54,29 @@ extension OpenCLBackend {
     x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
     mean: DeviceBuffer, rstd: DeviceBuffer, _ s: GroupNormShape, dtype: DType
   ) throws {
+    try groupNorm(
+      x: x, gamma: gamma, beta: beta, y: y, mean: mean, rstd: rstd, s, relu: false, dtype: dtype)
+  }
+
+  /// The ReLU applied as y is written: one launch.
+  public func groupNormReLU(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
+    mean: DeviceBuffer, rstd: DeviceBuffer, _ s: GroupNormShape, dtype: DType
+  ) throws {
+    try groupNorm(
+      x: x, gamma: gamma, beta: beta, y: y, mean: mean, rstd: rstd, s, relu: true, dtype: dtype)
+  }
+
+  private func groupNorm(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
+    mean: DeviceBuffer, rstd: DeviceBuffer, _ s: GroupNormShape, relu: Bool, dtype: DType
+  ) throws {
     let wg = try configuration(.norm, dtype).workGroup
     try launch(
       .norm, "group_norm", dtype,
       [
         .mem(x), .mem(gamma), .mem(beta), .mem(y), .mem(mean), .mem(rstd), .int(s.c), .int(s.hw),
-        .int(s.groups), .real(s.eps),
+        .int(s.groups), .real(s.eps), .int(relu ? 1 : 0),
       ], global: [s.n * s.groups * wg], local: [wg])
   }
 
@@ -68,18 +85,40 @@ extension OpenCLBackend {
     dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer, dbeta: DeviceBuffer,
     _ s: GroupNormShape, dtype: DType
   ) throws {
+    try groupNormGrad(
+      x: x, gamma: gamma, mean: mean, rstd: rstd, relu: nil, dy: dy, dx: dx, dgamma: dgamma,
+      dbeta: dbeta, s, dtype: dtype)
+  }
+
+  /// dy masked by the output inside both gradient kernels: no separate ReLU gradient.
+  public func groupNormReLUGrad(
+    x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer,
+    y: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer,
+    dbeta: DeviceBuffer, _ s: GroupNormShape, dtype: DType
+  ) throws {
+    try groupNormGrad(
+      x: x, gamma: gamma, mean: mean, rstd: rstd, relu: y, dy: dy, dx: dx, dgamma: dgamma,
+      dbeta: dbeta, s, dtype: dtype)
+  }
+
+  /// `relu`: the forward's output, whose sign masks dy; nil for a plain group norm.
+  private func groupNormGrad(
+    x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer,
+    relu y: DeviceBuffer?, dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer,
+    dbeta: DeviceBuffer, _ s: GroupNormShape, dtype: DType
+  ) throws {
     let wg = try configuration(.norm, dtype).workGroup
+    // Without ReLU the mask argument is bound to dy and never read.
+    let mask: [KernelArg] = [.mem(y ?? dy), .int(y == nil ? 0 : 1)]
     try launch(
       .norm, "group_norm_grad_input", dtype,
-      [
-        .mem(x), .mem(gamma), .mem(mean), .mem(rstd), .mem(dy), .mem(dx), .int(s.c), .int(s.hw),
-        .int(s.groups),
+      [.mem(x), .mem(gamma), .mem(mean), .mem(rstd), .mem(dy)] + mask + [
+        .mem(dx), .int(s.c), .int(s.hw), .int(s.groups),
       ], global: [s.n * s.groups * wg], local: [wg])
     try launch(
       .norm, "group_norm_grad_params", dtype,
-      [
-        .mem(x), .mem(mean), .mem(rstd), .mem(dy), .mem(dgamma), .mem(dbeta), .int(s.n),
-        .int(s.c), .int(s.hw), .int(s.groups),
+      [.mem(x), .mem(mean), .mem(rstd), .mem(dy)] + mask + [
+        .mem(dgamma), .mem(dbeta), .int(s.n), .int(s.c), .int(s.hw), .int(s.groups),
       ], global: [s.c * wg], local: [wg])
   }
 
@@ -101,6 +140,17 @@ extension OpenCLBackend {
         [.mem(logits), .mem(labels), .mem(probs), .mem(losses), .int(classes)],
         global: [rows * wg], local: [wg])
     }
+  }
+
+  /// One work-item per element of dlogits.
+  public func softmaxCrossEntropyGrad(
+    probs: DeviceBuffer, labels: DeviceBuffer, cotangent: DeviceBuffer, dlogits: DeviceBuffer,
+    rows: Int, classes: Int, dtype: DType
+  ) throws {
+    try launch(
+      .norm, "softmax_ce_grad", dtype,
+      [.mem(probs), .mem(labels), .mem(cotangent), .mem(dlogits), .int(rows), .int(classes)],
+      global: [rows * classes])
   }
 
   /// The class count up to which softmax uses one work-item per row.

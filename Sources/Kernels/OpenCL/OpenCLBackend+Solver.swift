@@ -48,34 +48,55 @@ extension OpenCLBackend {
   /// A NaN in any of `error`, `y0` or `y1` gives NaN (the maximum propagates NaN here, unlike
   /// `BinaryOp.maximum`), so a step that produced NaN is rejected rather than scored on the
   /// remaining components.
-  ///
-  /// One launch of G work-groups, G = min(⌈count / WG⌉, 4 · compute units, 256): enough groups to
-  /// occupy the device, few enough that reading back and summing the G partials is cheap. Each
-  /// work-item covers count / (G · WG) elements with a grid-stride loop.
   public func scaledErrorSquaredSum(
     error: DeviceBuffer, y0: DeviceBuffer, y1: DeviceBuffer, atol: Double, rtol: Double,
     count: Int, dtype: DType
   ) throws -> Double {
+    try scaledErrorSquaredSums(
+      [ScaledErrorTerm(error: error, y0: y0, y1: y1, count: count)], atol: atol, rtol: rtol,
+      dtype: dtype)[0]
+  }
+
+  /// Each term's sum as `scaledErrorSquaredSum`, with one launch per term into one buffer of
+  /// partials and one blocking read for all of them.
+  ///
+  /// A term takes G work-groups, G = min(⌈count / WG⌉, 4 · compute units, 256): enough groups to
+  /// occupy the device, few enough that reading back and summing the partials is cheap. Each
+  /// work-item covers count / (G · WG) elements with a grid-stride loop.
+  public func scaledErrorSquaredSums(
+    _ terms: [ScaledErrorTerm], atol: Double, rtol: Double, dtype: DType
+  ) throws -> [Double] {
     try requireType(dtype)
-    if count == 0 { return 0 }
     let wg = try configuration(.solver, dtype).workGroup
-    let groups = max(1, min((count + wg - 1) / wg, 4 * device.computeUnits, 256))
-    let partials = try allocate(groups, dtype)
-    try launch(
-      .solver, "scaled_error_squared_sum", dtype,
-      [
-        .mem(error), .mem(y0), .mem(y1), .real(atol), .real(rtol), .int(count), .mem(partials),
-      ], global: [groups * wg], local: [wg])
-    // The one blocking read of the step: it also waits for the launch.
+    let groups = terms.map { max(1, min(($0.count + wg - 1) / wg, 4 * device.computeUnits, 256)) }
+    let partials = try allocate(max(1, groups.reduce(0, +)), dtype)
+    var offset = 0
+    for (term, g) in zip(terms, groups) {
+      try launch(
+        .solver, "scaled_error_squared_sum", dtype,
+        [
+          .mem(term.error), .mem(term.y0), .mem(term.y1), .real(atol), .real(rtol),
+          .int(term.count), .mem(partials), .int(offset),
+        ], global: [g * wg], local: [wg])
+      offset += g
+    }
+    if terms.isEmpty { return [] }
+    // The one blocking read: it also waits for the launches.
+    let values: [Double]
     switch dtype {
     case .float32:
-      var v = [Float](repeating: 0, count: groups)
+      var v = [Float](repeating: 0, count: offset)
       try v.withUnsafeMutableBytes { try read(partials, into: $0) }
-      return v.reduce(0.0) { $0 + Double($1) }
+      values = v.map(Double.init)
     case .float64:
-      var v = [Double](repeating: 0, count: groups)
+      var v = [Double](repeating: 0, count: offset)
       try v.withUnsafeMutableBytes { try read(partials, into: $0) }
-      return v.reduce(0, +)
+      values = v
+    }
+    var start = 0
+    return groups.map { g in
+      defer { start += g }
+      return values[start..<start + g].reduce(0, +)
     }
   }
 }

@@ -34,6 +34,10 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   private var programs: [ProgramKey: OpenCLProgram] = [:]
   /// The configuration chosen for each (program, element type): its program and tuning.
   private var resolved: [ResolvedKey: Resolved] = [:]
+  /// Programs loaded from `options.programCache` instead of compiled (under `lock`).
+  private var programsFromCache = 0
+  /// How many of the programs built so far came from the program cache.
+  package var programsLoadedFromCache: Int { lock.withLock { programsFromCache } }
   private let counted = Mutex(DeviceTraffic())
 
   public var traffic: DeviceTraffic { counted.withLock { $0 } }
@@ -72,10 +76,14 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
     var err: cl_int = 0
     var dev: cl_device_id? = id
-    let ctx = clCreateContext(nil, 1, &dev, nil, nil, &err)
+    // The driver reports asynchronous faults through this callback; they surface with the next
+    // failing call (`checkReporting`). The handle keeps `messages` alive as long as the context.
+    let messages = DriverMessages()
+    let ctx = clCreateContext(
+      nil, 1, &dev, DriverMessages.notify, Unmanaged.passUnretained(messages).toOpaque(), &err)
     try check(err, "clCreateContext")
     guard let ctx else { throw BackendError.openCL(call: "clCreateContext", code: err) }
-    let handle = ContextHandle(ctx)
+    let handle = ContextHandle(ctx, messages: messages)
     contextHandle = handle
     // In-order (no CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE): the ordering guarantees of `Backend`
     // then need no events.
@@ -124,7 +132,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     precondition(bytes.count <= buffer.byteCount, "write of \(bytes.count) bytes overflows buffer")
     guard let base = bytes.baseAddress, bytes.count > 0 else { return }
     // Blocking: the host memory may be reused as soon as this returns.
-    try check(
+    try checkReporting(
       clEnqueueWriteBuffer(
         queue, buffer.allocation.mem, cl_bool(CL_TRUE), 0, bytes.count, base, 0, nil, nil),
       "clEnqueueWriteBuffer")
@@ -134,7 +142,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   public func read(_ buffer: DeviceBuffer, into bytes: UnsafeMutableRawBufferPointer) throws {
     precondition(bytes.count <= buffer.byteCount, "read of \(bytes.count) bytes overflows buffer")
     guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-    try check(
+    try checkReporting(
       clEnqueueReadBuffer(
         queue, buffer.allocation.mem, cl_bool(CL_TRUE), 0, bytes.count, base, 0, nil, nil),
       "clEnqueueReadBuffer")
@@ -142,7 +150,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   }
 
   public func synchronize() throws {
-    try check(clFinish(queue), "clFinish")
+    try checkReporting(clFinish(queue), "clFinish")
     count(synchronizations: 1)
   }
 
@@ -157,11 +165,66 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   }
 }
 
-/// Owns the `cl_context`, released when the backend and every pool closure have let it go.
+/// Owns the `cl_context`, released when the backend and every pool closure have let it go, and
+/// what its driver reported.
 final class ContextHandle: @unchecked Sendable {
   let context: cl_context
-  init(_ context: cl_context) { self.context = context }
+  let messages: DriverMessages
+  init(_ context: cl_context, messages: DriverMessages) {
+    self.context = context
+    self.messages = messages
+  }
   deinit { clReleaseContext(context) }
+}
+
+/// The messages an OpenCL driver passes to the context's error callback, from any of its
+/// threads: an asynchronous fault (a kernel's invalid access on some drivers) is reported there,
+/// while the call that returns an error may come later and say less. `@unchecked Sendable`: the
+/// list is only touched under `lock`.
+package final class DriverMessages: @unchecked Sendable {
+  private let lock = NSLock()
+  private var pending: [String] = []
+
+  package init() {}
+
+  /// Keeps the most recent few: a driver that repeats itself must not grow memory.
+  package func record(_ message: String) {
+    lock.withLock {
+      pending.append(message)
+      if pending.count > 8 { pending.removeFirst() }
+    }
+  }
+
+  /// The messages since the last call, oldest first.
+  package func drain() -> [String] {
+    lock.withLock {
+      defer { pending = [] }
+      return pending
+    }
+  }
+
+  /// The context's `pfn_notify`: user data is the `DriverMessages` (unretained; the context
+  /// handle owns it).
+  package static let notify:
+    @convention(c) (
+      UnsafePointer<CChar>?, UnsafeRawPointer?, Int, UnsafeMutableRawPointer?
+    ) -> Void = { info, _, _, user in
+      guard let info, let user else { return }
+      Unmanaged<DriverMessages>.fromOpaque(user).takeUnretainedValue()
+        .record(String(cString: info))
+    }
+}
+
+extension OpenCLBackend {
+  /// `check`, with what the driver reported through the context's callback since the last
+  /// failure appended to the error.
+  package func checkReporting(_ code: cl_int, _ call: @autoclosure () -> String) throws {
+    guard code != CL_SUCCESS else { return }
+    let reported = contextHandle.messages.drain()
+    let suffix =
+      reported.isEmpty ? "" : " (the driver reported: \(reported.joined(separator: "; ")))"
+    throw BackendError.openCL(call: call() + suffix, code: code)
+  }
 }
 
 // MARK: - Programs and launches
@@ -209,8 +272,10 @@ extension OpenCLBackend {
   {
     let key = ProgramKey(name: name, options: options)
     if let p = programs[key] { return p }
-    let p = try OpenCLProgram.build(
-      context: context, device: deviceID, source: source, name: name, options: options)
+    let (p, fromCache) = try OpenCLProgram.build(
+      context: context, device: deviceID, deviceInfo: device, source: source, name: name,
+      options: options, cache: self.options.programCache)
+    if fromCache { programsFromCache += 1 }
     programs[key] = p
     return p
   }
@@ -311,12 +376,21 @@ extension OpenCLBackend {
       }
       let localSize = local ?? [r.flatLocal]
       precondition(localSize.count == global.count)
+      // Rounded up to whole work-groups, a range just below 2³¹ would give work-items ids that
+      // wrap when a kernel reads them as int.
+      var g = try zip(global, localSize).map { (n, l) in
+        let (rounded, overflow) = ((n + l - 1) / l).multipliedReportingOverflow(by: l)
+        guard !overflow, rounded <= Int(Int32.max) else {
+          throw BackendError.indexRangeExceeded(
+            kernel: kernel, reason: "a range of \(n) work-items in groups of \(l)")
+        }
+        return rounded
+      }
       for (i, arg) in args.enumerated() {
         try setArg(k, i, arg, dtype, kernel)
       }
-      var g = zip(global, localSize).map { (n, l) in (n + l - 1) / l * l }
       var l = localSize
-      try check(
+      try checkReporting(
         clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, &l, 0, nil, nil),
         "clEnqueueNDRangeKernel(\(kernel))")
     }
@@ -330,17 +404,17 @@ extension OpenCLBackend {
     let code: cl_int
     switch arg {
     case .mem(let b):
-      // The kernels index with 32-bit ints.
-      precondition(
-        b.byteCount / dtype.size <= Int(Int32.max),
-        "\(kernel): buffer of \(b.byteCount) bytes exceeds the kernels' 32-bit index range")
+      guard b.byteCount / dtype.size <= Int(Int32.max) else {
+        throw BackendError.indexRangeExceeded(
+          kernel: kernel, reason: "a buffer of \(b.byteCount / dtype.size) elements")
+      }
       var m: cl_mem? = b.allocation.mem
       code = clSetKernelArg(k, i, MemoryLayout<cl_mem>.size, &m)
     case .int(let v):
-      precondition(
-        v >= Int(Int32.min) && v <= Int(Int32.max),
-        "\(kernel): argument \(index) = \(v) exceeds the 32-bit index range of the kernels")
-      var x = cl_int(v)
+      guard let narrow = Int32(exactly: v) else {
+        throw BackendError.indexRangeExceeded(kernel: kernel, reason: "argument \(index) = \(v)")
+      }
+      var x = cl_int(narrow)
       code = clSetKernelArg(k, i, MemoryLayout<cl_int>.size, &x)
     case .uint(let v):
       var x = cl_uint(v)

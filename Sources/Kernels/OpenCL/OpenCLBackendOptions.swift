@@ -11,14 +11,22 @@ extension OpenCLBackend {
     public var reductionWorkGroupSize: Int?
     /// Forces the GEMM kernel's tiling; nil chooses the largest candidate the device allows.
     public var gemmTiling: GEMMTiling?
+    /// Forces the number of k-slices of a convolution's weight gradient (split-K, at least 1);
+    /// nil chooses enough to occupy the device.
+    public var convWeightSplits: Int?
+    /// Where compiled programs are kept between processes; nil compiles in every process.
+    public var programCache: OpenCLProgramCache?
 
     public init(
       blasOnCPUDevice: Bool = true, reductionWorkGroupSize: Int? = nil,
-      gemmTiling: GEMMTiling? = nil
+      gemmTiling: GEMMTiling? = nil, convWeightSplits: Int? = nil,
+      programCache: OpenCLProgramCache? = nil
     ) {
       self.blasOnCPUDevice = blasOnCPUDevice
       self.reductionWorkGroupSize = reductionWorkGroupSize
       self.gemmTiling = gemmTiling
+      self.convWeightSplits = convWeightSplits
+      self.programCache = programCache
     }
 
     /// Throws `BackendError.invalidOption` naming the first setting the kernels cannot run with.
@@ -28,6 +36,9 @@ extension OpenCLBackend {
           "reduction work-group size \(wg) is not a positive power of two")
       }
       try gemmTiling?.validate()
+      if let splits = convWeightSplits, splits < 1 || splits > 1024 {
+        throw BackendError.invalidOption("convolution weight splits \(splits) is not in 1...1024")
+      }
     }
   }
 

@@ -86,8 +86,11 @@ enum OpenCLRuntime {
       : type & cl_device_type(CL_DEVICE_TYPE_ACCELERATOR) != 0
         ? .accelerator
         : type & cl_device_type(CL_DEVICE_TYPE_CPU) != 0 ? .cpu : .other
-    let fp64Config: cl_device_fp_config = try deviceValue(id, CL_DEVICE_DOUBLE_FP_CONFIG)
-    let extensions = try deviceString(id, CL_DEVICE_EXTENSIONS)
+    // OpenCL 1.2 drivers without double precision may reject the query itself (CL_INVALID_VALUE):
+    // that means no fp64, not an unusable device (which would hide every device from the list).
+    let fp64Config: cl_device_fp_config =
+      (try? deviceValue(id, CL_DEVICE_DOUBLE_FP_CONFIG)) ?? 0
+    let extensions = (try? deviceString(id, CL_DEVICE_EXTENSIONS)) ?? ""
     let dims: cl_uint = try deviceValue(id, CL_DEVICE_MAX_WORK_ITEM_DIMENSIONS)
     var sizes = [Int](repeating: 0, count: Int(dims))
     try check(
@@ -161,9 +164,30 @@ final class OpenCLProgram {
   }
 
   /// Builds `source` for `device`, creating all its kernels. Build failures carry the compiler's
-  /// log in `BackendError.kernelBuildFailed`.
+  /// log in `BackendError.kernelBuildFailed`. With a `cache`, a binary stored by an earlier
+  /// process for the same device, driver, source and options is loaded instead of compiling
+  /// (`fromCache` says which happened), and a fresh build is stored.
   static func build(
-    context: cl_context, device: cl_device_id, source: String, name: String, options: String
+    context: cl_context, device: cl_device_id, deviceInfo: OpenCLDevice, source: String,
+    name: String, options: String, cache: OpenCLProgramCache?
+  ) throws -> (program: OpenCLProgram, fromCache: Bool) {
+    let key = cache?.key(device: deviceInfo, source: source, options: options)
+    if let cache, let key, let binary = cache.load(key),
+      let program = try? fromBinary(
+        binary, context: context, device: device, name: name, options: options)
+    {
+      return (program, true)
+    }
+    let program = try fromSource(
+      source, context: context, device: device, name: name, options: options)
+    if let cache, let key, let binary = try? binary(of: program.program) {
+      cache.store(binary, key: key)
+    }
+    return (program, false)
+  }
+
+  static func fromSource(
+    _ source: String, context: cl_context, device: cl_device_id, name: String, options: String
   ) throws -> OpenCLProgram {
     var err: cl_int = 0
     let created: cl_program? = source.withCString { src in
@@ -174,6 +198,56 @@ final class OpenCLProgram {
     guard let program = created else {
       throw BackendError.openCL(call: "clCreateProgramWithSource", code: err)
     }
+    return try finish(program, device: device, name: name, options: options)
+  }
+
+  /// A program from a device binary; throws if the driver rejects it (another driver's, or
+  /// damaged), so the caller compiles instead.
+  static func fromBinary(
+    _ binary: [UInt8], context: cl_context, device: cl_device_id, name: String, options: String
+  ) throws -> OpenCLProgram {
+    var err: cl_int = 0
+    var status: cl_int = 0
+    var dev: cl_device_id? = device
+    var length = binary.count
+    let created: cl_program? = binary.withUnsafeBufferPointer { bytes in
+      var pointer: UnsafePointer<UInt8>? = bytes.baseAddress
+      return clCreateProgramWithBinary(context, 1, &dev, &length, &pointer, &status, &err)
+    }
+    guard err == CL_SUCCESS, status == CL_SUCCESS, let program = created else {
+      if let created { clReleaseProgram(created) }
+      throw BackendError.openCL(call: "clCreateProgramWithBinary(\(name))", code: err)
+    }
+    return try finish(program, device: device, name: name, options: options)
+  }
+
+  /// The device binary of a built program (one device).
+  static func binary(of program: cl_program) throws -> [UInt8] {
+    var size = 0
+    try check(
+      clGetProgramInfo(
+        program, cl_program_info(CL_PROGRAM_BINARY_SIZES), MemoryLayout<Int>.size, &size, nil),
+      "clGetProgramInfo(CL_PROGRAM_BINARY_SIZES)")
+    guard size > 0, size <= OpenCLProgramCache.maxBytes else {
+      throw BackendError.openCL(call: "clGetProgramInfo(binary of \(size) bytes)", code: 0)
+    }
+    var bytes = [UInt8](repeating: 0, count: size)
+    try bytes.withUnsafeMutableBufferPointer { buffer in
+      var pointer: UnsafeMutablePointer<UInt8>? = buffer.baseAddress
+      try check(
+        clGetProgramInfo(
+          program, cl_program_info(CL_PROGRAM_BINARIES),
+          MemoryLayout<UnsafeMutablePointer<UInt8>?>.size, &pointer, nil),
+        "clGetProgramInfo(CL_PROGRAM_BINARIES)")
+    }
+    return bytes
+  }
+
+  /// Builds a created program (from source or binary) and creates all its kernels; the program
+  /// is released on failure.
+  private static func finish(
+    _ program: cl_program, device: cl_device_id, name: String, options: String
+  ) throws -> OpenCLProgram {
     var dev: cl_device_id? = device
     let code = clBuildProgram(program, 1, &dev, options, nil, nil)
     if code != CL_SUCCESS {

@@ -1,0 +1,109 @@
+import DiffEqNet
+import NumericTestSupport
+import XCTest
+
+/// What a solve makes the host wait for, counted by the OpenCL backend (`Backend.traffic`): on a
+/// GPU each synchronisation is a round trip that idles the device. A fixed-step solve reads once,
+/// at its end; an adaptive solve reads once per step in each direction, plus its start (the
+/// finiteness of y0 and Hairer's initial step: three reads) per solve. A NaN that appears
+/// mid-solve is still reported at its time.
+final class HostSynchronizationTests: XCTestCase {
+  func openCL() throws -> OpenCLBackend {
+    guard let first = OpenCLBackend.devices().first else {
+      throw missing(.opencl, "no OpenCL device")
+    }
+    // GEMM as a kernel, as on a GPU: OpenBLAS on a CPU device's mapped buffers synchronises.
+    return try OpenCLBackend(
+      deviceIndex: first.index, options: OpenCLBackend.Options(blasOnCPUDevice: false))
+  }
+
+  func testFixedStepSolvesReadOnceAtTheirEnd() throws {
+    let b = try openCL()
+    let model = try MLPField(dim: 3, hidden: 8, dtype: .float32, seed: 1, on: b)
+    var rng = RandomState(seed: 2)
+    let y0 = try Tensor.normal([4, 3], rng: &rng, on: b)
+    for solver in [ODESolver.rk4, .euler, .nag(momentum: 0.5)] {
+      for steps in [4, 16] {
+        try b.synchronize()
+        let before = b.traffic
+        let solution = try odeint(
+          model.field, y0, times: [0, 0.5, 1], options: .fixed(solver, steps: steps))
+        let used = b.traffic - before
+        XCTAssertEqual(
+          used.hostSynchronizations, 1, "\(solver) with \(steps) steps: \(used)")
+        XCTAssertTrue(try solution.states[2].toDoubles().allSatisfy(\.isFinite))
+      }
+    }
+  }
+
+  func testAdaptiveSolvesReadOncePerStepInEachDirection() throws {
+    let b = try openCL()
+    let model = try MLPField(dim: 3, hidden: 8, dtype: .float32, seed: 1, on: b)
+    var rng = RandomState(seed: 2)
+    let y0 = try Tensor.normal([4, 3], rng: &rng, on: b)
+    for rtol in [1e-3, 1e-5] {
+      var statistics = ODEStatistics()
+      try b.synchronize()
+      let before = b.traffic
+      let (loss, _) = try valueAndGrad(model) {
+        let solution = try odeint(
+          model.field, y0, times: [0, 1],
+          options: ODEOptions(solver: .dopri5, rtol: rtol, atol: rtol),
+          gradient: .backsolve)
+        statistics = solution.statistics
+        return try solution.states[1].square().sum()
+      }
+      let used = b.traffic - before
+      let steps =
+        statistics.acceptedSteps + statistics.rejectedSteps + statistics.backwardAcceptedSteps
+        + statistics.backwardRejectedSteps
+      XCTAssertGreaterThanOrEqual(statistics.backwardAcceptedSteps, 2)
+      // Each direction: one read per step, y0's finiteness, and at most two for the initial step.
+      XCTAssertLessThanOrEqual(
+        used.hostSynchronizations, steps + 2 * 3, "rtol \(rtol), \(steps) steps: \(used)")
+      XCTAssertTrue(try loss.item().isFinite)
+    }
+  }
+
+  /// The cross-entropy's gradient is formed on the device (no one-hot from the host): a
+  /// backward pass through it reads nothing.
+  func testLossGradientReadsNothing() throws {
+    let b = try openCL()
+    var rng = RandomState(seed: 5)
+    let logits = try Tensor.normal([8, 10], rng: &rng, on: b)
+    let labels = try Tensor((0..<8).map { Double($0 % 10) }, shape: [8], on: b)
+    let cotangent = try Tensor([2], shape: [], on: b)
+    try b.synchronize()
+    let before = b.traffic
+    let (_, gradient) = try vjp(at: [logits], cotangent: cotangent) {
+      try $0[0].softmaxCrossEntropy(labels: labels)
+    }
+    XCTAssertEqual((b.traffic - before).hostSynchronizations, 0)
+    // (p − onehot)·2/8, checked against the host.
+    let p = try logits.softmaxProbabilities().toDoubles()
+    let expected = p.indices.map { i in (p[i] - (i % 10 == (i / 10) % 10 ? 1 : 0)) * 2 / 8 }
+    XCTAssertLessThan(relativeError(try gradient[0].toDoubles(), expected), 1e-5)
+  }
+
+  /// A field that turns NaN after t = 0.5: a fixed-step solve, which now checks only at its end,
+  /// still names the first output time whose state is not finite.
+  func testNaNMidSolveIsReportedAtItsTime() throws {
+    let b = try openCL()
+    let y0 = try Tensor([1, 2, 3], shape: [3], on: b)
+    let poisoned = try Tensor([Double.nan], shape: [1], on: b)
+    let f = field { t, y in t > 0.5 ? try y * poisoned : try -y }
+    XCTAssertThrowsError(
+      try odeint(f, y0, times: [0.25, 0.75, 1], options: .fixed(.rk4, steps: 8))
+    ) {
+      guard case ODEError.nonFinite(let t, let what) = $0 else { return XCTFail("\($0)") }
+      XCTAssertEqual(t, 0.75)
+      XCTAssertEqual(what, "the state")
+    }
+    let nan = try Tensor([1, .nan, 3], shape: [3], on: b)
+    XCTAssertThrowsError(try odeint(f, nan, times: [0, 1], options: .fixed(.rk4, steps: 8))) {
+      guard case ODEError.nonFinite(let t, let what) = $0 else { return XCTFail("\($0)") }
+      XCTAssertEqual(t, 0)
+      XCTAssertEqual(what, "initial state")
+    }
+  }
+}
