@@ -29,9 +29,9 @@ public final class DelayConcatFunction: Module {
   }
 
   public func callAsFunction(_ t: Double, _ h: Tensor, _ delayed: Tensor) throws -> Tensor {
-    var x = try norm1(Tensor.concat([h, delayed], axis: 1)).relu()
+    var x = try norm1(Tensor.concat([h, delayed], axis: 1), relu: true)
     x = try conv1(t, x)
-    x = try norm2(x).relu()
+    x = try norm2(x, relu: true)
     x = try conv2(t, x)
     return try norm3(x)
   }
