@@ -85,11 +85,13 @@ public final class ImageClassifier: Module, UnaryLayer {
   /// The equilibrium block, for the DEQ models (nil otherwise).
   public var equilibriumBlock: DEQBlock? { features.first as? DEQBlock }
 
-  /// The function evaluations of the solver block's most recent pass (ODE-Net, RK-Net, DEQ).
+  /// The function evaluations of the solver block's most recent pass (ODE-Net, RK-Net, DEQ,
+  /// DDNN).
   public var functionEvaluations: FunctionEvaluations? {
     switch features.first {
     case let block as ODEBlock: return block.lastStatistics.evaluations
     case let block as DEQBlock: return block.lastStatistics.evaluations
+    case let block as DDEBlock: return block.lastStatistics.evaluations
     default: return nil
     }
   }

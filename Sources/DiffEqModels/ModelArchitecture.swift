@@ -1,6 +1,7 @@
 import Kernels
 
-/// The image classifiers of the model zoo, by the name settings and the command line use.
+/// The models of the model zoo (image classifiers and series forecasters), by the name settings
+/// and the command line use.
 public enum ModelArchitecture: String, Sendable, NamedSetting {
   /// The Neural ODE paper's ODE-Net: an ODE block solved by any solver, adjoint gradients.
   case odenet
@@ -29,13 +30,28 @@ public enum ModelArchitecture: String, Sendable, NamedSetting {
   /// and group width are settings), and its LM version.
   case resnext, lmresnext
 
+  /// A delay differential block (`DDEBlock`) on [h(t); h(t − τ)] concatenated (ddnn-a).
+  case ddnnA = "ddnn-a"
+  /// A delay differential block with separate paths, g(h(t), t) + q(h(t − τ)) (ddnn-b).
+  case ddnnB = "ddnn-b"
+
+  /// A forecaster of time series: a neural ODE on the observed state (`SeriesForecaster`).
+  case nodeSeries = "node-series"
+  /// A forecaster of time series: a delay differential network on [x(t); x(t − τ)].
+  case ddnnSeries = "ddnn-series"
+
   /// Whether the model's block is a `DEQBlock`.
   /// Whether the model is a CIFAR ResNeXt (bottleneck blocks).
   public var isResNeXt: Bool { self == .resnext || self == .lmresnext }
 
   public var isEquilibrium: Bool {
-    ![.odenet, .resnet, .rknet].contains(self) && cifarResNet == nil
+    ![.odenet, .resnet, .rknet, .ddnnA, .ddnnB, .nodeSeries, .ddnnSeries].contains(self)
+      && cifarResNet == nil
   }
+  /// Whether the model forecasts time series (not an image classifier).
+  public var isSeries: Bool { [.nodeSeries, .ddnnSeries].contains(self) }
+  /// Whether the model's block is a `DDEBlock`.
+  public var isDelay: Bool { [.ddnnA, .ddnnB].contains(self) }
   /// Whether a DEQ's fixed point is a steady state (the continuous variants).
   public var isContinuous: Bool { [.cdeq, .skipCDEQ, .skipRegCDEQ].contains(self) }
 

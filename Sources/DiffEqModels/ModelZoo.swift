@@ -37,6 +37,11 @@ public enum ModelZoo {
     /// in the first stage (doubling per stage).
     public var cardinality = 4
     public var groupWidth = 4
+    /// The DDNN models' delay τ ∈ (0, 1); their block integrates over [0, 1] with `ode` and
+    /// `gradient` (`.backsolve` and `.checkpointed` both mean `ddeint`'s segment adjoint).
+    public var delay = 0.5
+    /// ddnn-series: τ is a trained parameter starting at `delay`.
+    public var learnDelay = false
     public init() {}
   }
 
@@ -52,6 +57,7 @@ public enum ModelZoo {
   ///   norm groups and the residual-block count do not apply), stochastic depth with `survival`,
   ///   its drops drawn from `seed`; `resnext`, `lmresnext`: the same with bottleneck blocks of
   ///   `cardinality` groups of `groupWidth` channels (ResNeXt-29's depth, narrow stages).
+  /// - `ddnn-a`, `ddnn-b`: a `DDEBlock` with delay `delay` in place of the ODE block.
   public static func make(
     _ architecture: ModelArchitecture, _ c: Configuration, on backend: any Backend
   ) throws -> ImageClassifier {
@@ -103,6 +109,18 @@ public enum ModelZoo {
     case .resnet20, .resnet32, .resnet44, .resnet56, .resnet110, .lmresnet20, .lmresnet32,
       .lmresnet44, .lmresnet56, .lmresnet110, .resnext, .lmresnext:
       throw TensorError.invalidArgument(op: "ModelZoo", reason: "\(architecture) is built above")
+    case .ddnnA, .ddnnB:
+      features = { rng in
+        [
+          try DDEBlock(
+            channels: c.width, groups: c.normGroups,
+            combination: architecture == .ddnnA ? .concatenation : .separatePaths,
+            delay: c.delay, options: c.ode, gradient: c.gradient, dtype: c.dtype, rng: &rng,
+            on: backend)
+        ]
+      }
+    case .nodeSeries, .ddnnSeries:
+      throw ODEError.invalidOptions("\(architecture) forecasts series: see makeForecaster")
     case .resnet:
       features = { rng in
         try (0..<c.residualBlocks).map { _ in
@@ -117,5 +135,21 @@ public enum ModelZoo {
       groups: c.normGroups,
       features: features,
       dtype: c.dtype, rng: &rng, on: backend)
+  }
+
+  /// A fresh `node-series` or `ddnn-series` forecaster of `dimension`-dimensional series: an MLP
+  /// of `width` hidden units, `ode` and `gradient` as the classifiers', delay `delay`.
+  public static func makeForecaster(
+    _ architecture: ModelArchitecture, _ c: Configuration, dimension: Int,
+    on backend: any Backend
+  ) throws -> SeriesForecaster {
+    guard architecture.isSeries else {
+      throw ODEError.invalidOptions("\(architecture) is an image classifier, not a forecaster")
+    }
+    var rng = RandomState(seed: c.seed)
+    return try SeriesForecaster(
+      dimension: dimension, width: c.width, delay: architecture == .ddnnSeries ? c.delay : nil,
+      learnDelay: c.learnDelay, options: c.ode, gradient: c.gradient, dtype: c.dtype, rng: &rng,
+      on: backend)
   }
 }

@@ -17,6 +17,20 @@ struct ODEStepRecord {
   var outputs: [(index: Int, theta: Double)]
 }
 
+/// One accepted Runge–Kutta step with what its dense output reads (`ODEIntegrator.interpolate`):
+/// the method of steps for delay equations takes delayed states from these.
+struct ODEDenseStep {
+  var t: Double
+  var h: Double
+  var y0: [Tensor]
+  var y1: [Tensor]
+  /// The stages `interpolate` reads, at the indices it reads them (others hold stage 0, so that a
+  /// kept step holds no tensor its interpolant does not need).
+  var stages: [[Tensor]]
+  /// Output times inside (t, t + h], as in `ODEStepRecord`.
+  var outputs: [(index: Int, theta: Double)]
+}
+
 /// Integrates an `ODESystem` forward in time with one of the `ODESolver`s, producing the state at
 /// requested times: adaptive methods step freely and interpolate (dense output); fixed-step
 /// methods split each interval into equal steps.
@@ -39,6 +53,8 @@ struct ODEIntegrator {
   let onStep: (Bool) -> Void
   /// When set, receives every accepted step (checkpointing).
   var recorder: ((ODEStepRecord) -> Void)? = nil
+  /// When set, receives every accepted Runge–Kutta step with its dense output's data.
+  var denseRecorder: ((ODEDenseStep) -> Void)? = nil
   /// Adaptive solvers: receives, at the end of a solve, the step size the controller proposes
   /// next, so a following solve of a similar system can start there instead of probing.
   var onFinalStepProposal: ((Double) -> Void)? = nil
@@ -195,6 +211,21 @@ struct ODEIntegrator {
     }
   }
 
+  /// An accepted step's dense-output data, keeping only the stages `interpolate` reads.
+  func denseStep(
+    _ tableau: ButcherTableau, t: Double, h: Double, y0: [Tensor],
+    step: (y1: [Tensor], stages: [[Tensor]], errorSquares: Double, errorCount: Int),
+    outputs: [(index: Int, theta: Double)]
+  ) -> ODEDenseStep {
+    var k = step.stages
+    if tableau.name == "dopri5" {
+      k[1] = k[0]  // contd5's weight of stage 2 is zero
+    } else {
+      k = [k[0], k[k.count - 1]]  // Hermite reads the first and the last stage
+    }
+    return ODEDenseStep(t: t, h: h, y0: y0, y1: step.y1, stages: k, outputs: outputs)
+  }
+
   // MARK: Adaptive
 
   func solveAdaptive(
@@ -249,6 +280,7 @@ struct ODEIntegrator {
           next += 1
         }
         recorder?(ODEStepRecord(t: t, h: h, y: y, previous: nil, outputs: inside))
+        denseRecorder?(denseStep(tableau, t: t, h: h, y0: y, step: step, outputs: inside))
         t = next == times.count ? tEnd : t + h
         y = step.y1
         k1 = tableau.fsal ? step.stages[tableau.stages - 1] : try evaluate(t, y)
@@ -331,6 +363,9 @@ struct ODEIntegrator {
         onStep(true)
         recorder?(
           ODEStepRecord(t: t, h: h, y: y, previous: nil, outputs: i == n - 1 ? [(index, 1)] : []))
+        denseRecorder?(
+          denseStep(
+            tableau, t: t, h: h, y0: y, step: step, outputs: i == n - 1 ? [(index, 1)] : []))
         y = step.y1
         t = i == n - 1 ? target : t + h
       }

@@ -74,6 +74,15 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var cardinality: Int? = nil
   /// The ResNeXt models' channels per group in the first stage, doubling per stage (nil: 4).
   public var groupWidth: Int? = nil
+  /// The DDNN models' delay τ: in (0, 1) for ddnn-a and ddnn-b (nil: 0.5), in the series' time
+  /// units for ddnn-series (nil: 1).
+  public var delay: Double? = nil
+  /// ddnn-series: train τ, starting at `delay` (nil: false, a fixed τ).
+  public var learnDelay: Bool? = nil
+  /// The series models' forecast: the next this many observations (nil: 10).
+  public var horizon: Int? = nil
+  /// The series models' test split, `series:FILE.csv` (nil: the last 20% of `data`'s series).
+  public var testData: String? = nil
 
   /// The fixed-point methods a DEQ can use.
   public enum FixedPointKind: String, Sendable, NamedSetting {
@@ -187,6 +196,32 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     }
     if let n = cardinality { try check("cardinality", n, 1...Limits.width) }
     if let n = groupWidth { try check("group width", n, 1...Limits.width) }
+    if let tau = delay, model.isSeries, !(tau > 0 && tau.isFinite) {
+      throw fail("delay must be positive and finite, got \(tau)")
+    }
+    if let tau = delay, !model.isSeries, !(tau > 0 && tau < 1) {
+      throw fail("delay must lie in (0, 1) (the block integrates over [0, 1]), got \(tau)")
+    }
+    if model.isDelay || model == .ddnnSeries, !solver.isAdaptive,
+      1 / Double(rkSteps) > modelDelay * (1 + 1e-9)
+    {
+      throw fail(
+        "the step 1/\(rkSteps) of \(solver) exceeds the delay \(modelDelay): use at least \(Int((1 / modelDelay).rounded(.up))) rk-steps"
+      )
+    }
+    if let h = horizon { try check("horizon", h, 1...100_000) }
+    if learnDelay == true && model != .ddnnSeries {
+      throw fail("learn-delay is a ddnn-series setting, not \(model)'s")
+    }
+    if model.isSeries != Self.isSeriesData(data) {
+      throw fail(
+        model.isSeries
+          ? "\(model) forecasts series: --data mackey-glass or --data series:FILE.csv"
+          : "\(model) classifies images: --data \(data) names series")
+    }
+    if let t = testData, !t.hasPrefix("series:") {
+      throw fail("test data must be series:FILE.csv, got \(t)")
+    }
     if let t = deqTolerance, !(t > 0 && t.isFinite) {
       throw fail("DEQ tolerance must be positive and finite, got \(t)")
     }
@@ -230,6 +265,13 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     c.survival = survival ?? 0.5
     c.cardinality = cardinality ?? 4
     c.groupWidth = groupWidth ?? 4
+    c.delay = modelDelay
+    c.learnDelay = learnDelay ?? false
+    if model.isSeries && !solver.isAdaptive {
+      // A series' forecast spans its own time units: rk-steps per unit of time.
+      c.ode.steps = nil
+      c.ode.stepSize = 1 / Double(rkSteps)
+    }
     // The continuous DEQ integrates with the run's solver when it is adaptive, to the DEQ
     // tolerance, with the DEQ iteration cap as its step cap.
     c.deqSteadyState = SteadyStateOptions(
@@ -238,6 +280,30 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     c.deqGradient = deqGradient == .jfb ? .jacobianFree : .implicit(backward)
     return c
   }
+
+  /// Whether `data` names series (`mackey-glass`, `series:FILE.csv`) rather than an image folder.
+  public static func isSeriesData(_ data: String) -> Bool {
+    data == "mackey-glass" || data.hasPrefix("series:")
+  }
+
+  /// The series of `data` (relative paths from the working directory) and the test split:
+  /// `testData`'s, else the last 20% of the series.
+  public func loadSeries() throws -> (train: TimeSeriesDataset, test: TimeSeriesDataset) {
+    func read(_ spec: String) throws -> TimeSeriesDataset {
+      spec == "mackey-glass"
+        ? try TimeSeriesDataset.mackeyGlass()
+        : try TimeSeriesDataset.readCSV(URL(fileURLWithPath: String(spec.dropFirst(7))))
+    }
+    let all = try read(data)
+    if let testData { return (all, try read(testData)) }
+    return try all.heldOut()
+  }
+
+  /// The delay τ the model uses (`delay`, else 0.5 for image models and 1 for ddnn-series).
+  public var modelDelay: Double { delay ?? (model.isSeries ? 1 : 0.5) }
+
+  /// The series models' forecast horizon (`horizon`, else 10).
+  public var forecastHorizon: Int { horizon ?? 10 }
 
   public func makeOptimizer() -> any Optimizer {
     switch optimizer {

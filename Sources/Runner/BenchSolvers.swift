@@ -4,13 +4,14 @@ import Foundation
 
 /// `runner bench solvers`: the cost of forward solves and adjoint gradients on two ODE workloads,
 /// the MNIST ODE-Net's vector field ("odeblock") and torchdiffeq's spiral demo ("spiral"), of
-/// the DEQ variants' solves ("deq"), and of one default training step ("train"); on an OpenCL
+/// the DEQ variants' solves ("deq"), the delay blocks' solves and adjoints ("dde"), one default
+/// training step ("train") and the CIFAR ResNets' training steps ("lmresnet"); on an OpenCL
 /// backend also what they ask of the device (kernel launches, host synchronisations).
 struct BenchSolvers: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "solvers",
     abstract:
-      "Measure ODE solves, adjoint gradients, DEQ solves and training steps (odeblock, spiral, deq, train, lmresnet).",
+      "Measure ODE solves, adjoint gradients, DEQ and DDE solves and training steps (odeblock, spiral, deq, dde, train, lmresnet).",
     discussion: """
       odeblock: f(t,h) = GN(convT(relu(GN(convT(t, relu(GN(h))))))), 64 channels + a time \
       channel, GroupNorm(32), batch 32, 14x14, t in [0, 1]. Configurations: rk4_forward \
@@ -26,6 +27,13 @@ struct BenchSolvers: ParsableCommand {
       backward solve + VJP times, evaluations of f and final residuals; deq_anderson_cap30 does \
       exactly 30 evaluations each way (scripts/compare/deq_torchdeq.py times the same in \
       torchdeq).
+      dde: the ddnn-a and ddnn-b blocks (batch 64, 64 channels, 6x6, tau = 0.5, RK4 with 4 \
+      steps) with the segment adjoint and with direct backpropagation: forward and backward \
+      times, NFE, peak pool bytes; mackey_glass_mlp_{adjoint,direct}: one training iteration \
+      of dx/dt = MLP([x(t), x(t-17)]) (2->64->64->1 tanh, batch 32 windows, history from the \
+      true series, 34 units ahead at unit spacing, RK4 step 1, MSE, Adam; \
+      scripts/compare/dde_torchdde.py times the same in torchdde); dde_adjoint_memory: peak pool \
+      bytes at 4, 16 and 64 tau-segments, adjoint and direct, conv and MLP fields.
       train: one default `runner train` step (odenet, dopri5 rtol = atol = 1e-3, backsolve \
       adjoint, batch 64, SGD) through the Trainer on random 1x28x28 images: the median step \
       time and its evaluations of f.
@@ -45,13 +53,13 @@ struct BenchSolvers: ParsableCommand {
 
   /// What `--workload` selects.
   enum Workload: String, CaseIterable, ExpressibleByArgument {
-    case odeblock, spiral, deq, train, lmresnet, all
+    case odeblock, spiral, deq, dde, train, lmresnet, all
   }
 
-  @Option(help: "Which workloads to run: odeblock, spiral, deq, train, lmresnet or all.")
+  @Option(help: "Which workloads to run: odeblock, spiral, deq, dde, train, lmresnet or all.")
   var workload = Workload.all
 
-  @Option(help: "Training iterations of the spiral workload.")
+  @Option(help: "Training iterations of the spiral workload (and of dde's Mackey-Glass rows).")
   var iterations = 200
 
   @Option(
@@ -74,6 +82,7 @@ struct BenchSolvers: ParsableCommand {
       if [.odeblock, .all].contains(workload) { try odeblock(on: backend) }
       if [.spiral, .all].contains(workload) { try spiral(on: backend) }
       if [.deq, .all].contains(workload) { try deq(on: backend) }
+      if [.dde, .all].contains(workload) { try dde(on: backend) }
       if [.train, .all].contains(workload) { try trainingStep(on: backend) }
       if [.lmresnet, .all].contains(workload) { try lmresnet(on: backend) }
     }

@@ -9,7 +9,8 @@ struct Eval: ParsableCommand {
     discussion: """
       The model and its settings come from the checkpoint's metadata; --data, --format and \
       --device may point it at other data or hardware. --predictions FILE writes one CSV line \
-      per image: index, label, predicted class.
+      per image: index, label, predicted class; for a series model, one per forecast value: \
+      series, origin, time, true and predicted values.
       """)
 
   @Option(help: "A checkpoint.safetensors written by `runner train`.") var checkpoint: String
@@ -29,6 +30,20 @@ struct Eval: ParsableCommand {
     c.limit = 0
     try c.validate()
     let backend = try makeBackend(c.device, openCL: try openCLOptions())
+    if c.model.isSeries {
+      let (train, test) = try c.loadSeries()
+      let trainer = try Trainer(c, backend: backend, train: train, test: test)
+      try trainer.loadCheckpoint(from: url)
+      let (csv, mse) = try trainer.task.forecastTable()
+      print(
+        "\(c.model) on \(c.data) (\(test.series.count) test series, horizon \(c.forecastHorizon)): test MSE \(mse)"
+      )
+      if let predictions {
+        try csv.write(toFile: predictions, atomically: true, encoding: .utf8)
+        print("forecasts written to \(predictions)")
+      }
+      return
+    }
     let (train, test) = try c.loadData(from: try dataFolder(c.data, givenAsFlag: data != nil))
     let trainer = try Trainer(c, backend: backend, train: train, test: test)
     try trainer.loadCheckpoint(from: url)

@@ -8,7 +8,10 @@ import Foundation
 /// needs one line here and nothing else.
 struct SettingFlags: ParsableArguments {
   @Option(help: "Model.") var model: ModelArchitecture?
-  @Option(help: "Data folder (default: the bundled MNIST subset, found from any directory).")
+  @Option(
+    help:
+      "Data folder (default: the bundled MNIST subset, found from any directory); series models: mackey-glass or series:FILE.csv."
+  )
   var data: String?
   @Option(help: "Data format.") var format: DataFormat?
   @Option(help: "auto, cpu, opencl or opencl:N.", transform: DeviceSpec.init(parsing:))
@@ -67,6 +70,16 @@ struct SettingFlags: ParsableArguments {
   @Option(
     help: "ResNeXt models' channels per group in the first stage, doubling per stage (default: 4).")
   var groupWidth: Int?
+  @Option(
+    help:
+      "The DDNN models' delay tau: in (0, 1) for ddnn-a/ddnn-b (default 0.5), in time units for ddnn-series (default 1)."
+  )
+  var delay: Double?
+  @Option(help: "ddnn-series: train tau (true) or keep it fixed (false, the default).")
+  var learnDelay: Bool?
+  @Option(help: "Series models: forecast the next H observations (default: 10).") var horizon: Int?
+  @Option(help: "Series models: the test split, series:FILE.csv (default: the last 20% of --data).")
+  var testData: String?
   @Option(help: "Also checkpoint every N batches within an epoch (default: at its end only).")
   var checkpointEvery: Int?
   @Option(

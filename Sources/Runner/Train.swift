@@ -5,7 +5,8 @@ import Foundation
 /// `runner train`: trains a classifier from the model zoo on an image data set.
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Train ODE-Net, RK-Net, a (continuous) DEQ or ResNet on MNIST or CIFAR.",
+    abstract:
+      "Train ODE-Net, RK-Net, a (continuous) DEQ, a DDNN or ResNet on MNIST or CIFAR, or a series forecaster.",
     discussion: """
       With no arguments: ODE-Net (dopri5, rtol = atol = 1e-3, backsolve adjoint) on the bundled \
       MNIST subset in data/mnist-5k, written to runs/latest. Settings come from the defaults, \
@@ -52,6 +53,16 @@ struct Train: ParsableCommand {
     let c = try resolvedConfiguration()
     let outDir = URL(fileURLWithPath: c.out)
     let backend = try makeBackend(c.device, openCL: try openCLOptions())
+    if c.model.isSeries {
+      let (train, test) = try c.loadSeries()
+      try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
+      let trainer = try Trainer(c, backend: backend, train: train, test: test)
+      print(
+        "\(c.model): \(trainer.model.parameterCount) parameters on \(backend.name); \(train.series.count) training and \(test.series.count) test series from \(c.data), horizon \(c.forecastHorizon)"
+      )
+      try runTraining(trainer, in: outDir, resume: resume)
+      return
+    }
     let (train, test) = try c.loadData(
       from: try dataFolder(c.data, givenAsFlag: settings.data != nil))
     try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)

@@ -23,6 +23,8 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable, Sendable {
   case countMismatch(images: String, imageCount: Int, labels: String, labelCount: Int)
   /// A record-based file whose size is not a positive whole number of records.
   case partialRecord(file: String, size: Int, recordSize: Int)
+  /// A text file with a defect on a line (1-based, the header is line 1).
+  case malformedLine(file: String, line: Int, reason: String)
   /// An inconsistent in-memory data set or loader configuration (no file involved).
   case invalidArgument(String)
 
@@ -47,6 +49,7 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable, Sendable {
     case .partialRecord(let file, let size, let recordSize):
       return
         "\(file): \(size) bytes is not a positive whole number of \(recordSize)-byte records"
+    case .malformedLine(let file, let line, let reason): return "\(file): line \(line): \(reason)"
     case .invalidArgument(let reason): return reason
     }
   }

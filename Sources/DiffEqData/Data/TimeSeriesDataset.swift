@@ -1,0 +1,144 @@
+import Foundation
+
+/// Observations of one d-dimensional series at strictly increasing times (irregular spacing
+/// allowed).
+public struct TimeSeries: Sendable, Equatable {
+  public var id: String
+  public var times: [Double]
+  /// values[i] is the observation at times[i], of the data set's dimension.
+  public var values: [[Double]]
+
+  public init(id: String, times: [Double], values: [[Double]]) {
+    self.id = id
+    self.times = times
+    self.values = values
+  }
+
+  /// The observation at `t`, linearly interpolated between the nearest observations (the first
+  /// or last one outside their range).
+  public func value(at t: Double) -> [Double] {
+    if t <= times[0] { return values[0] }
+    if t >= times[times.count - 1] { return values[values.count - 1] }
+    var lo = 0
+    var hi = times.count - 1
+    while hi - lo > 1 {
+      let mid = (lo + hi) / 2
+      if times[mid] <= t { lo = mid } else { hi = mid }
+    }
+    let w = (t - times[lo]) / (times[hi] - times[lo])
+    return zip(values[lo], values[hi]).map { (1 - w) * $0 + w * $1 }
+  }
+}
+
+/// A set of time series of one dimension: read from a CSV file (`readCSV`) or generated
+/// (`mackeyGlass`).
+public struct TimeSeriesDataset: Sendable, Equatable {
+  public var name: String
+  public var dimension: Int
+  public var series: [TimeSeries]
+
+  public init(name: String, dimension: Int, series: [TimeSeries]) throws {
+    guard dimension >= 1 else { throw DatasetError.invalidArgument("\(name): no value columns") }
+    guard !series.isEmpty else { throw DatasetError.invalidArgument("\(name): no series") }
+    for s in series {
+      guard !s.times.isEmpty, s.times.count == s.values.count,
+        s.values.allSatisfy({ $0.count == dimension })
+      else {
+        throw DatasetError.invalidArgument("\(name): series \(s.id) is empty or inconsistent")
+      }
+    }
+    self.name = name
+    self.dimension = dimension
+    self.series = series
+  }
+
+  /// The first 80% of the series (at least one) and the rest (the held-out test split; at least
+  /// one when there are two or more).
+  public func heldOut(fraction: Double = 0.2) throws -> (train: Self, test: Self) {
+    guard series.count >= 2 else {
+      throw DatasetError.invalidArgument(
+        "\(name): \(series.count) series cannot be split into training and test series")
+    }
+    let testCount = max(1, Int((Double(series.count) * fraction).rounded()))
+    let cut = series.count - min(testCount, series.count - 1)
+    return (
+      try Self(name: name, dimension: dimension, series: Array(series[..<cut])),
+      try Self(name: name, dimension: dimension, series: Array(series[cut...]))
+    )
+  }
+
+  /// Reads a CSV file with the header `series,time,v1,…,vd` (d ≥ 1) and one observation per
+  /// row: rows of a series are contiguous, times strictly increasing within it, every value a
+  /// finite number. Any defect is a `DatasetError.malformedLine` naming the line.
+  public static func readCSV(_ url: URL) throws -> TimeSeriesDataset {
+    let file = url.lastPathComponent
+    let bytes = try DataFile.load(url)
+    guard let text = String(bytes: bytes, encoding: .utf8) else {
+      throw DatasetError.unreadable(file: file, reason: "not UTF-8 text")
+    }
+    // "\r\n" is one Character in Swift, a newline like "\n".
+    var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+    while lines.last?.isEmpty == true { lines.removeLast() }
+    func fail(_ line: Int, _ reason: String) -> DatasetError {
+      .malformedLine(file: file, line: line, reason: reason)
+    }
+    guard let header = lines.first else { throw fail(1, "empty file: expected the header") }
+    let names = header.split(separator: ",", omittingEmptySubsequences: false).map {
+      $0.trimmingCharacters(in: .whitespaces)
+    }
+    guard names.count >= 3, names[0] == "series", names[1] == "time" else {
+      throw fail(1, "the header must be series,time,v1,…,vd (at least one value column)")
+    }
+    let dimension = names.count - 2
+    var series: [TimeSeries] = []
+    var seen: Set<String> = []
+    for (index, line) in lines.enumerated().dropFirst() {
+      let number = index + 1
+      let fields = line.split(separator: ",", omittingEmptySubsequences: false).map {
+        $0.trimmingCharacters(in: .whitespaces)
+      }
+      guard fields.count == names.count else {
+        throw fail(number, "\(fields.count) columns, the header has \(names.count)")
+      }
+      let id = fields[0]
+      guard !id.isEmpty else { throw fail(number, "empty series id") }
+      var numbers: [Double] = []
+      for (column, field) in fields.enumerated().dropFirst() {
+        guard let v = Double(field), v.isFinite else {
+          throw fail(number, "'\(field)' in column \(names[column]) is not a finite number")
+        }
+        numbers.append(v)
+      }
+      if series.last?.id != id {
+        guard !seen.contains(id) else {
+          throw fail(number, "rows of series \(id) are not contiguous")
+        }
+        seen.insert(id)
+        series.append(TimeSeries(id: id, times: [], values: []))
+      }
+      if let last = series[series.count - 1].times.last, !(numbers[0] > last) {
+        throw fail(number, "time \(numbers[0]) of series \(id) does not increase (after \(last))")
+      }
+      series[series.count - 1].times.append(numbers[0])
+      series[series.count - 1].values.append(Array(numbers.dropFirst()))
+    }
+    guard !series.isEmpty else { throw fail(2, "no observations after the header") }
+    return try TimeSeriesDataset(name: file, dimension: dimension, series: series)
+  }
+
+  /// The Mackey–Glass series (`MackeyGlass`, unit spacing after a transient of 300) cut into
+  /// `count` consecutive series of `length` observations each (one dimension).
+  public static func mackeyGlass(count: Int = 10, length: Int = 200) throws -> TimeSeriesDataset {
+    guard count >= 1, length >= 2 else {
+      throw DatasetError.invalidArgument("mackey-glass: count ≥ 1 and length ≥ 2 needed")
+    }
+    let x = MackeyGlass().series(count: count * length, transient: 300)
+    return try TimeSeriesDataset(
+      name: "mackey-glass", dimension: 1,
+      series: (0..<count).map { k in
+        TimeSeries(
+          id: "\(k)", times: (0..<length).map { Double(k * length + $0) },
+          values: (0..<length).map { [x[k * length + $0]] })
+      })
+  }
+}
