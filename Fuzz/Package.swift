@@ -16,5 +16,6 @@ let package = Package(
     .executableTarget(name: "FuzzIDX", dependencies: ["FuzzSupport"]),
     .executableTarget(name: "FuzzCIFAR", dependencies: ["FuzzSupport"]),
     .executableTarget(name: "FuzzSettings", dependencies: ["FuzzSupport"]),
+    .executableTarget(name: "FuzzSeriesCSV", dependencies: ["FuzzSupport"]),
   ]
 )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes DiffEqNet's readers of untrusted bytes with libFuzzer: the safetensors reader, the IDX
-# and CIFAR readers (raw and gzipped), and run settings as JSON (Fuzz/Sources/Fuzz*).
+# and CIFAR readers (raw and gzipped), run settings as JSON, and the series CSV reader
+# (Fuzz/Sources/Fuzz*).
 #
 # Usage: scripts/fuzz.sh SECONDS [TARGET…]   (default: every target, SECONDS each)
 #
@@ -13,7 +14,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${1:?usage: scripts/fuzz.sh SECONDS [TARGET…]}"
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(FuzzSafeTensors FuzzIDX FuzzCIFAR FuzzSettings)
+[ ${#targets[@]} -gt 0 ] || targets=(FuzzSafeTensors FuzzIDX FuzzCIFAR FuzzSettings FuzzSeriesCSV)
 
 scratch="$root/.build-fuzz"
 # -sanitize=fuzzer instruments for libFuzzer and links it; SwiftPM's executables define `main`

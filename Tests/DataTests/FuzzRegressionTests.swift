@@ -66,6 +66,24 @@ final class FuzzRegressionTests: XCTestCase {
     }
   }
 
+  func testSeriesCSV() throws {
+    let all = try inputs("FuzzSeriesCSV")
+    XCTAssertFalse(all.isEmpty, "no seeds")
+    var parsed = 0
+    for (name, bytes) in all {
+      guard let data = try? TimeSeriesDataset.parseCSV(fromFileContents: bytes, file: name) else {
+        continue
+      }
+      parsed += 1
+      for series in data.series {
+        XCTAssertEqual(series.times.count, series.values.count, name)
+        XCTAssertTrue(series.values.allSatisfy { $0.count == data.dimension }, name)
+        XCTAssertTrue(zip(series.times, series.times.dropFirst()).allSatisfy { $0 < $1 }, name)
+      }
+    }
+    XCTAssertGreaterThan(parsed, 0, "no seed parses: the seeds no longer reach the reader's end")
+  }
+
   func testSettings() throws {
     let all = try inputs("FuzzSettings")
     XCTAssertFalse(all.isEmpty, "no seeds")

@@ -71,8 +71,14 @@ public struct TimeSeriesDataset: Sendable, Equatable {
   /// row: rows of a series are contiguous, times strictly increasing within it, every value a
   /// finite number. Any defect is a `DatasetError.malformedLine` naming the line.
   public static func readCSV(_ url: URL) throws -> TimeSeriesDataset {
-    let file = url.lastPathComponent
-    let bytes = try DataFile.load(url)
+    try parseCSV(fromFileContents: try DataFile.load(url), file: url.lastPathComponent)
+  }
+
+  /// `readCSV` of bytes already read (`file` names them in errors): the entry point the fuzzer
+  /// drives.
+  public static func parseCSV(fromFileContents bytes: [UInt8], file: String) throws
+    -> TimeSeriesDataset
+  {
     guard let text = String(bytes: bytes, encoding: .utf8) else {
       throw DatasetError.unreadable(file: file, reason: "not UTF-8 text")
     }
