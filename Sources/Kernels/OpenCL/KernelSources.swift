@@ -326,6 +326,28 @@ __kernel void dropout_mask(
 // group of consecutive work-items, and a stride of TS + 1 spreads them over distinct banks.
 #define TSP (TS + 1)
 
+// A work-item's WPT×WPT accumulators, zeroed.
+inline void zero_tile(T acc[WPT][WPT]) {
+  for (int wi = 0; wi < WPT; wi++)
+    for (int wj = 0; wj < WPT; wj++) acc[wi][wj] = (T)0;
+}
+
+// acc += the staged k-slab's products: as[kk][r] holds op(A)[row0 + r, k0 + kk] and bs[kk][q]
+// op(B)[k0 + kk, col0 + q]. Each work-item owns rows ty + wi·RTS and columns tx + wj·RTS of the
+// tile: strided rather than blocked ownership keeps the local reads of neighbouring work-items
+// contiguous.
+inline void multiply_slab(
+  __local const T as[TSK][TSP], __local const T bs[TSK][TSP], T acc[WPT][WPT], const int tx,
+  const int ty) {
+  for (int kk = 0; kk < TSK; kk++) {
+    T ra[WPT], rb[WPT];
+    for (int wi = 0; wi < WPT; wi++) ra[wi] = as[kk][ty + wi * RTS];
+    for (int wj = 0; wj < WPT; wj++) rb[wj] = bs[kk][tx + wj * RTS];
+    for (int wi = 0; wi < WPT; wi++)
+      for (int wj = 0; wj < WPT; wj++) acc[wi][wj] += ra[wi] * rb[wj];
+  }
+}
+
 __kernel __attribute__((reqd_work_group_size(RTS, RTS, 1)))
 void gemm(
   const int m, const int n, const int k, const int trans_a, const int trans_b,
@@ -348,8 +370,7 @@ void gemm(
   c += offset_c + batch * stride_c;
 
   T acc[WPT][WPT];
-  for (int wi = 0; wi < WPT; wi++)
-    for (int wj = 0; wj < WPT; wj++) acc[wi][wj] = (T)0;
+  zero_tile(acc);
 
   for (int t = 0; t < k; t += TSK) {
     // Stage the slabs. The index mapping follows the memory layout of each operand so that
@@ -385,15 +406,7 @@ void gemm(
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    // Each work-item owns rows ty + wi·RTS and columns tx + wj·RTS of the tile: strided rather
-    // than blocked ownership keeps the local reads of neighbouring work-items contiguous.
-    for (int kk = 0; kk < TSK; kk++) {
-      T ra[WPT], rb[WPT];
-      for (int wi = 0; wi < WPT; wi++) ra[wi] = as[kk][ty + wi * RTS];
-      for (int wj = 0; wj < WPT; wj++) rb[wj] = bs[kk][tx + wj * RTS];
-      for (int wi = 0; wi < WPT; wi++)
-        for (int wj = 0; wj < WPT; wj++) acc[wi][wj] += ra[wi] * rb[wj];
-    }
+    multiply_slab(as, bs, acc, tx, ty);
     // The next iteration overwrites the slabs.
     barrier(CLK_LOCAL_MEM_FENCE);
   }
@@ -445,8 +458,7 @@ void conv_forward(
   const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RTS + tx;
   const int col0 = get_group_id(0) * TS, row0 = get_group_id(1) * TS;
   T acc[WPT][WPT];
-  for (int wi = 0; wi < WPT; wi++)
-    for (int wj = 0; wj < WPT; wj++) acc[wi][wj] = (T)0;
+  zero_tile(acc);
   for (int t0 = 0; t0 < k; t0 += TSK) {
     for (int l = tid; l < TSK * TS; l += NT) {  // weights: k contiguous
       const int kk = l % TSK, r = l / TSK;
@@ -465,13 +477,7 @@ void conv_forward(
       bs[kk][q] = v;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int kk = 0; kk < TSK; kk++) {
-      T ra[WPT], rb[WPT];
-      for (int wi = 0; wi < WPT; wi++) ra[wi] = as[kk][ty + wi * RTS];
-      for (int wj = 0; wj < WPT; wj++) rb[wj] = bs[kk][tx + wj * RTS];
-      for (int wi = 0; wi < WPT; wi++)
-        for (int wj = 0; wj < WPT; wj++) acc[wi][wj] += ra[wi] * rb[wj];
-    }
+    multiply_slab(as, bs, acc, tx, ty);
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   for (int wi = 0; wi < WPT; wi++) {
@@ -501,8 +507,7 @@ void conv_backward_data(
   const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * RTS + tx;
   const int col0 = get_group_id(0) * TS, row0 = get_group_id(1) * TS;
   T acc[WPT][WPT];
-  for (int wi = 0; wi < WPT; wi++)
-    for (int wj = 0; wj < WPT; wj++) acc[wi][wj] = (T)0;
+  zero_tile(acc);
   for (int t0 = 0; t0 < k; t0 += TSK) {
     for (int l = tid; l < TSK * TS; l += NT) {  // weights: (i, j) contiguous
       const int kk = l % TSK, r = l / TSK;
@@ -530,13 +535,7 @@ void conv_backward_data(
       bs[kk][q] = v;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int kk = 0; kk < TSK; kk++) {
-      T ra[WPT], rb[WPT];
-      for (int wi = 0; wi < WPT; wi++) ra[wi] = as[kk][ty + wi * RTS];
-      for (int wj = 0; wj < WPT; wj++) rb[wj] = bs[kk][tx + wj * RTS];
-      for (int wi = 0; wi < WPT; wi++)
-        for (int wj = 0; wj < WPT; wj++) acc[wi][wj] += ra[wi] * rb[wj];
-    }
+    multiply_slab(as, bs, acc, tx, ty);
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   for (int wi = 0; wi < WPT; wi++) {
@@ -571,8 +570,7 @@ void conv_backward_weights(
   const int split = get_global_id(2);
   const int k_begin = split * chunk, k_end = min(k, k_begin + chunk);
   T acc[WPT][WPT];
-  for (int wi = 0; wi < WPT; wi++)
-    for (int wj = 0; wj < WPT; wj++) acc[wi][wj] = (T)0;
+  zero_tile(acc);
   for (int t0 = k_begin; t0 < k_end; t0 += TSK) {
     for (int l = tid; l < TSK * TS; l += NT) {  // dy: consecutive k, consecutive ow
       const int kk = l % TSK, r = l / TSK;
@@ -598,13 +596,7 @@ void conv_backward_weights(
       bs[kk][q] = v;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int kk = 0; kk < TSK; kk++) {
-      T ra[WPT], rb[WPT];
-      for (int wi = 0; wi < WPT; wi++) ra[wi] = as[kk][ty + wi * RTS];
-      for (int wj = 0; wj < WPT; wj++) rb[wj] = bs[kk][tx + wj * RTS];
-      for (int wi = 0; wi < WPT; wi++)
-        for (int wj = 0; wj < WPT; wj++) acc[wi][wj] += ra[wi] * rb[wj];
-    }
+    multiply_slab(as, bs, acc, tx, ty);
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   out += (long)split * m * patch;
