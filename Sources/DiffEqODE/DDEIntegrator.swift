@@ -65,13 +65,7 @@ final class DelayWindow {
       let d = 1e-4 * max(1, Swift.abs(s))
       return try (history(s + d).detached - history(s - d).detached) * (1 / (2 * d))
     }
-    var lo = 0
-    var hi = steps.count - 1
-    while lo < hi {
-      let mid = (lo + hi) / 2
-      if steps[mid].t + steps[mid].h < s { lo = mid + 1 } else { hi = mid }
-    }
-    let step = steps[lo]
+    let step = steps[stepIndex(containing: s)]
     let theta = min(1, max(0, (s - step.t) / step.h))
     let (a, b) = (max(0, theta - 1e-3), min(1, theta + 1e-3))
     func at(_ th: Double) throws -> Tensor {
@@ -80,6 +74,18 @@ final class DelayWindow {
         y1: step.y1.map(\.detached), stages: step.stages.map { $0.map(\.detached) })[0]
     }
     return try (at(b) - at(a)) * (1 / ((b - a) * step.h))
+  }
+
+  /// The kept step with t < s ≤ t + h (the last one for s past them all): a binary search, as
+  /// the steps are contiguous and increasing. Requires a step.
+  private func stepIndex(containing s: Double) -> Int {
+    var lo = 0
+    var hi = steps.count - 1
+    while lo < hi {
+      let mid = (lo + hi) / 2
+      if steps[mid].t + steps[mid].h < s { lo = mid + 1 } else { hi = mid }
+    }
+    return lo
   }
 
   /// The solution at s ≤ the end of the last accepted step.
@@ -97,14 +103,7 @@ final class DelayWindow {
           "the history returned shape \(value.shape) at t = \(s); the state has shape \(shape)")
       }
     } else {
-      // The step with t < s ≤ t + h (binary search; steps are contiguous and increasing).
-      var lo = 0
-      var hi = steps.count - 1
-      while lo < hi {
-        let mid = (lo + hi) / 2
-        if steps[mid].t + steps[mid].h < s { lo = mid + 1 } else { hi = mid }
-      }
-      let step = steps[lo]
+      let step = steps[stepIndex(containing: s)]
       guard s >= step.t - slack, s <= step.t + step.h + slack else {
         throw ODEError.invalidOptions(
           "delayed time \(s) lies outside the kept window [\(steps[0].t), \(step.t + step.h)]")

@@ -127,9 +127,17 @@ extension Backend {
     _ dy: DeviceBuffer, _ w: DeviceBuffer, _ dx: DeviceBuffer, outChannels o: Int,
     _ g: ConvGeometry, dtype: DType
   ) throws {
-    let plane = g.h * g.w
-    let full = try allocate(g.n * g.c * plane, dtype)
+    let full = try allocate(g.n * g.c * g.h * g.w, dtype)
     try conv2dBackwardData(dy, w, full, outChannels: o, g, dtype: dtype)
+    try droppingTime(full, into: dx, g, dtype: dtype)
+  }
+
+  /// dx [N, C − 1, H, W] = full [N, C, H, W] without its first (time) channel: the inverse of
+  /// `concatenatedTime`, one strided copy.
+  public func droppingTime(
+    _ full: DeviceBuffer, into dx: DeviceBuffer, _ g: ConvGeometry, dtype: DType
+  ) throws {
+    let plane = g.h * g.w
     try copyBlocks(
       full, dx,
       BlockCopy(

@@ -44,14 +44,9 @@ extension OpenCLBackend {
     _ g: ConvGeometry, dtype: DType
   ) throws {
     if usesBLASForGEMM {
-      let plane = g.h * g.w
-      let full = try allocate(g.n * g.c * plane, dtype)
+      let full = try allocate(g.n * g.c * g.h * g.w, dtype)
       try loweredConv2dBackwardData(dy, w, full, outChannels: o, g, dtype: dtype)
-      return try copyBlocks(
-        full, dx,
-        BlockCopy(
-          blocks: g.n, length: (g.c - 1) * plane, srcOffset: plane, srcStride: g.c * plane,
-          dstOffset: 0, dstStride: (g.c - 1) * plane), dtype: dtype)
+      return try droppingTime(full, into: dx, g, dtype: dtype)
     }
     try implicitBackwardData(dy, w, dx, hasTime: true, outChannels: o, g, dtype: dtype)
   }
