@@ -59,12 +59,21 @@ final class InterruptionTests: XCTestCase {
     }
   }
 
-  /// The uninterrupted run's final checkpoint.
-  func reference(_ dir: URL) throws -> URL {
+  /// The uninterrupted run's final checkpoint, and how long the run went on after its first
+  /// checkpoint appeared: the window in which an interruption lands mid-run on this machine.
+  func timedReference(_ dir: URL) throws -> (checkpoint: URL, afterFirstCheckpoint: TimeInterval) {
     let out = dir.appendingPathComponent("reference")
-    let (status, output) = try TrainingTests.runner(arguments(out))
-    XCTAssertEqual(status, 0, output)
-    return out.appendingPathComponent("checkpoint.safetensors")
+    let log = dir.appendingPathComponent("reference.txt")
+    let checkpoint = out.appendingPathComponent("checkpoint.safetensors")
+    let process = try start(arguments(out), log: log)
+    try waitFor(checkpoint)
+    let first = Date()
+    process.waitUntilExit()
+    let window = Date().timeIntervalSince(first)
+    let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+    XCTAssertEqual(process.terminationReason, .exit, text)
+    XCTAssertEqual(process.terminationStatus, 0, text)
+    return (checkpoint, window)
   }
 
   /// Resumes `out` until its run finishes.
@@ -76,12 +85,12 @@ final class InterruptionTests: XCTestCase {
   /// SIGINT: the run finishes its step, checkpoints at that batch, exits with 130, and resumes.
   func testCtrlCCheckpointsTheCurrentBatchAndResumes() throws {
     let dir = try temporaryDirectory()
-    let expected = try reference(dir)
+    let (expected, window) = try timedReference(dir)
     let out = dir.appendingPathComponent("interrupted")
     let log = dir.appendingPathComponent("log.txt")
     let process = try start(arguments(out), log: log)
     try waitFor(out.appendingPathComponent("checkpoint.safetensors"))
-    usleep(150_000)
+    usleep(UInt32(min(window / 4, 0.15) * 1e6))
     kill(process.processIdentifier, SIGINT)
     process.waitUntilExit()
     let text = try String(contentsOf: log, encoding: .utf8)
@@ -122,16 +131,23 @@ final class InterruptionTests: XCTestCase {
   /// bit for bit where the uninterrupted run ends.
   func testKillNineAtAnyMomentResumesExactly() throws {
     let dir = try temporaryDirectory()
-    let expected = try reference(dir)
+    let (expected, window) = try timedReference(dir)
+    // The kill lands in the first half of the time the run has left, however fast this machine
+    // is, so that it interrupts the run rather than racing its end.
+    let latest = UInt32(min(window / 2, 2) * 1e6)
     var rng = SystemRandomNumberGenerator()
     for trial in 0..<3 {
       let out = dir.appendingPathComponent("killed-\(trial)")
-      let process = try start(arguments(out), log: dir.appendingPathComponent("log-\(trial).txt"))
+      let log = dir.appendingPathComponent("log-\(trial).txt")
+      let process = try start(arguments(out), log: log)
       try waitFor(out.appendingPathComponent("checkpoint.safetensors"))
-      usleep(UInt32.random(in: 0...600_000, using: &rng))
+      usleep(UInt32.random(in: 0...latest, using: &rng))
       kill(process.processIdentifier, SIGKILL)
       process.waitUntilExit()
-      XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+      XCTAssertEqual(
+        process.terminationReason, .uncaughtSignal,
+        "the run ended before the kill (window \(window) s): "
+          + ((try? String(contentsOf: log, encoding: .utf8)) ?? ""))
       // What survived is a whole checkpoint, whatever the write in flight was doing.
       XCTAssertNoThrow(
         try SafeTensorsFile.read(from: out.appendingPathComponent("checkpoint.safetensors")))
