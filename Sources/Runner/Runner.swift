@@ -10,5 +10,8 @@ struct Runner: ParsableCommand {
       backend (OpenBLAS); `cpu` forces the CPU backend; `opencl` or `opencl:N` picks an OpenCL \
       device by its index in `runner devices`.
       """,
-    subcommands: [Train.self, Eval.self, Export.self, Import.self, Devices.self, Bench.self])
+    subcommands: [
+      Train.self, Eval.self, Export.self, Import.self, Devices.self, Bench.self,
+      CompareSolvers.self,
+    ])
 }
