@@ -138,17 +138,23 @@ public final class BatchNorm: Module, UnaryLayer {
   }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    try callAsFunction(x, relu: false)
+  }
+
+  /// With `relu`, max(0, BatchNorm(x)): in training one op (`Tensor.batchNorm(…, relu:)`).
+  public func callAsFunction(_ x: Tensor, relu: Bool) throws -> Tensor {
     if isTraining {
       let (y, mean, variance) = try x.batchNorm(
         gamma: gamma.value, beta: beta.value, eps: eps, runningMean: runningMean.value,
-        runningVariance: runningVariance.value, momentum: momentum)
+        runningVariance: runningVariance.value, momentum: momentum, relu: relu)
       runningMean.value = mean
       runningVariance.value = variance
       return y
     }
-    return try x.batchNormInference(
+    let y = try x.batchNormInference(
       gamma: gamma.value, beta: beta.value, mean: runningMean.value,
       variance: runningVariance.value, eps: eps)
+    return relu ? try y.relu() : y
   }
 }
 

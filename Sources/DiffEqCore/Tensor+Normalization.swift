@@ -54,11 +54,12 @@ extension Tensor {
 
   /// Batch normalisation with the batch's own statistics over every axis but the channel axis 1:
   /// (x − μ_c)/√(σ²_c + eps)·gamma + beta, returning the normalised tensor and (μ, σ²) [C] (σ²
-  /// biased). One fused backend primitive (`Backend.batchNorm`) forward and one backward.
-  public func batchNorm(gamma: Tensor, beta: Tensor, eps: Double = 1e-5) throws -> (
-    Tensor, mean: Tensor, variance: Tensor
-  ) {
-    let r = try batchNormTraining(gamma: gamma, beta: beta, eps: eps, running: nil)
+  /// biased). One fused backend primitive (`Backend.batchNorm`) forward and one backward. With
+  /// `relu`, the result is max(0, ·) in the same op (`Backend.batchNormReLU`).
+  public func batchNorm(gamma: Tensor, beta: Tensor, eps: Double = 1e-5, relu: Bool = false)
+    throws -> (Tensor, mean: Tensor, variance: Tensor)
+  {
+    let r = try batchNormTraining(gamma: gamma, beta: beta, eps: eps, running: nil, relu: relu)
     return (r.y, r.mean, r.variance)
   }
 
@@ -67,11 +68,11 @@ extension Tensor {
   /// PyTorch's convention), computed in the same launch. The averages are not recorded.
   public func batchNorm(
     gamma: Tensor, beta: Tensor, eps: Double = 1e-5, runningMean: Tensor,
-    runningVariance: Tensor, momentum: Double
+    runningVariance: Tensor, momentum: Double, relu: Bool = false
   ) throws -> (Tensor, runningMean: Tensor, runningVariance: Tensor) {
     let r = try batchNormTraining(
       gamma: gamma, beta: beta, eps: eps,
-      running: (runningMean, runningVariance, momentum))
+      running: (runningMean, runningVariance, momentum), relu: relu)
     guard let newMean = r.runningMean, let newVariance = r.runningVariance else {
       throw TensorError.invalidArgument(op: "batchNorm", reason: "running statistics missing")
     }
@@ -91,12 +92,13 @@ extension Tensor {
       variance: variance.buffer, y: y.buffer, s, dtype: dtype)
     return y.recorded(
       from: [self, gamma, beta],
-      batchNormRule(gamma: gamma, mean: mean, variance: variance, batchStatistics: false, s))
+      batchNormRule(
+        gamma: gamma, mean: mean, variance: variance, batchStatistics: false, reluOutput: nil, s))
   }
 
   private func batchNormTraining(
     gamma: Tensor, beta: Tensor, eps: Double,
-    running: (mean: Tensor, variance: Tensor, momentum: Double)?
+    running: (mean: Tensor, variance: Tensor, momentum: Double)?, relu: Bool
   ) throws -> (
     y: Tensor, mean: Tensor, variance: Tensor, runningMean: Tensor?, runningVariance: Tensor?
   ) {
@@ -118,12 +120,20 @@ extension Tensor {
         mean: running.mean.buffer, variance: running.variance.buffer, newMean: newMean.buffer,
         newVariance: newVariance.buffer, momentum: running.momentum)
     }
-    try backend.batchNorm(
-      x: buffer, gamma: gamma.buffer, beta: beta.buffer, y: y.buffer, mean: mean.buffer,
-      variance: variance.buffer, running: r, s, dtype: dtype)
+    if relu {
+      try backend.batchNormReLU(
+        x: buffer, gamma: gamma.buffer, beta: beta.buffer, y: y.buffer, mean: mean.buffer,
+        variance: variance.buffer, running: r, s, dtype: dtype)
+    } else {
+      try backend.batchNorm(
+        x: buffer, gamma: gamma.buffer, beta: beta.buffer, y: y.buffer, mean: mean.buffer,
+        variance: variance.buffer, running: r, s, dtype: dtype)
+    }
     let out = y.recorded(
       from: [self, gamma, beta],
-      batchNormRule(gamma: gamma, mean: mean, variance: variance, batchStatistics: true, s))
+      batchNormRule(
+        gamma: gamma, mean: mean, variance: variance, batchStatistics: true,
+        reluOutput: relu ? y.detached : nil, s))
     return (out, mean, variance, newMean, newVariance)
   }
 
@@ -140,19 +150,28 @@ extension Tensor {
     return BatchNormShape(n: shape[0], c: shape[1], hw: shape[2...].reduce(1, *), eps: eps)
   }
 
-  /// The backward rule of both forms: dx, dgamma, dbeta from one `batchNormGrad` launch.
+  /// The backward rule of every form: dx, dgamma, dbeta from one `batchNormGrad` launch, or
+  /// `batchNormReLUGrad` given the fused ReLU's output.
   private func batchNormRule(
-    gamma: Tensor, mean: Tensor, variance: Tensor, batchStatistics: Bool, _ s: BatchNormShape
+    gamma: Tensor, mean: Tensor, variance: Tensor, batchStatistics: Bool, reluOutput: Tensor?,
+    _ s: BatchNormShape
   ) -> (Tensor) throws -> [Tensor?] {
     let (x, gm) = (detached, gamma.detached)
     return { dy in
       let dx = try x.empty(x.shape)
       let dgamma = try x.empty([s.c])
       let dbeta = try x.empty([s.c])
-      try x.backend.batchNormGrad(
-        x: x.buffer, gamma: gm.buffer, mean: mean.buffer, variance: variance.buffer,
-        dy: dy.buffer, dx: dx.buffer, dgamma: dgamma.buffer, dbeta: dbeta.buffer,
-        batchStatistics: batchStatistics, s, dtype: x.dtype)
+      if let reluOutput {
+        try x.backend.batchNormReLUGrad(
+          x: x.buffer, gamma: gm.buffer, mean: mean.buffer, variance: variance.buffer,
+          y: reluOutput.buffer, dy: dy.buffer, dx: dx.buffer, dgamma: dgamma.buffer,
+          dbeta: dbeta.buffer, s, dtype: x.dtype)
+      } else {
+        try x.backend.batchNormGrad(
+          x: x.buffer, gamma: gm.buffer, mean: mean.buffer, variance: variance.buffer,
+          dy: dy.buffer, dx: dx.buffer, dgamma: dgamma.buffer, dbeta: dbeta.buffer,
+          batchStatistics: batchStatistics, s, dtype: x.dtype)
+      }
       return [dx, dgamma, dbeta]
     }
   }

@@ -83,19 +83,19 @@ public final class PreActBlock: Module {
 
   /// The residual branch f(u).
   public func branch(_ u: Tensor) throws -> Tensor {
-    try branch(preActivated: norm1(u).relu())
+    try branch(preActivated: norm1(u, relu: true))
   }
 
   /// f(u) from the pre-activation a = ReLU(BN(u)).
   func branch(preActivated a: Tensor) throws -> Tensor {
-    let h = try conv2(norm2(conv1(a)).relu())
+    let h = try conv2(norm2(conv1(a), relu: true))
     guard let norm3, let conv3 else { return h }
-    return try conv3(norm3(h).relu())
+    return try conv3(norm3(h, relu: true))
   }
 
   /// P(u) + scale·f(u), one fused combination; P(u) alone when scale is 0 (a dropped block).
   public func residual(_ u: Tensor, scale: Double = 1) throws -> Tensor {
-    let a = projection == nil && scale == 0 ? u : try norm1(u).relu()
+    let a = projection == nil && scale == 0 ? u : try norm1(u, relu: true)
     let shortcut = try projection.map { try $0(a) } ?? u
     if scale == 0 { return shortcut }
     return try .linearCombination([shortcut, branch(preActivated: a)], [1, scale])
@@ -107,7 +107,7 @@ public final class PreActBlock: Module {
     guard let k = try k else {
       throw TensorError.invalidArgument(op: "PreActBlock", reason: "not an LM block")
     }
-    let f = scale == 0 ? nil : try branch(preActivated: norm1(u).relu())
+    let f = scale == 0 ? nil : try branch(preActivated: norm1(u, relu: true))
     return try u.lmUpdate(previous: previous, branch: f, k: k, scale: scale)
   }
 }
@@ -189,7 +189,7 @@ public final class CIFARResNet: Module, UnaryLayer {
 
   /// Logits [N, classes] for images [N, C, H, W].
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
-    try classifier(headNorm(blocks(stem(x))).relu().globalAvgPool())
+    try classifier(headNorm(blocks(stem(x)), relu: true).globalAvgPool())
   }
 
   /// The state after the first `count` blocks (all by default) from the stem's output u₀. In

@@ -147,6 +147,19 @@ public protocol Backend: AnyObject, Sendable {
     x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
     mean: DeviceBuffer, variance: DeviceBuffer, running: BatchNormRunning?,
     _ s: BatchNormShape, dtype: DType) throws
+  /// y = max(0, batchNorm(x)) with the batch's statistics (and `running`'s averages, as
+  /// `batchNorm`): the norm and the ReLU that follows it in one pass where the backend can fuse
+  /// them.
+  func batchNormReLU(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
+    mean: DeviceBuffer, variance: DeviceBuffer, running: BatchNormRunning?,
+    _ s: BatchNormShape, dtype: DType) throws
+  /// Gradients of `batchNormReLU` given its output y: `batchNormGrad` (batch statistics) of
+  /// dy·[y > 0].
+  func batchNormReLUGrad(
+    x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, variance: DeviceBuffer,
+    y: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer,
+    dbeta: DeviceBuffer, _ s: BatchNormShape, dtype: DType) throws
   /// Batch normalisation with given statistics (evaluation mode):
   /// y = (x − mean_c)/√(variance_c + eps)·γ_c + β_c.
   func batchNormInference(

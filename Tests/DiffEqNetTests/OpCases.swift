@@ -474,6 +474,11 @@ enum OpCases {
           "batchNorm \(x) variance", differentiable: [], inputs: draw,
           op: { try $0[0].batchNorm(gamma: $0[1], beta: $0[2]).variance },
           reference: { Ref.batchNorm($0[0], $0[1], $0[2], eps: 1e-5).variance }),
+        // The fused ReLU: its reference applies max(0, ·) after the norm.
+        OpCase(
+          "batchNorm \(x) relu", inputs: draw,
+          op: { try $0[0].batchNorm(gamma: $0[1], beta: $0[2], relu: true).0 },
+          reference: { Ref.map(Ref.batchNorm($0[0], $0[1], $0[2], eps: 1e-5).y) { max(0, $0) } }),
       ]
     } + batchNormRunning + batchNormInference
   }
@@ -490,9 +495,11 @@ enum OpCases {
           rng.normal([c]), rng.uniform([c], 0.5, 2),
         ]
       }
+      // With the fused ReLU, which must leave the running statistics those of the norm.
       let run = { (t: [Tensor]) in
         try t[0].batchNorm(
-          gamma: t[1], beta: t[2], runningMean: t[3], runningVariance: t[4], momentum: 0.1)
+          gamma: t[1], beta: t[2], runningMean: t[3], runningVariance: t[4], momentum: 0.1,
+          relu: true)
       }
       return [
         OpCase(

@@ -1,12 +1,34 @@
 /// Batch normalisation: one pass of work per channel, channels spread over the cores. A channel's
 /// values are N contiguous runs of HW in NCHW; each run is summed in the element type by the
-/// vectorised sums, the runs' totals in Double (M = N·HW reaches 10⁵ and more).
+/// vectorised sums, the runs' totals in Double (M = N·HW reaches 10⁵ and more). The ReLU that
+/// follows a norm is applied in the norm's own passes: its output pass forward, and a masked
+/// copy of dy, in dx's memory, that the sums and the output pass read backward.
 extension CPUBackend {
   public func batchNorm(
     x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
     mean: DeviceBuffer, variance: DeviceBuffer, running: BatchNormRunning?,
     _ s: BatchNormShape, dtype: DType
   ) throws {
+    batchNormTraining(
+      x: x, gamma: gamma, beta: beta, y: y, mean: mean, variance: variance, running: running, s,
+      relu: false, dtype: dtype)
+  }
+
+  public func batchNormReLU(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
+    mean: DeviceBuffer, variance: DeviceBuffer, running: BatchNormRunning?,
+    _ s: BatchNormShape, dtype: DType
+  ) throws {
+    batchNormTraining(
+      x: x, gamma: gamma, beta: beta, y: y, mean: mean, variance: variance, running: running, s,
+      relu: true, dtype: dtype)
+  }
+
+  private func batchNormTraining(
+    x: DeviceBuffer, gamma: DeviceBuffer, beta: DeviceBuffer, y: DeviceBuffer,
+    mean: DeviceBuffer, variance: DeviceBuffer, running: BatchNormRunning?,
+    _ s: BatchNormShape, relu: Bool, dtype: DType
+  ) {
     func run<T: CPUScalar>(_: T.Type) {
       let (xp, yp) = (x.pointer(T.self), y.pointer(T.self))
       let (g, b) = (gamma.pointer(T.self), beta.pointer(T.self))
@@ -29,7 +51,11 @@ extension CPUBackend {
           let shift = b[c] - mu * a
           for n in 0..<s.n {
             let o = (n * s.c + c) * s.hw
-            for i in 0..<s.hw { yp[o + i] = xp[o + i] * a + shift }
+            if relu {
+              for i in 0..<s.hw { yp[o + i] = max(0, xp[o + i] * a + shift) }
+            } else {
+              for i in 0..<s.hw { yp[o + i] = xp[o + i] * a + shift }
+            }
           }
           if let running {
             let mo = T(running.momentum)
@@ -72,8 +98,32 @@ extension CPUBackend {
     dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer, dbeta: DeviceBuffer,
     batchStatistics: Bool, _ s: BatchNormShape, dtype: DType
   ) throws {
+    batchNormGradient(
+      x: x, gamma: gamma, mean: mean, variance: variance, reluOutput: nil, dy: dy, dx: dx,
+      dgamma: dgamma, dbeta: dbeta, batchStatistics: batchStatistics, s, dtype: dtype)
+  }
+
+  public func batchNormReLUGrad(
+    x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, variance: DeviceBuffer,
+    y: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer,
+    dbeta: DeviceBuffer, _ s: BatchNormShape, dtype: DType
+  ) throws {
+    batchNormGradient(
+      x: x, gamma: gamma, mean: mean, variance: variance, reluOutput: y, dy: dy, dx: dx,
+      dgamma: dgamma, dbeta: dbeta, batchStatistics: true, s, dtype: dtype)
+  }
+
+  /// With `reluOutput` (the fused ReLU's y), the gradient of dy·[y > 0], which is first written
+  /// into dx, a channel's runs at a time, and then read from there.
+  private func batchNormGradient(
+    x: DeviceBuffer, gamma: DeviceBuffer, mean: DeviceBuffer, variance: DeviceBuffer,
+    reluOutput: DeviceBuffer?, dy: DeviceBuffer, dx: DeviceBuffer, dgamma: DeviceBuffer,
+    dbeta: DeviceBuffer, batchStatistics: Bool, _ s: BatchNormShape, dtype: DType
+  ) {
     func run<T: CPUScalar>(_: T.Type) {
-      let (xp, gp, dxp) = (x.pointer(T.self), dy.pointer(T.self), dx.pointer(T.self))
+      let (xp, dxp) = (x.pointer(T.self), dx.pointer(T.self))
+      let yp = reluOutput?.pointer(T.self)
+      let gp = yp == nil ? dy.pointer(T.self) : dxp
       let (g, mp, vp) = (gamma.pointer(T.self), mean.pointer(T.self), variance.pointer(T.self))
       let (dgp, dbp) = (dgamma.pointer(T.self), dbeta.pointer(T.self))
       let m = T(s.perChannel)
@@ -85,6 +135,10 @@ extension CPUBackend {
           var sumDyX = 0.0
           for n in 0..<s.n {
             let o = (n * s.c + c) * s.hw
+            if let yp {
+              let dyp = dy.pointer(T.self)
+              for i in 0..<s.hw { dxp[o + i] = yp[o + i] > 0 ? dyp[o + i] : 0 }
+            }
             sumDy += Double(Self.sum(gp + o, s.hw))
             sumDyX += Double(Self.dotDeviations(gp + o, xp + o, s.hw, from: mu))
           }

@@ -856,14 +856,15 @@ void softmax_ce_wg(
 // contiguous runs of hw in NCHW, so consecutive work-items read consecutive elements of a run
 // (coalesced for hw ≥ WG). Two passes: the mean, then the biased variance around it. With
 // has_running, work-item 0 also writes the new running averages (the variance's unbiased by
-// m/(m − 1)), so a training step's statistics cost no second launch.
+// m/(m − 1)), so a training step's statistics cost no second launch. With relu, y is
+// max(0, ·) of the normalised value (the ReLU that follows the norm, in the same pass).
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void batch_norm_train(
   __global const T* x, __global const T* gamma, __global const T* beta, __global T* y,
   __global T* mean, __global T* variance, __global const T* running_mean,
   __global const T* running_variance, __global T* new_mean, __global T* new_variance,
   const int n, const int c, const int hw, const T eps, const T momentum,
-  const int has_running) {
+  const int has_running, const int relu) {
   __local T scratch[WG];
   const int lid = get_local_id(0);
   const int ch = get_group_id(0);
@@ -887,7 +888,8 @@ void batch_norm_train(
   for (int e = lid; e < total; e += WG) {
     const int b = e / hw;
     const long idx = ((long)b * c + ch) * hw + (e - b * hw);
-    y[idx] = x[idx] * a + shift;
+    const T v = x[idx] * a + shift;
+    y[idx] = relu ? fmax(v, (T)0) : v;
   }
   if (lid == 0) {
     mean[ch] = mu;
@@ -914,13 +916,14 @@ __kernel void batch_norm_apply(
 
 // The gradients of batch normalisation, one work-group per channel: dbeta = Σ dy and
 // dgamma = Σ dy·x̂ in one pass, then dx = γ·rstd·(dy − dbeta/m − x̂·dgamma/m) with the batch's
-// statistics (batch_statistics), or γ·rstd·dy with constant ones.
+// statistics (batch_statistics), or γ·rstd·dy with constant ones. With relu, dy is first
+// masked by [y > 0], y the fused ReLU's output, as it is read.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void batch_norm_grad(
   __global const T* x, __global const T* gamma, __global const T* mean,
-  __global const T* variance, __global const T* dy, __global T* dx, __global T* dgamma,
-  __global T* dbeta, const int n, const int c, const int hw, const T eps,
-  const int batch_statistics) {
+  __global const T* variance, __global const T* y, __global const T* dy, __global T* dx,
+  __global T* dgamma, __global T* dbeta, const int n, const int c, const int hw, const T eps,
+  const int batch_statistics, const int relu) {
   __local T scratch[WG];
   const int lid = get_local_id(0);
   const int ch = get_group_id(0);
@@ -931,7 +934,7 @@ void batch_norm_grad(
   for (int e = lid; e < total; e += WG) {
     const int b = e / hw;
     const long idx = ((long)b * c + ch) * hw + (e - b * hw);
-    const T d = dy[idx];
+    const T d = relu && y[idx] <= (T)0 ? (T)0 : dy[idx];
     sb += d;
     sg += d * (x[idx] - mu);
   }
@@ -947,7 +950,8 @@ void batch_norm_grad(
   for (int e = lid; e < total; e += WG) {
     const int b = e / hw;
     const long idx = ((long)b * c + ch) * hw + (e - b * hw);
-    dx[idx] = a * (dy[idx] - mean_dy - (x[idx] - mu) * mean_dyx);
+    const T d = relu && y[idx] <= (T)0 ? (T)0 : dy[idx];
+    dx[idx] = a * (d - mean_dy - (x[idx] - mu) * mean_dyx);
   }
 }
 
