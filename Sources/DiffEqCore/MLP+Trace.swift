@@ -82,12 +82,17 @@ extension MLP {
       let w = weights[i].detached
       let primal = try Tensor.linearBackward(
         zBar, input: pass.inputs[i], weight: w, bias: biases[i] != nil)
-      let tangent = try Tensor.linearBackward(
-        qBar, input: pass.tangents[i], weight: w, bias: false)
-      dW[i] = try primal.dw + tangent.dw
       dB[i] = primal.db
       hBar = primal.dx
-      uBar = tangent.dx
+      if i > 0 {
+        let tangent = try Tensor.linearBackward(
+          qBar, input: pass.tangents[i], weight: w, bias: false)
+        dW[i] = try primal.dw + tangent.dw
+        uBar = tangent.dx
+      } else {
+        // The probes are constants: the first layer's tangent needs no input cotangent.
+        dW[i] = try primal.dw + weightGradient(qBar, input: pass.tangents[0], like: w)
+      }
     }
     return (pass.value, pass.trace, hBar, dW, dB)
   }
@@ -180,6 +185,15 @@ extension MLP {
       throw TensorError.invalidArgument(
         op: "MLP.trace", reason: "the trace's gradient needs tanh or softplus, not \(activation)")
     }
+  }
+
+  /// Gᵀ·x for G [batch, out] and x [batch, in]: `linear`'s weight gradient alone.
+  static func weightGradient(_ g: Tensor, input x: Tensor, like w: Tensor) throws -> Tensor {
+    let dw = try x.empty(w.shape)
+    try x.backend.gemm(
+      g.buffer, x.buffer, dw.buffer,
+      GEMMShape(m: w.shape[0], n: w.shape[1], k: x.shape[0], transA: true), dtype: x.dtype)
+    return dw
   }
 
   /// t [batch, n] stacked k times along the rows.

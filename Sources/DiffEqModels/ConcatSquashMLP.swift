@@ -32,19 +32,21 @@ public final class ConcatSquashMLP: Module {
 
   /// The gate sᵢ [widthᵢ] and the effective weights and biases at t, from the parameters' current
   /// values (recorded when they are tracked).
-  func effectiveLayers(at t: Double) throws -> (
+  func effectiveLayers(at t: Double, detached: Bool = false) throws -> (
     gates: [Tensor], weights: [Tensor], biases: [Tensor]
   ) {
+    func value(_ p: Parameter) -> Tensor { detached ? p.value.detached : p.value }
     var s: [Tensor] = []
     var w: [Tensor] = []
     var b: [Tensor] = []
     for (i, layer) in mlp.layers.enumerated() {
       let width = layer.weight.value.shape[0]
-      let gate = try (gates[i].weight.value.reshaped([width]) * t + gates[i].bias!.value).sigmoid()
+      let gate = try (value(gates[i].weight).reshaped([width]) * t + value(gates[i].bias!))
+        .sigmoid()
       s.append(gate)
-      w.append(try layer.weight.value * gate.reshaped([width, 1]))
+      w.append(try value(layer.weight) * gate.reshaped([width, 1]))
       b.append(
-        try layer.bias!.value * gate + timeBiases[i].weight.value.reshaped([width]) * t)
+        try value(layer.bias!) * gate + value(timeBiases[i].weight).reshaped([width]) * t)
     }
     return (s, w, b)
   }
@@ -62,9 +64,7 @@ public final class ConcatSquashMLP: Module {
   public func traceVectorJacobian(
     at t: Double, _ z: Tensor, probes: Tensor?, cotangent a: Tensor, traceCotangent c: Tensor
   ) throws -> (value: Tensor, trace: Tensor, input: Tensor, parameters: [Tensor]) {
-    let (s, w, b) = try withParameters(
-      of: self, setTo: trainableParameters().map { $0.parameter.value.detached }
-    ) { try effectiveLayers(at: t) }
+    let (s, w, b) = try effectiveLayers(at: t, detached: true)
     let r = try MLP.traceVectorJacobian(
       at: z, weights: w, biases: b, activation: mlp.activation, probes: probes, cotangent: a,
       traceCotangent: c)

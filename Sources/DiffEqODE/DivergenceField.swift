@@ -67,18 +67,20 @@ public struct DivergenceField {
     func split(_ y: Tensor) throws -> Tensor {
       try y.slice(axis: 1, 0..<(y.shape[1] - 1))
     }
+    // Forward in time the signs cost no operation.
+    func signed(_ t: Tensor) throws -> Tensor { end == nil ? t : try t * -1.0 }
     return VectorField(
       parameters: parameters,
       { t, y in
         let (f, trace) = try evaluate(time(t), try split(y), probes)
-        return try Tensor.concat([f, trace * -1.0], axis: 1) * sign
+        return try signed(Tensor.concat([f, trace * -1.0], axis: 1))
       },
       vectorJacobian: { t, y, a in
         let d = y.shape[1] - 1
-        let aZ = try a.slice(axis: 1, 0..<d) * sign
+        let aZ = try signed(a.slice(axis: 1, 0..<d))
         let aTrace = try a.slice(axis: 1, d..<(d + 1)) * -sign
         let r = try vectorJacobian(time(t), try split(y), probes, aZ, aTrace)
-        let value = try Tensor.concat([r.value, r.trace * -1.0], axis: 1) * sign
+        let value = try signed(Tensor.concat([r.value, r.trace * -1.0], axis: 1))
         // ℓ does not enter the field: its cotangent column is zero.
         let input = try Tensor.concat([r.input, try aTrace.zerosLike()], axis: 1)
         return (value, input, r.parameters)
