@@ -173,6 +173,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public static let residualBlocks = 1000
     public static let cropPadding = 64
     public static let warmupSteps = 1 << 40
+    /// Points a generated density (`--data two-moons`, …) draws for training (`limit`).
+    public static let generatedSamples = 1 << 24
   }
 
   /// Throws a message naming the first invalid setting (and the bound it broke).
@@ -233,6 +235,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     if let t = testData {
       let prefix = model.isDensity ? "table:" : "series:"
       guard t.hasPrefix(prefix) else { throw fail("test data must be \(prefix)FILE.csv, got \(t)") }
+    }
+    if ToyDensity(rawValue: data) != nil {
+      try check("limit (generated points)", limit, 0...Limits.generatedSamples)
     }
     if trace != nil && !model.isDensity {
       throw fail("trace is a cnf setting, not \(model)'s")

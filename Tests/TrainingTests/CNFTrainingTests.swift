@@ -86,6 +86,9 @@ final class CNFTrainingTests: XCTestCase {
     c.testData = "series:x.csv"
     XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("table:"), "\($0)") }
     XCTAssertThrowsError(try TraceEstimator(parsing: "approximate"))
+    c = configuration()
+    c.limit = Int.max
+    XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("limit"), "\($0)") }
     let json = try JSONEncoder().encode(configuration())
     XCTAssertEqual(
       try JSONDecoder().decode(TrainingConfiguration.self, from: json), configuration())
