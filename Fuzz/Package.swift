@@ -17,5 +17,6 @@ let package = Package(
     .executableTarget(name: "FuzzCIFAR", dependencies: ["FuzzSupport"]),
     .executableTarget(name: "FuzzSettings", dependencies: ["FuzzSupport"]),
     .executableTarget(name: "FuzzSeriesCSV", dependencies: ["FuzzSupport"]),
+    .executableTarget(name: "FuzzTableCSV", dependencies: ["FuzzSupport"]),
   ]
 )

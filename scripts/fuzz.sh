@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes DiffEqNet's readers of untrusted bytes with libFuzzer: the safetensors reader, the IDX
-# and CIFAR readers (raw and gzipped), run settings as JSON, and the series CSV reader
+# and CIFAR readers (raw and gzipped), run settings as JSON, and the series and table CSV readers
 # (Fuzz/Sources/Fuzz*).
 #
 # Usage: scripts/fuzz.sh SECONDS [TARGET…]   (default: every target, SECONDS each)
@@ -14,7 +14,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${1:?usage: scripts/fuzz.sh SECONDS [TARGET…]}"
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(FuzzSafeTensors FuzzIDX FuzzCIFAR FuzzSettings FuzzSeriesCSV)
+[ ${#targets[@]} -gt 0 ] || targets=(FuzzSafeTensors FuzzIDX FuzzCIFAR FuzzSettings FuzzSeriesCSV FuzzTableCSV)
 
 scratch="$root/.build-fuzz"
 # -sanitize=fuzzer instruments for libFuzzer and links it; SwiftPM's executables define `main`

@@ -121,6 +121,8 @@ public enum ModelZoo {
       }
     case .nodeSeries, .ddnnSeries:
       throw ODEError.invalidOptions("\(architecture) forecasts series: see makeForecaster")
+    case .cnf:
+      throw ODEError.invalidOptions("\(architecture) estimates densities: see makeFlow")
     case .resnet:
       features = { rng in
         try (0..<c.residualBlocks).map { _ in
@@ -151,5 +153,16 @@ public enum ModelZoo {
       dimension: dimension, width: c.width, delay: architecture == .ddnnSeries ? c.delay : nil,
       learnDelay: c.learnDelay, options: c.ode, gradient: c.gradient, dtype: c.dtype, rng: &rng,
       on: backend)
+  }
+
+  /// A fresh continuous normalizing flow of `dimension`-dimensional samples: FFJORD's toy field
+  /// (3 ConcatSquash layers of `width`, tanh, T = 0.5), `ode` and `gradient` as the classifiers'.
+  public static func makeFlow(
+    _ c: Configuration, dimension: Int, trace: TraceEstimator, on backend: any Backend
+  ) throws -> ContinuousNormalizingFlow {
+    var rng = RandomState(seed: c.seed)
+    return try ContinuousNormalizingFlow(
+      dimension: dimension, width: c.width, hidden: 3, options: c.ode, gradient: c.gradient,
+      trace: trace, dtype: c.dtype, rng: &rng, on: backend)
   }
 }

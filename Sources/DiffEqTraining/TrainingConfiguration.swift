@@ -81,8 +81,13 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var learnDelay: Bool? = nil
   /// The series models' forecast: the next this many observations (nil: 10).
   public var horizon: Int? = nil
-  /// The series models' test split, `series:FILE.csv` (nil: the last 20% of `data`'s series).
+  /// The series models' test split, `series:FILE.csv` (nil: the last 20% of `data`'s series);
+  /// the flow's, `table:FILE.csv` (nil: a fresh draw of a generated density, else the last 20%
+  /// of the table's rows).
   public var testData: String? = nil
+  /// The flow's (`cnf`) estimator of tr(∂f/∂z) in training (nil: `.hutchinson`, FFJORD's);
+  /// evaluation always takes the exact trace.
+  public var trace: TraceEstimator? = nil
 
   /// The fixed-point methods a DEQ can use.
   public enum FixedPointKind: String, Sendable, NamedSetting {
@@ -168,6 +173,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public static let residualBlocks = 1000
     public static let cropPadding = 64
     public static let warmupSteps = 1 << 40
+    /// Points a generated density (`--data two-moons`, …) draws for training (`limit`).
+    public static let generatedSamples = 1 << 24
   }
 
   /// Throws a message naming the first invalid setting (and the bound it broke).
@@ -219,8 +226,21 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
           ? "\(model) forecasts series: --data mackey-glass or --data series:FILE.csv"
           : "\(model) classifies images: --data \(data) names series")
     }
-    if let t = testData, !t.hasPrefix("series:") {
-      throw fail("test data must be series:FILE.csv, got \(t)")
+    if model.isDensity != Self.isDensityData(data) {
+      throw fail(
+        model.isDensity
+          ? "\(model) estimates densities: --data \(ToyDensity.allCases.map(\.rawValue).joined(separator: "|")) or table:FILE.csv, not \(data)"
+          : "\(model) does not estimate densities: --data \(data) names one")
+    }
+    if let t = testData {
+      let prefix = model.isDensity ? "table:" : "series:"
+      guard t.hasPrefix(prefix) else { throw fail("test data must be \(prefix)FILE.csv, got \(t)") }
+    }
+    if ToyDensity(rawValue: data) != nil {
+      try check("limit (generated points)", limit, 0...Limits.generatedSamples)
+    }
+    if trace != nil && !model.isDensity {
+      throw fail("trace is a cnf setting, not \(model)'s")
     }
     if let t = deqTolerance, !(t > 0 && t.isFinite) {
       throw fail("DEQ tolerance must be positive and finite, got \(t)")
@@ -285,6 +305,44 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public static func isSeriesData(_ data: String) -> Bool {
     data == "mackey-glass" || data.hasPrefix("series:")
   }
+
+  /// Whether `data` names a density's samples: a generated one (`ToyDensity`) or
+  /// `table:FILE.csv`.
+  public static func isDensityData(_ data: String) -> Bool {
+    ToyDensity(rawValue: data) != nil || data.hasPrefix("table:")
+  }
+
+  /// The samples a drawn density gives for training (`limit`, else 10,000) and testing (2,000).
+  public var densitySampleCounts: (train: Int, test: Int) { (limit > 0 ? limit : 10_000, 2_000) }
+
+  /// The flow's training and test samples: a generated density's draws from `seed` (the test
+  /// split from another stream), or a table (relative paths from the working directory) split by
+  /// `testData`, else its last 20% of rows; a table's columns are standardised by the training
+  /// split's means and standard deviations.
+  public func loadDensity() throws -> (train: TableDataset, test: TableDataset) {
+    if let density = ToyDensity(rawValue: data) {
+      let (n, m) = densitySampleCounts
+      return (
+        try density.dataset(count: n, seed: seed),
+        try density.dataset(count: m, seed: seed ^ 0x7E57_D47A_5EED_0001)
+      )
+    }
+    func read(_ spec: String) throws -> TableDataset {
+      try TableDataset.readCSV(URL(fileURLWithPath: String(spec.dropFirst(6))))
+    }
+    let all = try read(data)
+    let (train, test) = try testData.map { (all, try read($0)) } ?? all.heldOut()
+    guard train.dimension == test.dimension else {
+      throw DatasetError.invalidArgument(
+        "\(train.name) has \(train.dimension) columns, the test table \(test.name) \(test.dimension)"
+      )
+    }
+    let (mean, std) = train.columnStatistics()
+    return (train.standardized(mean: mean, std: std), test.standardized(mean: mean, std: std))
+  }
+
+  /// The flow's training trace estimator (`trace`, else Hutchinson's with Rademacher probes).
+  public var traceEstimator: TraceEstimator { trace ?? .hutchinson }
 
   /// The series of `data` (relative paths from the working directory) and the test split:
   /// `testData`'s, else the last 20% of the series.

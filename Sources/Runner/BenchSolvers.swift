@@ -11,7 +11,7 @@ struct BenchSolvers: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "solvers",
     abstract:
-      "Measure ODE solves, adjoint gradients, DEQ and DDE solves and training steps (odeblock, spiral, deq, dde, train, lmresnet).",
+      "Measure ODE solves, adjoint gradients, DEQ and DDE solves and training steps (odeblock, spiral, deq, dde, train, lmresnet, cnf).",
     discussion: """
       odeblock: f(t,h) = GN(convT(relu(GN(convT(t, relu(GN(h))))))), 64 channels + a time \
       channel, GroupNorm(32), batch 32, 14x14, t in [0, 1]. Configurations: rk4_forward \
@@ -44,6 +44,11 @@ struct BenchSolvers: ParsableCommand {
       lmresnet: one SGD training step (forward, cross-entropy, backward, update) of resnet20 \
       and lmresnet20 (survival 1, and lmresnet20_sd with survival 0.5) at batch 128 on 1x28x28 \
       and 3x32x32 random images (scripts/compare/lmresnet_torch.py times the same in PyTorch).
+      cnf: training iterations of a continuous normalizing flow on two-moons (batch 512, 3 \
+      ConcatSquash layers of 64, tanh, T = 0.5, dopri5 rtol = atol = 1e-5, backsolve adjoint, \
+      Adam 1e-3), Hutchinson (Rademacher) and exact trace: the median iteration over \
+      --cnf-iterations from fresh weights and the mean NFE (scripts/compare/cnf_torchdiffeq.py \
+      and cnf_diffrax.py time the same).
       Before and after the workloads a reference line (workload=reference, config=sgemm_1024) \
       gives OpenBLAS sgemm's rate in those minutes: read the times against it on a machine whose \
       speed drifts.
@@ -53,14 +58,17 @@ struct BenchSolvers: ParsableCommand {
 
   /// What `--workload` selects.
   enum Workload: String, CaseIterable, ExpressibleByArgument {
-    case odeblock, spiral, deq, dde, train, lmresnet, all
+    case odeblock, spiral, deq, dde, train, lmresnet, cnf, all
   }
 
-  @Option(help: "Which workloads to run: odeblock, spiral, deq, dde, train, lmresnet or all.")
+  @Option(help: "Which workloads to run: odeblock, spiral, deq, dde, train, lmresnet, cnf or all.")
   var workload = Workload.all
 
   @Option(help: "Training iterations of the spiral workload (and of dde's Mackey-Glass rows).")
   var iterations = 200
+
+  @Option(help: "Training iterations of the cnf workload (after one warm-up).")
+  var cnfIterations = 20
 
   @Option(
     help: """
@@ -74,6 +82,7 @@ struct BenchSolvers: ParsableCommand {
   func validate() throws {
     _ = try selectedGroups(only, of: Self.odeblockGroups)
     guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
+    guard cnfIterations >= 1 else { throw ValidationError("--cnf-iterations must be at least 1") }
   }
 
   func run() throws {
@@ -85,6 +94,7 @@ struct BenchSolvers: ParsableCommand {
       if [.dde, .all].contains(workload) { try dde(on: backend) }
       if [.train, .all].contains(workload) { try trainingStep(on: backend) }
       if [.lmresnet, .all].contains(workload) { try lmresnet(on: backend) }
+      if [.cnf, .all].contains(workload) { try cnf(on: backend) }
     }
     try reportReference()
   }

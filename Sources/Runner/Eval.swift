@@ -30,6 +30,17 @@ struct Eval: ParsableCommand {
     c.limit = 0
     try c.validate()
     let backend = try makeBackend(c.device, openCL: try openCLOptions())
+    if c.model.isDensity {
+      let (train, test) = try c.loadDensity()
+      let trainer = try Trainer(c, backend: backend, train: train, test: test)
+      try trainer.loadCheckpoint(from: url)
+      let nll = try trainer.task.testNLL()
+      let nfe = trainer.task.functionEvaluations?.forward ?? 0
+      print(
+        "\(c.model) on \(c.data) (\(test.count) test samples): test NLL \(fixed(nll, 4)) nats/dim (exact trace)  NFE \(nfe) in the last batch"
+      )
+      return
+    }
     if c.model.isSeries {
       let (train, test) = try c.loadSeries()
       let trainer = try Trainer(c, backend: backend, train: train, test: test)

@@ -10,7 +10,7 @@ struct SettingFlags: ParsableArguments {
   @Option(help: "Model.") var model: ModelArchitecture?
   @Option(
     help:
-      "Data folder (default: the bundled MNIST subset, found from any directory); series models: mackey-glass or series:FILE.csv."
+      "Data folder (default: the bundled MNIST subset, found from any directory); series models: mackey-glass or series:FILE.csv; cnf: two-moons, circles, 8gaussians, pinwheel, checkerboard, 2spirals or table:FILE.csv."
   )
   var data: String?
   @Option(help: "Data format.") var format: DataFormat?
@@ -78,8 +78,16 @@ struct SettingFlags: ParsableArguments {
   @Option(help: "ddnn-series: train tau (true) or keep it fixed (false, the default).")
   var learnDelay: Bool?
   @Option(help: "Series models: forecast the next H observations (default: 10).") var horizon: Int?
-  @Option(help: "Series models: the test split, series:FILE.csv (default: the last 20% of --data).")
+  @Option(
+    help:
+      "Series models: the test split, series:FILE.csv (default: the last 20% of --data); cnf: table:FILE.csv."
+  )
   var testData: String?
+  @Option(
+    help:
+      "cnf: the trace estimator in training: exact, hutchinson (Rademacher) or hutchinson-gaussian (default: hutchinson)."
+  )
+  var trace: TraceEstimator?
   @Option(help: "Also checkpoint every N batches within an epoch (default: at its end only).")
   var checkpointEvery: Int?
   @Option(
@@ -120,6 +128,7 @@ extension Option: SettingFlag {
 
 extension ModelArchitecture: ExpressibleByArgument {}
 extension DataFormat: ExpressibleByArgument {}
+extension TraceEstimator: ExpressibleByArgument {}
 extension TrainingConfiguration.OptimizerKind: ExpressibleByArgument {}
 extension TrainingConfiguration.ScheduleKind: ExpressibleByArgument {}
 extension TrainingConfiguration.NonFinitePolicy: ExpressibleByArgument {}

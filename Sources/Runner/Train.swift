@@ -6,7 +6,7 @@ import Foundation
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract:
-      "Train ODE-Net, RK-Net, a (continuous) DEQ, a DDNN or ResNet on MNIST or CIFAR, or a series forecaster.",
+      "Train ODE-Net, RK-Net, a (continuous) DEQ, a DDNN or ResNet on MNIST or CIFAR, a series forecaster, or a continuous normalizing flow.",
     discussion: """
       With no arguments: ODE-Net (dopri5, rtol = atol = 1e-3, backsolve adjoint) on the bundled \
       MNIST subset in data/mnist-5k, written to runs/latest. Settings come from the defaults, \
@@ -53,6 +53,16 @@ struct Train: ParsableCommand {
     let c = try resolvedConfiguration()
     let outDir = URL(fileURLWithPath: c.out)
     let backend = try makeBackend(c.device, openCL: try openCLOptions())
+    if c.model.isDensity {
+      let (train, test) = try c.loadDensity()
+      try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
+      let trainer = try Trainer(c, backend: backend, train: train, test: test)
+      print(
+        "\(c.model): \(trainer.model.parameterCount) parameters on \(backend.name); \(train.count) training and \(test.count) test samples of \(train.dimension) dimensions from \(c.data), trace \(c.traceEstimator)"
+      )
+      try runTraining(trainer, in: outDir, resume: resume)
+      return
+    }
     if c.model.isSeries {
       let (train, test) = try c.loadSeries()
       try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)

@@ -84,6 +84,21 @@ final class FuzzRegressionTests: XCTestCase {
     XCTAssertGreaterThan(parsed, 0, "no seed parses: the seeds no longer reach the reader's end")
   }
 
+  func testTableCSV() throws {
+    let all = try inputs("FuzzTableCSV")
+    XCTAssertFalse(all.isEmpty, "no seeds")
+    var parsed = 0
+    for (name, bytes) in all {
+      guard let data = try? TableDataset.parseCSV(fromFileContents: bytes, file: name) else {
+        continue
+      }
+      parsed += 1
+      XCTAssertEqual(data.values.count, data.count * data.dimension, name)
+      XCTAssertTrue(data.values.allSatisfy(\.isFinite), name)
+    }
+    XCTAssertGreaterThan(parsed, 0, "no seed parses: the seeds no longer reach the reader's end")
+  }
+
   func testSettings() throws {
     let all = try inputs("FuzzSettings")
     XCTAssertFalse(all.isEmpty, "no seeds")
