@@ -52,13 +52,13 @@ public final class GRUCell: Module {
     let width = hiddenSize
     let gi = try x.linear(weight: weightIH.value, bias: biasIH.value)
     let gh = try h.linear(weight: weightHH.value, bias: biasHH.value)
-    let r = try (gi.slice(axis: 1, 0..<width) + gh.slice(axis: 1, 0..<width)).sigmoid()
-    let z = try (gi.slice(axis: 1, width..<(2 * width)) + gh.slice(axis: 1, width..<(2 * width)))
-      .sigmoid()
-    let n = try
-      (gi.slice(axis: 1, (2 * width)..<(3 * width)) + r
-      * gh.slice(axis: 1, (2 * width)..<(3 * width)))
-      .tanh()
+    // Gate k's columns of a [batch, 3H] pre-activation.
+    func gate(_ g: Tensor, _ k: Int) throws -> Tensor {
+      try g.slice(axis: 1, (k * width)..<((k + 1) * width))
+    }
+    let r = try (gate(gi, 0) + gate(gh, 0)).sigmoid()
+    let z = try (gate(gi, 1) + gate(gh, 1)).sigmoid()
+    let n = try (gate(gi, 2) + r * gate(gh, 2)).tanh()
     // (1 − z)·n + z·h = n + z·(h − n): one product fewer.
     return try n + z * (h - n)
   }

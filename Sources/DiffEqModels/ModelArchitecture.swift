@@ -40,16 +40,23 @@ public enum ModelArchitecture: String, Sendable, NamedSetting {
   /// A forecaster of time series: a delay differential network on [x(t); x(t − τ)].
   case ddnnSeries = "ddnn-series"
 
+  /// The latent ODE for irregularly sampled series (`LatentODE`): reconstruction and
+  /// extrapolation.
+  case latentODE = "latent-ode"
+
   /// Whether the model's block is a `DEQBlock`.
   /// Whether the model is a CIFAR ResNeXt (bottleneck blocks).
   public var isResNeXt: Bool { self == .resnext || self == .lmresnext }
 
   public var isEquilibrium: Bool {
-    ![.odenet, .resnet, .rknet, .ddnnA, .ddnnB, .nodeSeries, .ddnnSeries].contains(self)
+    ![.odenet, .resnet, .rknet, .ddnnA, .ddnnB, .nodeSeries, .ddnnSeries, .latentODE].contains(
+      self)
       && cifarResNet == nil
   }
   /// Whether the model forecasts time series (not an image classifier).
   public var isSeries: Bool { [.nodeSeries, .ddnnSeries].contains(self) }
+  /// Whether the model reads series (a forecaster or the latent ODE), not images.
+  public var readsSeries: Bool { isSeries || self == .latentODE }
   /// Whether the model's block is a `DDEBlock`.
   public var isDelay: Bool { [.ddnnA, .ddnnB].contains(self) }
   /// Whether a DEQ's fixed point is a steady state (the continuous variants).

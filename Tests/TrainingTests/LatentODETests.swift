@@ -1,0 +1,191 @@
+import DiffEqNet
+import Foundation
+import NumericTestSupport
+import XCTest
+
+/// The latent ODE: its KL term, the spirals, and training on the common Trainer.
+final class LatentODETests: XCTestCase {
+  func configuration() -> TrainingConfiguration {
+    var c = TrainingConfiguration()
+    c.model = .latentODE
+    c.data = "spirals"
+    c.width = 16
+    c.batchSize = 20
+    c.optimizer = .adam
+    c.lr = 1e-2
+    c.weightDecay = 0
+    c.warmupSteps = 0
+    c.schedule = .constant
+    c.solver = .rk4
+    c.rkSteps = 10
+    c.epochs = 6
+    return c
+  }
+
+  /// The CPU backend and the first OpenCL device, when there is one.
+  func backends() throws -> [any Backend] {
+    if OpenCLBackend.devices().isEmpty {
+      if TestRequirement.opencl.isRequired { XCTFail("DIFFEQNET_REQUIRE names opencl: no device") }
+      return [CPUBackend()]
+    }
+    return [CPUBackend(), try OpenCLBackend(deviceIndex: 0)]
+  }
+
+  /// KL(N(μ, σ²) ‖ N(0, 1)) summed over the latent dimensions against the closed form of the
+  /// KL between two Gaussians, log(σ₂/σ₁) + (σ₁² + (μ₁ − μ₂)²)/2σ₂² − ½ at μ₂ = 0, σ₂ = 1, in
+  /// float64 on every backend that has it: relative error ≤ 1e-12 (float32: 1e-5).
+  func testKLMatchesClosedForm() throws {
+    for backend in try backends() {
+      for dtype in DType.allCases where backend.supports(dtype) {
+        var rng = RandomState(seed: 3)
+        let (batch, latent) = (5, 4)
+        let mu = (0..<(batch * latent)).map { _ in rng.nextNormal() }
+        let logVariance = (0..<(batch * latent)).map { _ in 0.7 * rng.nextNormal() }
+        let kl = try LatentODE.klToStandardNormal(
+          mean: try Tensor(mu, shape: [batch, latent], dtype: dtype, on: backend),
+          logVariance: try Tensor(logVariance, shape: [batch, latent], dtype: dtype, on: backend))
+        XCTAssertEqual(kl.shape, [batch])
+        let reference = (0..<batch).map { b in
+          (0..<latent).reduce(0.0) { sum, j in
+            let sigma = Foundation.exp(0.5 * logVariance[b * latent + j])
+            let m = mu[b * latent + j]
+            return sum + Foundation.log(1 / sigma) + (sigma * sigma + m * m) / 2 - 0.5
+          }
+        }
+        let tolerance = dtype == .float64 ? 1e-12 : 1e-5
+        XCTAssertLessThanOrEqual(
+          relativeError(try kl.toDoubles(), reference), tolerance, "\(dtype) on \(backend.name)")
+      }
+    }
+  }
+
+  /// The spirals are a function of the seed; both directions occur; each series is observed at
+  /// irregular times (gaps of different lengths) on its window's grid, with noise around the
+  /// noiseless spiral.
+  func testSpiralsAreIrregularNoisyAndSeeded() throws {
+    var spirals = Spirals(seed: 4)
+    spirals.count = 40
+    let (observed, truth) = try spirals.generate()
+    XCTAssertEqual(try Spirals(seed: 4).generate().observed.series[0], observed.series[0])
+    XCTAssertNotEqual(try Spirals(seed: 5).generate().observed.series[0], observed.series[0])
+    XCTAssertEqual(observed.dimension, 2)
+    XCTAssertTrue(observed.series.contains { $0.id.hasSuffix("ccw") })
+    XCTAssertTrue(observed.series.contains { $0.id.hasSuffix("cw") && !$0.id.hasSuffix("ccw") })
+    var residuals: [Double] = []
+    for (s, t) in zip(observed.series, truth.series) {
+      XCTAssertEqual(s.id, t.id)
+      XCTAssertGreaterThanOrEqual(s.times.count, 4)
+      let gaps = zip(s.times.dropFirst(), s.times).map { ($0 - $1) / (t.times[1] - t.times[0]) }
+      XCTAssertTrue(gaps.allSatisfy { abs($0 - $0.rounded()) < 1e-6 }, "on the grid")
+      XCTAssertGreaterThan(Set(gaps.map { Int($0.rounded()) }).count, 1, "irregular")
+      for (time, value) in zip(s.times, s.values) {
+        let k = try XCTUnwrap(t.times.firstIndex { abs($0 - time) < 1e-12 })
+        residuals += zip(value, t.values[k]).map { $0 - $1 }
+      }
+    }
+    let std = (residuals.map { $0 * $0 }.reduce(0, +) / Double(residuals.count)).squareRoot()
+    XCTAssertEqual(std, 0.3, accuracy: 0.03, "the observation noise")
+  }
+
+  /// A short run on spirals (80 training series, 20 test): the training loss (negative ELBO)
+  /// falls, the test reconstruction MSE after training is below the untrained model's, and
+  /// every metric is reported and finite.
+  func testLossDecreasesOnSpirals() throws {
+    var c = configuration()
+    c.limit = 80
+    let (train, test) = try c.loadSeries()
+    XCTAssertEqual(train.series.count, 80)
+    let trainer = try Trainer(c, backend: CPUBackend(), train: train, test: test, truth: nil)
+    let before = try trainer.task.evaluate()
+    var history: [EpochMetrics] = []
+    while !trainer.isFinished { history.append(try XCTUnwrap(try trainer.trainEpoch { _ in })) }
+    let last = try XCTUnwrap(history.last)
+    XCTAssertLessThan(last.trainLoss, history[0].trainLoss)
+    let after = try XCTUnwrap(last.test("reconstructionMSE"))
+    XCTAssertLessThan(after, try XCTUnwrap(before.metrics["reconstructionMSE"]))
+    for key in [
+      "trainReconstructionMSE", "trainExtrapolationMSE", "testReconstructionMSE",
+      "testExtrapolationMSE",
+    ] {
+      XCTAssertTrue(try XCTUnwrap(last.metrics[key]).isFinite, key)
+    }
+    XCTAssertGreaterThan(last.nfeForward, 0)
+    print("latent-ode spirals:", history.map { ($0.trainLoss, $0.test("reconstructionMSE")!) })
+  }
+
+  /// A batch's ε comes from (seed, epoch, batch): the batches a resumed epoch hands over from
+  /// batch 2 are those of the uninterrupted epoch, noise seeds included.
+  func testBatchesAreAFunctionOfThePosition() throws {
+    var c = configuration()
+    c.limit = 50
+    let (train, test) = try c.loadSeries()
+    let task = try LatentODETask(c, backend: CPUBackend(), train: train, test: test)
+    let all = Array(task.trainingBatches(epoch: 1, from: 0))
+    let resumed = Array(task.trainingBatches(epoch: 1, from: 2))
+    XCTAssertEqual(resumed.map(\.series), all.dropFirst(2).map(\.series))
+    XCTAssertEqual(resumed.map(\.noiseSeed), all.dropFirst(2).map(\.noiseSeed))
+    XCTAssertNotEqual(
+      Array(task.trainingBatches(epoch: 2, from: 0)).map(\.noiseSeed), all.map(\.noiseSeed))
+  }
+
+  func testLatentSettingsAreValidated() throws {
+    var c = configuration()
+    c.observationNoise = 0
+    XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("noise"), "\($0)") }
+    c = configuration()
+    c.extrapolatedFraction = 1
+    XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("fraction"), "\($0)") }
+    c = configuration()
+    c.model = .nodeSeries
+    c.latentDimension = 3
+    XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("latent"), "\($0)") }
+    c = configuration()
+    c.data = "data/mnist-5k"
+    XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("series"), "\($0)") }
+  }
+}
+
+extension LatentODETests {
+  /// `--data series:FILE.csv` through the shared reader: irregular 2-D series of different
+  /// lengths (one of a single observation) train, and the metrics are finite; `--test-data`
+  /// gives the test split.
+  func testTrainsOnSeriesCSV() throws {
+    var lines = ["series,time,v1,v2"]
+    var rng = RandomState(seed: 8)
+    for k in 0..<12 {
+      var t = 0.0
+      for i in 0..<(k == 5 ? 1 : 8 + k % 4) {
+        lines.append("s\(k),\(t),\(sin(t + Double(k))),\(cos(2 * t))")
+        t += 0.1 + 0.3 * rng.nextUniform() + (i == 2 ? 0.5 : 0)
+      }
+    }
+    let folder = FileManager.default.temporaryDirectory
+      .appendingPathComponent("latent-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+    let trainURL = folder.appendingPathComponent("train.csv")
+    let testURL = folder.appendingPathComponent("test.csv")
+    try (lines.joined(separator: "\n") + "\n").write(
+      to: trainURL, atomically: true, encoding: .utf8)
+    try (Array(lines.prefix(20)).joined(separator: "\n") + "\n").write(
+      to: testURL, atomically: true, encoding: .utf8)
+    var c = configuration()
+    c.data = "series:" + trainURL.path
+    c.testData = "series:" + testURL.path
+    c.solver = .dopri5
+    c.epochs = 2
+    c.batchSize = 5
+    let (train, test) = try c.loadSeries()
+    XCTAssertEqual(train.series.count, 12)
+    XCTAssertEqual(test.series.count, 3)
+    let trainer = try Trainer(c, backend: CPUBackend(), train: train, test: test, truth: nil)
+    while !trainer.isFinished {
+      let m = try XCTUnwrap(try trainer.trainEpoch { _ in })
+      XCTAssertTrue(m.trainLoss.isFinite && m.testLoss.isFinite)
+      XCTAssertTrue(try XCTUnwrap(m.test("extrapolationMSE")).isFinite)
+    }
+    try trainer.task.writeArtifacts(to: folder, history: [])
+    let svg = try String(contentsOf: folder.appendingPathComponent("latent.svg"), encoding: .utf8)
+    XCTAssertTrue(svg.hasPrefix("<svg") && svg.contains("polyline"))
+  }
+}
