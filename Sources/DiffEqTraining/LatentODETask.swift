@@ -253,6 +253,52 @@ public final class LatentODETask: TrainingTask {
   }
 }
 
+extension LatentODETask {
+  /// CSV lines `series,time,part,true_v1..,predicted_v1..` for every test observation (`part`:
+  /// observed or extrapolated; z₀ = μ), and the test split's evaluation.
+  public func predictionTable() throws -> (
+    csv: String, loss: Double, metrics: [String: Double]
+  ) {
+    let d = test.dimension
+    let header =
+      ["series", "time", "part"] + (1...d).map { "true_v\($0)" }
+      + (1...d).map { "predicted_v\($0)" }
+    var lines = [header.joined(separator: ",")]
+    let test = test
+    let (loss, metrics) = try evaluate { indices, times, decoded in
+      for (b, s) in indices.enumerated() {
+        let series = test.series[s]
+        let n = self.observedCount(series.times.count)
+        for (i, t) in series.times.enumerated() {
+          let relative = t - series.times[0]
+          // The layout's row of this time: the nearest of its (rounded) times.
+          var k = times.partitioningIndex(where: { $0 >= relative - 1e-9 })
+          k = min(k, times.count - 1)
+          let start = (k * indices.count + b) * d
+          let row =
+            [series.id, "\(t)", i < n ? "observed" : "extrapolated"]
+            + series.values[i].map { "\($0)" } + decoded[start..<(start + d)].map { "\($0)" }
+          lines.append(row.joined(separator: ","))
+        }
+      }
+    }
+    return (lines.joined(separator: "\n") + "\n", loss, metrics)
+  }
+}
+
+extension Array where Element == Double {
+  /// The first index whose element satisfies `belongs`, for a predicate false then true along
+  /// the array (binary search); `count` when none does.
+  fileprivate func partitioningIndex(where belongs: (Double) -> Bool) -> Int {
+    var (lo, hi) = (0, count)
+    while lo < hi {
+      let mid = (lo + hi) / 2
+      if belongs(self[mid]) { hi = mid } else { lo = mid + 1 }
+    }
+    return lo
+  }
+}
+
 extension Trainer where Task == LatentODETask {
   /// A trainer of a latent ODE on `train`, tested on `test` (`truth`: the noiseless test
   /// series, for the plot; a required label, which tells this trainer from a forecaster's).

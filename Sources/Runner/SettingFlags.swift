@@ -10,7 +10,7 @@ struct SettingFlags: ParsableArguments {
   @Option(help: "Model.") var model: ModelArchitecture?
   @Option(
     help:
-      "Data folder (default: the bundled MNIST subset, found from any directory); series models: mackey-glass or series:FILE.csv."
+      "Data folder (default: the bundled MNIST subset, found from any directory); series models and latent-ode: spirals, mackey-glass or series:FILE.csv."
   )
   var data: String?
   @Option(help: "Data format.") var format: DataFormat?
@@ -80,6 +80,15 @@ struct SettingFlags: ParsableArguments {
   @Option(help: "Series models: forecast the next H observations (default: 10).") var horizon: Int?
   @Option(help: "Series models: the test split, series:FILE.csv (default: the last 20% of --data).")
   var testData: String?
+  @Option(help: "latent-ode: the dimension of the latent state z (default: 4).")
+  var latentDimension: Int?
+  @Option(help: "latent-ode: the likelihood's fixed observation noise sigma (default: 0.3).")
+  var observationNoise: Double?
+  @Option(
+    help:
+      "latent-ode: the share of each series' last observations held back to extrapolate, in [0, 1) (default: 0.5)."
+  )
+  var extrapolatedFraction: Double?
   @Option(help: "Also checkpoint every N batches within an epoch (default: at its end only).")
   var checkpointEvery: Int?
   @Option(

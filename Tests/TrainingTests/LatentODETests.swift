@@ -189,3 +189,48 @@ extension LatentODETests {
     XCTAssertTrue(svg.hasPrefix("<svg") && svg.contains("polyline"))
   }
 }
+
+extension LatentODETests {
+  /// `runner train --model latent-ode --data spirals` writes its metrics (reconstruction and
+  /// extrapolation MSE, NFE) and `latent.svg`; `runner eval` reports the test metrics and
+  /// writes the reconstructions; a bad latent setting is refused by name.
+  func testCLITrainsAndEvaluatesOnSpirals() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "diffeqnet-latent-\(UUID())")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let (status, output) = try TrainingTests.runner([
+      "train", "--model", "latent-ode", "--data", "spirals", "--limit", "40", "--width", "8",
+      "--latent-dimension", "3", "--epochs", "1", "--batch-size", "20", "--optimizer", "adam",
+      "--lr", "0.01", "--solver", "rk4", "--rk-steps", "5", "--device", "cpu", "--out", dir.path,
+    ])
+    XCTAssertEqual(status, 0, output)
+    for file in [
+      "config.json", "metrics.jsonl", "curve.svg", "latent.svg", "checkpoint.safetensors",
+    ] {
+      XCTAssertTrue(
+        FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path),
+        "missing \(file)")
+    }
+    let metrics = try String(
+      contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+    for key in ["testReconstructionMSE", "testExtrapolationMSE", "nfeForward"] {
+      XCTAssertTrue(metrics.contains("\"\(key)\""), "\(key) in \(metrics)")
+    }
+    let predictions = dir.appendingPathComponent("p.csv")
+    let (status2, output2) = try TrainingTests.runner([
+      "eval", "--checkpoint", dir.appendingPathComponent("checkpoint.safetensors").path,
+      "--device", "cpu", "--predictions", predictions.path,
+    ])
+    XCTAssertEqual(status2, 0, output2)
+    XCTAssertTrue(output2.contains("extrapolation MSE"), output2)
+    let table = try String(contentsOf: predictions, encoding: .utf8)
+    XCTAssertTrue(table.hasPrefix("series,time,part,true_v1,true_v2,predicted_v1"), table)
+    XCTAssertTrue(table.contains(",extrapolated,"))
+    let (status3, output3) = try TrainingTests.runner([
+      "train", "--model", "latent-ode", "--data", "spirals", "--observation-noise", "-1",
+      "--out", dir.path,
+    ])
+    XCTAssertNotEqual(status3, 0)
+    XCTAssertTrue(output3.contains("observation noise"), output3)
+  }
+}
