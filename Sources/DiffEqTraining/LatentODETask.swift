@@ -119,11 +119,13 @@ public final class LatentODETask: TrainingTask {
     var heldBackValues: Int
   }
 
+  /// A relative time rounded to 1e-9: equal offsets of different series share a row.
+  static func timeKey(_ t: Double) -> Double { (t * 1e9).rounded() / 1e9 }
+
   func layout(_ indices: [Int], in data: TimeSeriesDataset) throws -> Layout {
     let d = data.dimension
     let batch = indices.count
-    // Times as keys rounded to 1e-9, so that equal offsets of different series share a row.
-    func key(_ t: Double) -> Double { (t * 1e9).rounded() / 1e9 }
+    let key = Self.timeKey
     var keys = Set<Double>()
     for s in indices {
       let t = data.series[s].times
@@ -266,14 +268,12 @@ extension LatentODETask {
     var lines = [header.joined(separator: ",")]
     let test = test
     let (loss, metrics) = try evaluate { indices, times, decoded in
+      let rows = Dictionary(uniqueKeysWithValues: times.enumerated().map { ($1, $0) })
       for (b, s) in indices.enumerated() {
         let series = test.series[s]
         let n = self.observedCount(series.times.count)
         for (i, t) in series.times.enumerated() {
-          let relative = t - series.times[0]
-          // The layout's row of this time: the nearest of its (rounded) times.
-          var k = times.partitioningIndex(where: { $0 >= relative - 1e-9 })
-          k = min(k, times.count - 1)
+          let k = rows[Self.timeKey(t - series.times[0])]!
           let start = (k * indices.count + b) * d
           let row =
             [series.id, "\(t)", i < n ? "observed" : "extrapolated"]
@@ -283,19 +283,6 @@ extension LatentODETask {
       }
     }
     return (lines.joined(separator: "\n") + "\n", loss, metrics)
-  }
-}
-
-extension Array where Element == Double {
-  /// The first index whose element satisfies `belongs`, for a predicate false then true along
-  /// the array (binary search); `count` when none does.
-  fileprivate func partitioningIndex(where belongs: (Double) -> Bool) -> Int {
-    var (lo, hi) = (0, count)
-    while lo < hi {
-      let mid = (lo + hi) / 2
-      if belongs(self[mid]) { hi = mid } else { lo = mid + 1 }
-    }
-    return lo
   }
 }
 

@@ -5,13 +5,14 @@ import Foundation
 /// `runner bench solvers`: the cost of forward solves and adjoint gradients on two ODE workloads,
 /// the MNIST ODE-Net's vector field ("odeblock") and torchdiffeq's spiral demo ("spiral"), of
 /// the DEQ variants' solves ("deq"), the delay blocks' solves and adjoints ("dde"), one default
-/// training step ("train") and the CIFAR ResNets' training steps ("lmresnet"); on an OpenCL
+/// training step ("train"), the CIFAR ResNets' training steps ("lmresnet") and a latent ODE's
+/// ("latent"); on an OpenCL
 /// backend also what they ask of the device (kernel launches, host synchronisations).
 struct BenchSolvers: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "solvers",
     abstract:
-      "Measure ODE solves, adjoint gradients, DEQ and DDE solves and training steps (odeblock, spiral, deq, dde, train, lmresnet).",
+      "Measure ODE solves, adjoint gradients, DEQ and DDE solves and training steps (odeblock, spiral, deq, dde, train, lmresnet, latent).",
     discussion: """
       odeblock: f(t,h) = GN(convT(relu(GN(convT(t, relu(GN(h))))))), 64 channels + a time \
       channel, GroupNorm(32), batch 32, 14x14, t in [0, 1]. Configurations: rk4_forward \
@@ -44,6 +45,9 @@ struct BenchSolvers: ParsableCommand {
       lmresnet: one SGD training step (forward, cross-entropy, backward, update) of resnet20 \
       and lmresnet20 (survival 1, and lmresnet20_sd with survival 0.5) at batch 128 on 1x28x28 \
       and 3x32x32 random images (scripts/compare/lmresnet_torch.py times the same in PyTorch).
+      latent: one training iteration of the latent ODE on 100 spirals (latent dimension 4, \
+      width 25, dopri5 rtol = atol = 1e-3, Adam), backsolve adjoint and direct: the median step \
+      time and its evaluations of f.
       Before and after the workloads a reference line (workload=reference, config=sgemm_1024) \
       gives OpenBLAS sgemm's rate in those minutes: read the times against it on a machine whose \
       speed drifts.
@@ -53,10 +57,11 @@ struct BenchSolvers: ParsableCommand {
 
   /// What `--workload` selects.
   enum Workload: String, CaseIterable, ExpressibleByArgument {
-    case odeblock, spiral, deq, dde, train, lmresnet, all
+    case odeblock, spiral, deq, dde, train, lmresnet, latent, all
   }
 
-  @Option(help: "Which workloads to run: odeblock, spiral, deq, dde, train, lmresnet or all.")
+  @Option(
+    help: "Which workloads to run: odeblock, spiral, deq, dde, train, lmresnet, latent or all.")
   var workload = Workload.all
 
   @Option(help: "Training iterations of the spiral workload (and of dde's Mackey-Glass rows).")
@@ -85,6 +90,7 @@ struct BenchSolvers: ParsableCommand {
       if [.dde, .all].contains(workload) { try dde(on: backend) }
       if [.train, .all].contains(workload) { try trainingStep(on: backend) }
       if [.lmresnet, .all].contains(workload) { try lmresnet(on: backend) }
+      if [.latent, .all].contains(workload) { try latent(on: backend) }
     }
     try reportReference()
   }
