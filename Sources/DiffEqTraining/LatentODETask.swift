@@ -211,14 +211,18 @@ public final class LatentODETask: TrainingTask {
     return (
       loss,
       {
-        [
-          "reconstructionMSE": try observedError.item() / Double(max(1, layout.observedValues))
-            * count,
-          "extrapolationMSE": try heldBackError.item() / Double(max(1, layout.heldBackValues))
-            * count,
+        let sums = try Self.read([observedError, heldBackError])
+        return [
+          "reconstructionMSE": sums[0] / Double(max(1, layout.observedValues)) * count,
+          "extrapolationMSE": sums[1] / Double(max(1, layout.heldBackValues)) * count,
         ]
       }
     )
+  }
+
+  /// Scalars read in one transfer.
+  static func read(_ scalars: [Tensor]) throws -> [Double] {
+    try Tensor.concat(scalars.map { try $0.detached.reshaped([1]) }, axis: 0).toDoubles()
   }
 
   public func evaluate() throws -> (loss: Double, metrics: [String: Double]) {
@@ -238,9 +242,10 @@ public final class LatentODETask: TrainingTask {
       let indices = Array(start..<min(start + batchSize, test.series.count))
       let layout = try layout(indices, in: test)
       let result = try evaluate(layout, noise: nil)
-      loss += try result.loss.item() * Double(indices.count)
-      observed += try result.observedError.item()
-      heldBack += try result.heldBackError.item()
+      let sums = try Self.read([result.loss, result.observedError, result.heldBackError])
+      loss += sums[0] * Double(indices.count)
+      observed += sums[1]
+      heldBack += sums[2]
       observedValues += layout.observedValues
       heldBackValues += layout.heldBackValues
       if let each { each(indices, layout.times, try result.decoded.toDoubles()) }

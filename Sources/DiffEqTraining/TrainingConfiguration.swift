@@ -26,7 +26,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var normGroups: Int? = nil
   /// Residual blocks of the ResNet baseline.
   public var residualBlocks = 6
-  /// Use only the first `limit` training and test images (0: all), for quick runs and tests.
+  /// Use only the first `limit` training and test images, or series for the series models (0:
+  /// all), for quick runs and tests.
   public var limit = 0
   public var epochs = 10
   public var batchSize = 64
@@ -288,7 +289,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     c.groupWidth = groupWidth ?? 4
     c.delay = modelDelay
     c.learnDelay = learnDelay ?? false
-    if model.isSeries && !solver.isAdaptive {
+    if model.readsSeries && !solver.isAdaptive {
       // A series' forecast spans its own time units: rk-steps per unit of time.
       c.ode.steps = nil
       c.ode.stepSize = 1 / Double(rkSteps)

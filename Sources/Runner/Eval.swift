@@ -37,7 +37,7 @@ struct Eval: ParsableCommand {
       try trainer.loadCheckpoint(from: url)
       let (csv, loss, metrics) = try trainer.task.predictionTable()
       print(
-        "\(c.model) on \(c.data) (\(test.series.count) test series): negative ELBO \(fixed(loss, 4))  reconstruction MSE \(fixed(metrics["reconstructionMSE"] ?? .nan, 5))  extrapolation MSE \(fixed(metrics["extrapolationMSE"] ?? .nan, 5))  NFE \(trainer.task.functionEvaluations?.forward ?? 0) per batch"
+        "\(c.model) on \(c.data) (\(test.series.count) test series): negative ELBO \(fixed(loss, 4))  reconstruction MSE \(fixed(metrics["reconstructionMSE"] ?? .nan, 5))  extrapolation MSE \(fixed(metrics["extrapolationMSE"] ?? .nan, 5))  NFE \(trainer.task.functionEvaluations?.forward ?? 0) (last test batch)"
       )
       if let predictions {
         try csv.write(toFile: predictions, atomically: true, encoding: .utf8)

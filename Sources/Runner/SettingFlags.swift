@@ -26,11 +26,15 @@ struct SettingFlags: ParsableArguments {
     help: "Gradient method: backsolve (alias adjoint), checkpointed or direct.",
     transform: GradientMethod.init(parsing:))
   var gradient: GradientMethod?
-  @Option(help: "Steps over [0, 1] for fixed-step solvers and RK-Net.") var rkSteps: Int?
+  @Option(
+    help: "Steps over [0, 1] for fixed-step solvers and RK-Net; per unit of time for series models."
+  )
+  var rkSteps: Int?
   @Option(help: "Channels of the network (the paper's 64).") var width: Int?
   @Option(help: "Groups of every GroupNorm (default: min(32, width / 2)).") var normGroups: Int?
   @Option(help: "Residual blocks of the ResNet baseline.") var residualBlocks: Int?
-  @Option(help: "Use only the first N training and test images (0: all).") var limit: Int?
+  @Option(help: "Use only the first N training and test images, or series (0: all).")
+  var limit: Int?
   @Option(help: "Number of epochs.") var epochs: Int?
   @Option(help: "Images per batch.") var batchSize: Int?
   @Option(help: "Peak learning rate.") var lr: Double?
