@@ -103,13 +103,41 @@ public final class LatentODE: Module {
 
   /// The decoded observations [times.count, batch, d] at `times` (increasing, the first 0, z₀'s
   /// time) from z₀ [batch, L].
+  ///
+  /// A fixed-step solver steps on its own grid 0, h, 2h, … (h its `stepSize`, else tN/`steps`)
+  /// up to the last time, and z at the given times is linearly interpolated between grid
+  /// points, as torchdiffeq's fixed-grid solvers do: a series' many observation times would
+  /// otherwise each cost a step, whatever h. Adaptive solvers return z at the times themselves.
   public func decode(_ z0: Tensor, times: [Double]) throws -> Tensor {
     let batch = z0.shape[0]
-    let z: Tensor
+    let end = times[times.count - 1]
+    var z: Tensor
     if times.count == 1 {
       // Series of one observation each: nothing to integrate.
       lastStatistics = ODEStatistics()
       z = try z0.reshaped([1, batch, latentDimension])
+    } else if !options.solver.isAdaptive,
+      let h = options.stepSize ?? options.steps.map({ end / Double($0) })
+    {
+      let n = max(1, Int((end / h * (1 - 1e-12)).rounded(.up)))
+      let grid = (0...n).map { min(end, Double($0) * h) }
+      var fixed = options
+      fixed.stepSize = nil
+      fixed.steps = nil  // one step per grid interval
+      let solution = try odeint(
+        dynamics.vectorField, z0, times: grid, options: fixed, gradient: gradient)
+      lastStatistics = solution.statistics
+      var weights = [Double](repeating: 0, count: times.count * grid.count)
+      for (i, t) in times.enumerated() {
+        let k = min(n - 1, Int(t / h))
+        let w = (t - grid[k]) / (grid[k + 1] - grid[k])
+        weights[i * grid.count + k] = 1 - w
+        weights[i * grid.count + k + 1] = w
+      }
+      let interpolation = try Tensor(
+        weights, shape: [times.count, grid.count], dtype: z0.dtype, on: z0.backend)
+      z = try interpolation.matmul(
+        solution.trajectory.reshaped([grid.count, batch * latentDimension]))
     } else {
       let solution = try odeint(
         dynamics.vectorField, z0, times: times, options: options, gradient: gradient)

@@ -268,3 +268,30 @@ extension LatentODETests {
     }
   }
 }
+
+extension LatentODETests {
+  /// A fixed-step solver steps on its own grid of step h and interpolates: at times on that
+  /// grid the decoded values equal a solve stepped at h to those times (float64, 1e-12), and
+  /// the evaluations are 4 per grid step for RK4 however many output times there are.
+  func testFixedStepDecodingStepsOnItsOwnGrid() throws {
+    let cpu = CPUBackend()
+    var rng = RandomState(seed: 2)
+    var options = ODEOptions(solver: .rk4)
+    options.stepSize = 0.1
+    let model = try LatentODE(
+      dimension: 2, latentDimension: 3, width: 8, options: options, gradient: .direct,
+      dtype: .float64, rng: &rng, on: cpu)
+    let z0 = try Tensor.normal([4, 3], dtype: .float64, rng: &rng, on: cpu)
+    let onGrid = [0, 0.3, 0.5, 1.0]
+    let interpolated = try model.decode(z0, times: onGrid).toDoubles()
+    XCTAssertEqual(model.lastStatistics.forwardEvaluations, 4 * 10)
+    // odeint to the same times, stepping at h: every time lies on the grid.
+    let reference = try odeint(
+      model.dynamics.vectorField, z0, times: onGrid, options: options, gradient: .direct)
+    let decoded = try model.decoder(reference.trajectory.reshaped([4 * 4, 3])).toDoubles()
+    XCTAssertLessThanOrEqual(relativeError(interpolated, decoded), 1e-12)
+    let many = (0...60).map { Double($0) / 60 }
+    _ = try model.decode(z0, times: many)
+    XCTAssertEqual(model.lastStatistics.forwardEvaluations, 4 * 10, "one step per grid interval")
+  }
+}
