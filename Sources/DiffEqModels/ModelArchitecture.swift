@@ -43,18 +43,25 @@ public enum ModelArchitecture: String, Sendable, NamedSetting {
   /// A continuous normalizing flow (FFJORD) of a density's samples (`ContinuousNormalizingFlow`).
   case cnf
 
+  /// The latent ODE for irregularly sampled series (`LatentODE`): reconstruction and
+  /// extrapolation.
+  case latentODE = "latent-ode"
+
   /// Whether the model is a CIFAR ResNeXt (bottleneck blocks).
   public var isResNeXt: Bool { self == .resnext || self == .lmresnext }
 
   /// Whether the model's block is a `DEQBlock`.
   public var isEquilibrium: Bool {
-    ![.odenet, .resnet, .rknet, .ddnnA, .ddnnB, .nodeSeries, .ddnnSeries, .cnf].contains(self)
+    ![.odenet, .resnet, .rknet, .ddnnA, .ddnnB, .nodeSeries, .ddnnSeries, .cnf, .latentODE]
+      .contains(self)
       && cifarResNet == nil
   }
   /// Whether the model forecasts time series (not an image classifier).
   public var isSeries: Bool { [.nodeSeries, .ddnnSeries].contains(self) }
   /// Whether the model estimates a density from samples (not an image classifier).
   public var isDensity: Bool { self == .cnf }
+  /// Whether the model reads series (a forecaster or the latent ODE), not images.
+  public var readsSeries: Bool { isSeries || self == .latentODE }
   /// Whether the model's block is a `DDEBlock`.
   public var isDelay: Bool { [.ddnnA, .ddnnB].contains(self) }
   /// Whether a DEQ's fixed point is a steady state (the continuous variants).

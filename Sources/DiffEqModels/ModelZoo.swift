@@ -119,8 +119,8 @@ public enum ModelZoo {
             on: backend)
         ]
       }
-    case .nodeSeries, .ddnnSeries:
-      throw ODEError.invalidOptions("\(architecture) forecasts series: see makeForecaster")
+    case .nodeSeries, .ddnnSeries, .latentODE:
+      throw ODEError.invalidOptions("\(architecture) reads series, not images")
     case .cnf:
       throw ODEError.invalidOptions("\(architecture) estimates densities: see makeFlow")
     case .resnet:

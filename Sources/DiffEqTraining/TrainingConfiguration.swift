@@ -26,7 +26,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   public var normGroups: Int? = nil
   /// Residual blocks of the ResNet baseline.
   public var residualBlocks = 6
-  /// Use only the first `limit` training and test images (0: all), for quick runs and tests.
+  /// Use only the first `limit` training and test images, or series for the series models (0:
+  /// all), for quick runs and tests.
   public var limit = 0
   public var epochs = 10
   public var batchSize = 64
@@ -88,6 +89,13 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// The flow's (`cnf`) estimator of tr(∂f/∂z) in training (nil: `.hutchinson`, FFJORD's);
   /// evaluation always takes the exact trace.
   public var trace: TraceEstimator? = nil
+  /// latent-ode: the dimension of z (nil: 4, torchdiffeq's example).
+  public var latentDimension: Int? = nil
+  /// latent-ode: the fixed standard deviation σ of the Gaussian likelihood (nil: 0.3).
+  public var observationNoise: Double? = nil
+  /// latent-ode: the share of each series' last observations held back from the encoder and
+  /// the loss, to be extrapolated (nil: 0.5).
+  public var extrapolatedFraction: Double? = nil
 
   /// The fixed-point methods a DEQ can use.
   public enum FixedPointKind: String, Sendable, NamedSetting {
@@ -220,11 +228,25 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     if learnDelay == true && model != .ddnnSeries {
       throw fail("learn-delay is a ddnn-series setting, not \(model)'s")
     }
-    if model.isSeries != Self.isSeriesData(data) {
+    if model.readsSeries != Self.isSeriesData(data) {
       throw fail(
-        model.isSeries
-          ? "\(model) forecasts series: --data mackey-glass or --data series:FILE.csv"
+        model.readsSeries
+          ? "\(model) reads series: --data spirals, mackey-glass or series:FILE.csv"
           : "\(model) classifies images: --data \(data) names series")
+    }
+    if model != .latentODE,
+      latentDimension != nil || observationNoise != nil
+        || extrapolatedFraction != nil
+    {
+      throw fail(
+        "latent-dimension, observation-noise and extrapolated-fraction are latent-ode settings")
+    }
+    if let n = latentDimension { try check("latent dimension", n, 1...Limits.width) }
+    if let s = observationNoise, !(s > 0 && s.isFinite) {
+      throw fail("observation noise must be positive and finite, got \(s)")
+    }
+    if let f = extrapolatedFraction, !(f >= 0 && f < 1) {
+      throw fail("extrapolated fraction must lie in [0, 1), got \(f)")
     }
     if model.isDensity != Self.isDensityData(data) {
       throw fail(
@@ -287,7 +309,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     c.groupWidth = groupWidth ?? 4
     c.delay = modelDelay
     c.learnDelay = learnDelay ?? false
-    if model.isSeries && !solver.isAdaptive {
+    if model.readsSeries && !solver.isAdaptive {
       // A series' forecast spans its own time units: rk-steps per unit of time.
       c.ode.steps = nil
       c.ode.stepSize = 1 / Double(rkSteps)
@@ -301,9 +323,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     return c
   }
 
-  /// Whether `data` names series (`mackey-glass`, `series:FILE.csv`) rather than an image folder.
+  /// Whether `data` names series (`spirals`, `mackey-glass`, `series:FILE.csv`) rather than an
+  /// image folder.
   public static func isSeriesData(_ data: String) -> Bool {
-    data == "mackey-glass" || data.hasPrefix("series:")
+    data == "spirals" || data == "mackey-glass" || data.hasPrefix("series:")
   }
 
   /// Whether `data` names a density's samples: a generated one (`ToyDensity`) or
@@ -344,21 +367,36 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
   /// The flow's training trace estimator (`trace`, else Hutchinson's with Rademacher probes).
   public var traceEstimator: TraceEstimator { trace ?? .hutchinson }
 
-  /// The series of `data` (relative paths from the working directory) and the test split:
-  /// `testData`'s, else the last 20% of the series.
+  /// The series of `data` (relative paths from the working directory; `spirals` drawn from
+  /// `seed`) and the test split: `testData`'s, else the last 20% of the series; with `limit` > 0,
+  /// the first `limit` series of each.
   public func loadSeries() throws -> (train: TimeSeriesDataset, test: TimeSeriesDataset) {
     func read(_ spec: String) throws -> TimeSeriesDataset {
-      spec == "mackey-glass"
-        ? try TimeSeriesDataset.mackeyGlass()
-        : try TimeSeriesDataset.readCSV(URL(fileURLWithPath: String(spec.dropFirst(7))))
+      switch spec {
+      case "spirals": try Spirals(seed: seed).generate().observed
+      case "mackey-glass": try TimeSeriesDataset.mackeyGlass()
+      default: try TimeSeriesDataset.readCSV(URL(fileURLWithPath: String(spec.dropFirst(7))))
+      }
     }
     let all = try read(data)
-    if let testData { return (all, try read(testData)) }
-    return try all.heldOut()
+    let (train, test) = try testData.map { (all, try read($0)) } ?? all.heldOut()
+    return (try train.first(limit), try test.first(limit))
+  }
+
+  /// The noiseless spirals of the test split when `data` is `spirals` and no `testData` is
+  /// given (what a latent ODE's plot draws as the truth), else nil.
+  public func seriesTruth() throws -> TimeSeriesDataset? {
+    guard data == "spirals", testData == nil else { return nil }
+    return try Spirals(seed: seed).generate().truth.heldOut().test.first(limit)
   }
 
   /// The delay τ the model uses (`delay`, else 0.5 for image models and 1 for ddnn-series).
   public var modelDelay: Double { delay ?? (model.isSeries ? 1 : 0.5) }
+
+  /// latent-ode's settings with their defaults.
+  public var latentSettings: (dimension: Int, noise: Double, extrapolated: Double) {
+    (latentDimension ?? 4, observationNoise ?? 0.3, extrapolatedFraction ?? 0.5)
+  }
 
   /// The series models' forecast horizon (`horizon`, else 10).
   public var forecastHorizon: Int { horizon ?? 10 }

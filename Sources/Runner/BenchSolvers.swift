@@ -5,13 +5,14 @@ import Foundation
 /// `runner bench solvers`: the cost of forward solves and adjoint gradients on two ODE workloads,
 /// the MNIST ODE-Net's vector field ("odeblock") and torchdiffeq's spiral demo ("spiral"), of
 /// the DEQ variants' solves ("deq"), the delay blocks' solves and adjoints ("dde"), one default
-/// training step ("train") and the CIFAR ResNets' training steps ("lmresnet"); on an OpenCL
+/// training step ("train"), the CIFAR ResNets' training steps ("lmresnet") and a latent ODE's
+/// ("latent"); on an OpenCL
 /// backend also what they ask of the device (kernel launches, host synchronisations).
 struct BenchSolvers: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "solvers",
     abstract:
-      "Measure ODE solves, adjoint gradients, DEQ and DDE solves and training steps (odeblock, spiral, deq, dde, train, lmresnet, cnf).",
+      "Measure ODE solves, adjoint gradients, DEQ and DDE solves and training steps (odeblock, spiral, deq, dde, train, lmresnet, cnf, latent).",
     discussion: """
       odeblock: f(t,h) = GN(convT(relu(GN(convT(t, relu(GN(h))))))), 64 channels + a time \
       channel, GroupNorm(32), batch 32, 14x14, t in [0, 1]. Configurations: rk4_forward \
@@ -49,6 +50,9 @@ struct BenchSolvers: ParsableCommand {
       Adam 1e-3), Hutchinson (Rademacher) and exact trace: the median iteration over \
       --cnf-iterations from fresh weights and the mean NFE (scripts/compare/cnf_torchdiffeq.py \
       and cnf_diffrax.py time the same).
+      latent: one training iteration of the latent ODE on 100 spirals (latent dimension 4, \
+      width 25, dopri5 rtol = atol = 1e-3, Adam), backsolve adjoint and direct: the median step \
+      time and its evaluations of f.
       Before and after the workloads a reference line (workload=reference, config=sgemm_1024) \
       gives OpenBLAS sgemm's rate in those minutes: read the times against it on a machine whose \
       speed drifts.
@@ -58,10 +62,12 @@ struct BenchSolvers: ParsableCommand {
 
   /// What `--workload` selects.
   enum Workload: String, CaseIterable, ExpressibleByArgument {
-    case odeblock, spiral, deq, dde, train, lmresnet, cnf, all
+    case odeblock, spiral, deq, dde, train, lmresnet, cnf, latent, all
   }
 
-  @Option(help: "Which workloads to run: odeblock, spiral, deq, dde, train, lmresnet, cnf or all.")
+  @Option(
+    help:
+      "Which workloads to run: odeblock, spiral, deq, dde, train, lmresnet, cnf, latent or all.")
   var workload = Workload.all
 
   @Option(help: "Training iterations of the spiral workload (and of dde's Mackey-Glass rows).")
@@ -95,6 +101,7 @@ struct BenchSolvers: ParsableCommand {
       if [.train, .all].contains(workload) { try trainingStep(on: backend) }
       if [.lmresnet, .all].contains(workload) { try lmresnet(on: backend) }
       if [.cnf, .all].contains(workload) { try cnf(on: backend) }
+      if [.latent, .all].contains(workload) { try latent(on: backend) }
     }
     try reportReference()
   }

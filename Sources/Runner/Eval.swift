@@ -10,7 +10,8 @@ struct Eval: ParsableCommand {
       The model and its settings come from the checkpoint's metadata; --data, --format and \
       --device may point it at other data or hardware. --predictions FILE writes one CSV line \
       per image: index, label, predicted class; for a series model, one per forecast value: \
-      series, origin, time, true and predicted values.
+      series, origin, time, true and predicted values; for latent-ode, one per test observation: \
+      series, time, observed or extrapolated, true and predicted values.
       """)
 
   @Option(help: "A checkpoint.safetensors written by `runner train`.") var checkpoint: String
@@ -39,6 +40,20 @@ struct Eval: ParsableCommand {
       print(
         "\(c.model) on \(c.data) (\(test.count) test samples): test NLL \(fixed(nll, 4)) nats/dim (exact trace)  NFE \(nfe) in the last batch"
       )
+      return
+    }
+    if c.model == .latentODE {
+      let (train, test) = try c.loadSeries()
+      let trainer = try Trainer(c, backend: backend, train: train, test: test, truth: nil)
+      try trainer.loadCheckpoint(from: url)
+      let (csv, loss, metrics) = try trainer.task.predictionTable()
+      print(
+        "\(c.model) on \(c.data) (\(test.series.count) test series): negative ELBO \(fixed(loss, 4))  reconstruction MSE \(fixed(metrics["reconstructionMSE"] ?? .nan, 5))  extrapolation MSE \(fixed(metrics["extrapolationMSE"] ?? .nan, 5))  NFE \(trainer.task.functionEvaluations?.forward ?? 0) (last test batch)"
+      )
+      if let predictions {
+        try csv.write(toFile: predictions, atomically: true, encoding: .utf8)
+        print("reconstructions and extrapolations written to \(predictions)")
+      }
       return
     }
     if c.model.isSeries {

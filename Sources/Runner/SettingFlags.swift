@@ -10,7 +10,7 @@ struct SettingFlags: ParsableArguments {
   @Option(help: "Model.") var model: ModelArchitecture?
   @Option(
     help:
-      "Data folder (default: the bundled MNIST subset, found from any directory); series models: mackey-glass or series:FILE.csv; cnf: two-moons, circles, 8gaussians, pinwheel, checkerboard, 2spirals or table:FILE.csv."
+      "Data folder (default: the bundled MNIST subset, found from any directory); series models and latent-ode: spirals, mackey-glass or series:FILE.csv; cnf: two-moons, circles, 8gaussians, pinwheel, checkerboard, 2spirals or table:FILE.csv."
   )
   var data: String?
   @Option(help: "Data format.") var format: DataFormat?
@@ -26,11 +26,15 @@ struct SettingFlags: ParsableArguments {
     help: "Gradient method: backsolve (alias adjoint), checkpointed or direct.",
     transform: GradientMethod.init(parsing:))
   var gradient: GradientMethod?
-  @Option(help: "Steps over [0, 1] for fixed-step solvers and RK-Net.") var rkSteps: Int?
+  @Option(
+    help: "Steps over [0, 1] for fixed-step solvers and RK-Net; per unit of time for series models."
+  )
+  var rkSteps: Int?
   @Option(help: "Channels of the network (the paper's 64).") var width: Int?
   @Option(help: "Groups of every GroupNorm (default: min(32, width / 2)).") var normGroups: Int?
   @Option(help: "Residual blocks of the ResNet baseline.") var residualBlocks: Int?
-  @Option(help: "Use only the first N training and test images (0: all).") var limit: Int?
+  @Option(help: "Use only the first N training and test images, or series (0: all).")
+  var limit: Int?
   @Option(help: "Number of epochs.") var epochs: Int?
   @Option(help: "Images per batch.") var batchSize: Int?
   @Option(help: "Peak learning rate.") var lr: Double?
@@ -88,6 +92,15 @@ struct SettingFlags: ParsableArguments {
       "cnf: the trace estimator in training: exact, hutchinson (Rademacher) or hutchinson-gaussian (default: hutchinson)."
   )
   var trace: TraceEstimator?
+  @Option(help: "latent-ode: the dimension of the latent state z (default: 4).")
+  var latentDimension: Int?
+  @Option(help: "latent-ode: the likelihood's fixed observation noise sigma (default: 0.3).")
+  var observationNoise: Double?
+  @Option(
+    help:
+      "latent-ode: the share of each series' last observations held back to extrapolate, in [0, 1) (default: 0.5)."
+  )
+  var extrapolatedFraction: Double?
   @Option(help: "Also checkpoint every N batches within an epoch (default: at its end only).")
   var checkpointEvery: Int?
   @Option(

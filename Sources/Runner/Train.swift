@@ -6,7 +6,7 @@ import Foundation
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract:
-      "Train ODE-Net, RK-Net, a (continuous) DEQ, a DDNN or ResNet on MNIST or CIFAR, a series forecaster, or a continuous normalizing flow.",
+      "Train ODE-Net, RK-Net, a (continuous) DEQ, a DDNN or ResNet on MNIST or CIFAR, a series forecaster, a latent ODE or a continuous normalizing flow.",
     discussion: """
       With no arguments: ODE-Net (dopri5, rtol = atol = 1e-3, backsolve adjoint) on the bundled \
       MNIST subset in data/mnist-5k, written to runs/latest. Settings come from the defaults, \
@@ -59,6 +59,18 @@ struct Train: ParsableCommand {
       let trainer = try Trainer(c, backend: backend, train: train, test: test)
       print(
         "\(c.model): \(trainer.model.parameterCount) parameters on \(backend.name); \(train.count) training and \(test.count) test samples of \(train.dimension) dimensions from \(c.data), trace \(c.traceEstimator)"
+      )
+      try runTraining(trainer, in: outDir, resume: resume)
+      return
+    }
+    if c.model == .latentODE {
+      let (train, test) = try c.loadSeries()
+      try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
+      let trainer = try Trainer(
+        c, backend: backend, train: train, test: test, truth: try c.seriesTruth())
+      let (dimension, noise, extrapolated) = c.latentSettings
+      print(
+        "\(c.model): \(trainer.model.parameterCount) parameters on \(backend.name); \(train.series.count) training and \(test.series.count) test series from \(c.data), latent dimension \(dimension), noise \(noise), last \(extrapolated) of each series extrapolated"
       )
       try runTraining(trainer, in: outDir, resume: resume)
       return

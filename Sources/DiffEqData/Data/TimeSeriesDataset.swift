@@ -67,6 +67,12 @@ public struct TimeSeriesDataset: Sendable, Equatable {
     )
   }
 
+  /// The first `n` series (all of them when `n` is 0 or at least their count).
+  public func first(_ n: Int) throws -> Self {
+    guard n > 0, n < series.count else { return self }
+    return try Self(name: name, dimension: dimension, series: Array(series[..<n]))
+  }
+
   /// Reads a CSV file with the header `series,time,v1,…,vd` (d ≥ 1) and one observation per
   /// row: rows of a series are contiguous, times strictly increasing within it, every value a
   /// finite number. Any defect is a `DatasetError.malformedLine` naming the line.
