@@ -6,8 +6,10 @@ import Foundation
 /// Ctrl-C exits at once.
 final class InterruptHandler {
   private let source: DispatchSourceSignal
+  private let flag: StopFlag
 
   init(_ flag: StopFlag) {
+    self.flag = flag
     signal(SIGINT, SIG_IGN)
     source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
     source.setEventHandler {
@@ -26,6 +28,8 @@ final class InterruptHandler {
 
   func restore() {
     source.cancel()
-    signal(SIGINT, SIG_DFL)
+    // After a stop request the process is on its way to exit with 130: a second Ctrl-C that
+    // arrives now must not end it by the default action instead.
+    if !flag.isSet { signal(SIGINT, SIG_DFL) }
   }
 }
