@@ -30,12 +30,19 @@ struct CompareSolvers: ParsableCommand {
     var trainArguments: [String] {
       switch self {
       case .odenet: ["--model", "odenet"]
-      // FFJORD's and the latent-ODE example's optimisers, as README's commands for them.
-      case .cnf: ["--model", "cnf", "--data", "two-moons", "--optimizer", "adam", "--lr", "1e-3"]
+      // FFJORD's recipe and the latent-ODE example's (README's commands for them): Adam at a
+      // constant rate without weight decay, not ODE-Net's SGD schedule.
+      case .cnf:
+        [
+          "--model", "cnf", "--data", "two-moons", "--optimizer", "adam", "--lr", "1e-3",
+          "--weight-decay", "0", "--schedule", "constant", "--warmup-steps", "0", "--batch-size",
+          "512",
+        ]
       case .latentODE:
         [
           "--model", "latent-ode", "--data", "spirals", "--optimizer", "adam", "--lr", "0.01",
-          "--width", "25",
+          "--width", "25", "--weight-decay", "0", "--schedule", "constant", "--warmup-steps", "0",
+          "--batch-size", "50",
         ]
       }
     }
