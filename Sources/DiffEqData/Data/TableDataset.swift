@@ -93,38 +93,18 @@ public struct TableDataset: Sendable, Equatable {
   public static func parseCSV(fromFileContents bytes: [UInt8], file: String) throws
     -> TableDataset
   {
-    guard let text = String(bytes: bytes, encoding: .utf8) else {
-      throw DatasetError.unreadable(file: file, reason: "not UTF-8 text")
-    }
-    var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
-    while lines.last?.isEmpty == true { lines.removeLast() }
-    func fail(_ line: Int, _ reason: String) -> DatasetError {
-      .malformedLine(file: file, line: line, reason: reason)
-    }
-    guard let header = lines.first else { throw fail(1, "empty file: expected the header") }
-    let names = header.split(separator: ",", omittingEmptySubsequences: false).map {
-      $0.trimmingCharacters(in: .whitespaces)
-    }
+    let csv = try CSVText(bytes: bytes, file: file)
+    let names = csv.names
     guard names.allSatisfy({ !$0.isEmpty }) else {
-      throw fail(1, "the header must name every column")
+      throw csv.fail(1, "the header must name every column")
     }
     var values: [Double] = []
-    for (index, line) in lines.enumerated().dropFirst() {
-      let number = index + 1
-      let fields = line.split(separator: ",", omittingEmptySubsequences: false).map {
-        $0.trimmingCharacters(in: .whitespaces)
-      }
-      guard fields.count == names.count else {
-        throw fail(number, "\(fields.count) columns, the header has \(names.count)")
-      }
-      for (column, field) in fields.enumerated() {
-        guard let v = Double(field), v.isFinite else {
-          throw fail(number, "'\(field)' in column \(names[column]) is not a finite number")
-        }
-        values.append(v)
+    for row in csv.rows {
+      for (column, field) in try csv.fields(of: row).enumerated() {
+        values.append(try csv.number(field, line: row.line, column: column))
       }
     }
-    guard !values.isEmpty else { throw fail(2, "no rows after the header") }
+    guard !values.isEmpty else { throw csv.fail(2, "no rows after the header") }
     return try TableDataset(name: file, columns: names, values: values)
   }
 }

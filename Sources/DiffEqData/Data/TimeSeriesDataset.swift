@@ -85,41 +85,23 @@ public struct TimeSeriesDataset: Sendable, Equatable {
   public static func parseCSV(fromFileContents bytes: [UInt8], file: String) throws
     -> TimeSeriesDataset
   {
-    guard let text = String(bytes: bytes, encoding: .utf8) else {
-      throw DatasetError.unreadable(file: file, reason: "not UTF-8 text")
-    }
-    // "\r\n" is one Character in Swift, a newline like "\n".
-    var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
-    while lines.last?.isEmpty == true { lines.removeLast() }
-    func fail(_ line: Int, _ reason: String) -> DatasetError {
-      .malformedLine(file: file, line: line, reason: reason)
-    }
-    guard let header = lines.first else { throw fail(1, "empty file: expected the header") }
-    let names = header.split(separator: ",", omittingEmptySubsequences: false).map {
-      $0.trimmingCharacters(in: .whitespaces)
-    }
+    let csv = try CSVText(bytes: bytes, file: file)
+    let names = csv.names
+    let fail = csv.fail
     guard names.count >= 3, names[0] == "series", names[1] == "time" else {
       throw fail(1, "the header must be series,time,v1,…,vd (at least one value column)")
     }
     let dimension = names.count - 2
     var series: [TimeSeries] = []
     var seen: Set<String> = []
-    for (index, line) in lines.enumerated().dropFirst() {
-      let number = index + 1
-      let fields = line.split(separator: ",", omittingEmptySubsequences: false).map {
-        $0.trimmingCharacters(in: .whitespaces)
-      }
-      guard fields.count == names.count else {
-        throw fail(number, "\(fields.count) columns, the header has \(names.count)")
-      }
+    for row in csv.rows {
+      let number = row.line
+      let fields = try csv.fields(of: row)
       let id = fields[0]
       guard !id.isEmpty else { throw fail(number, "empty series id") }
       var numbers: [Double] = []
       for (column, field) in fields.enumerated().dropFirst() {
-        guard let v = Double(field), v.isFinite else {
-          throw fail(number, "'\(field)' in column \(names[column]) is not a finite number")
-        }
-        numbers.append(v)
+        numbers.append(try csv.number(field, line: number, column: column))
       }
       if series.last?.id != id {
         guard !seen.contains(id) else {
