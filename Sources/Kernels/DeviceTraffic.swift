@@ -5,7 +5,8 @@
 public struct DeviceTraffic: Sendable, Equatable {
   /// Kernels enqueued.
   public var launches = 0
-  /// Calls that made the host wait for the device: blocking reads, writes and maps, finishes.
+  /// Calls that made the host wait for the device: blocking reads and maps, finishes. Writes
+  /// do not wait (OpenCL stages a copy), unless the copies in flight pass their limit.
   public var hostSynchronizations = 0
   public var bytesToDevice = 0
   public var bytesFromDevice = 0

@@ -39,6 +39,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   /// How many of the programs built so far came from the program cache.
   package var programsLoadedFromCache: Int { lock.withLock { programsFromCache } }
   private let counted = Mutex(DeviceTraffic())
+  /// Host copies of uploads in flight (`write` does not wait for the device).
+  private let staging = OpenCLUploadStaging()
 
   public var traffic: DeviceTraffic { counted.withLock { $0 } }
 
@@ -110,6 +112,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
   deinit {
     clFinish(queue)
+    staging.releaseAll()
     pool.trim()
     lock.withLock {
       resolved = [:]
@@ -128,15 +131,25 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     dtype == .float32 || device.supportsFP64
   }
 
+  /// Enqueues the transfer and returns without waiting: the bytes are copied first
+  /// (`OpenCLUploadStaging`), so the caller may reuse its memory at once, and later work on the
+  /// in-order queue sees the data. Only when the copies held for transfers in flight pass the
+  /// staging limit does the host wait.
   public func write(_ bytes: UnsafeRawBufferPointer, to buffer: DeviceBuffer) throws {
     precondition(bytes.count <= buffer.byteCount, "write of \(bytes.count) bytes overflows buffer")
-    guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-    // Blocking: the host memory may be reused as soon as this returns.
-    try checkReporting(
-      clEnqueueWriteBuffer(
-        queue, buffer.allocation.mem, cl_bool(CL_TRUE), 0, bytes.count, base, 0, nil, nil),
-      "clEnqueueWriteBuffer")
-    count(synchronizations: 1, toDevice: bytes.count)
+    guard bytes.baseAddress != nil, bytes.count > 0 else { return }
+    let staged = staging.copy(bytes)
+    var event: cl_event?
+    let code = clEnqueueWriteBuffer(
+      queue, buffer.allocation.mem, cl_bool(CL_FALSE), 0, bytes.count, staged, 0, nil, &event)
+    guard code == CL_SUCCESS, let event else {
+      staging.discard(staged)
+      return try checkReporting(code, "clEnqueueWriteBuffer")
+    }
+    count(toDevice: bytes.count)
+    if staging.hold(staged, byteCount: bytes.count, until: event) {
+      try synchronize()
+    }
   }
 
   public func read(_ buffer: DeviceBuffer, into bytes: UnsafeMutableRawBufferPointer) throws {
@@ -147,11 +160,35 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         queue, buffer.allocation.mem, cl_bool(CL_TRUE), 0, bytes.count, base, 0, nil, nil),
       "clEnqueueReadBuffer")
     count(synchronizations: 1, fromDevice: bytes.count)
+    staging.reap()
   }
 
   public func synchronize() throws {
     try checkReporting(clFinish(queue), "clFinish")
     count(synchronizations: 1)
+    staging.releaseAll()
+  }
+
+  /// Host bytes still held for uploads that may be in flight (see `write`).
+  package var stagedUploadBytes: Int { staging.heldBytes }
+
+  /// Frees the staged copies whose transfers have completed (`read` does this itself).
+  package func reapStagedUploads() { staging.reap() }
+
+  /// Runs `body` while the queue is held behind a user event, so that nothing `body` enqueues
+  /// can run before it returns: for tests of what asynchronous calls may rely on. `body` must
+  /// not wait for the device.
+  package func withQueueHeld<T>(_ body: () throws -> T) throws -> T {
+    var err: cl_int = 0
+    guard let gate = clCreateUserEvent(context, &err), err == CL_SUCCESS else {
+      throw BackendError.openCL(call: "clCreateUserEvent", code: err)
+    }
+    defer { clReleaseEvent(gate) }
+    var wait: cl_event? = gate
+    try checkReporting(
+      clEnqueueBarrierWithWaitList(queue, 1, &wait, nil), "clEnqueueBarrierWithWaitList")
+    defer { clSetUserEventStatus(gate, cl_int(CL_COMPLETE)) }
+    return try body()
   }
 
   /// Compiles `source` as program `name` with `options` (cached by name and options, like the
