@@ -17,6 +17,34 @@ final class HostSynchronizationTests: XCTestCase {
       deviceIndex: first.index, options: OpenCLBackend.Options(blasOnCPUDevice: false))
   }
 
+  /// ODE-Net's f (`ConvODEFunction`: three group norms, two with ReLU, and two time-channel
+  /// convolutions) and its VJP, as the adjoint asks for it, within the launch budget a GPU
+  /// needs: at most 8 launches for f and 20 for its VJP, whose input and parameter gradients are
+  /// all that is asked. Neither waits for the device.
+  func testODENetFieldStaysWithinItsLaunchBudget() throws {
+    let b = try openCL()
+    var rng = RandomState(seed: 3)
+    let f = try ConvODEFunction(channels: 16, groups: 4, rng: &rng, on: b)
+    let h = try Tensor.normal([2, 16, 6, 6], rng: &rng, on: b)
+    let a = try Tensor.normal([2, 16, 6, 6], rng: &rng, on: b)
+    _ = try f(0.5, h)  // builds the programs
+    try b.synchronize()
+    var before = b.traffic
+    _ = try f(0.5, h)
+    let forward = b.traffic - before
+    XCTAssertLessThanOrEqual(forward.launches, 8, "f: \(forward)")
+    XCTAssertEqual(forward.hostSynchronizations, 0, "f: \(forward)")
+    _ = try vjp(f, at: [h], cotangents: [a]) { try [f(0.5, $0[0])] }
+    try b.synchronize()
+    before = b.traffic
+    let (_, gx, gp) = try vjp(f, at: [h], cotangents: [a]) { try [f(0.5, $0[0])] }
+    let backward = b.traffic - before
+    XCTAssertLessThanOrEqual(backward.launches, 20, "VJP: \(backward)")
+    XCTAssertEqual(backward.hostSynchronizations, 0, "VJP: \(backward)")
+    XCTAssertEqual(gx.count, 1)
+    XCTAssertEqual(gp.count, f.trainableParameters().count)
+  }
+
   func testFixedStepSolvesReadOnceAtTheirEnd() throws {
     let b = try openCL()
     let model = try MLPField(dim: 3, hidden: 8, dtype: .float32, seed: 1, on: b)
