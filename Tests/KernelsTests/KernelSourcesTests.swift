@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import NumericTestSupport
 import XCTest
 
 /// `Sources/Kernels/KernelSources.swift` is generated from `kernels/*.cl`; this fails when it is
@@ -25,6 +26,26 @@ final class KernelSourcesTests: XCTestCase {
     XCTAssertEqual(Set(KernelSources.all.keys), Set(files.keys), hint)
     for (key, text) in files {
       XCTAssertTrue(KernelSources.all[key] == text, "\(key).cl differs. \(hint)")
+    }
+  }
+
+  /// Launches find their kernels through `OpenCLKernel`'s table: each program's kernels, as the
+  /// compiler lists them, must be exactly the cases that name it, or a launch would stop on a
+  /// missing kernel.
+  func testKernelTableNamesEveryKernelOfEveryProgram() throws {
+    if OpenCLBackend.devices().isEmpty { throw missing(.opencl, "no OpenCL platform or device") }
+    let backend = try OpenCLBackend()
+    let prelude = try XCTUnwrap(KernelSources.all["prelude"])
+    XCTAssertEqual(
+      Set(ProgramName.allCases.map(\.fileName)),
+      Set(KernelSources.all.keys).subtracting(["prelude"]))
+    for program in ProgramName.allCases {
+      let body = try XCTUnwrap(KernelSources.all[program.fileName])
+      let compiled = try backend.buildProgram(
+        source: prelude + body, name: "kernel-table-\(program.fileName)",
+        options: "-cl-std=CL1.2 -D T=float")
+      XCTAssertEqual(
+        Set(compiled), Set(OpenCLKernel.of(program).map(\.name)), "program \(program.fileName)")
     }
   }
 }

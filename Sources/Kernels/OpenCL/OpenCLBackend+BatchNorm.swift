@@ -34,7 +34,7 @@ extension OpenCLBackend {
     // Without running statistics their slots are bound to `mean` and never touched.
     let r = running
     try launch(
-      .norm, "batch_norm_train", dtype,
+      .batchNormTrain, dtype,
       [
         .mem(x), .mem(gamma), .mem(beta), .mem(y), .mem(mean), .mem(variance),
         .mem(r?.mean ?? mean), .mem(r?.variance ?? mean), .mem(r?.newMean ?? mean),
@@ -48,7 +48,7 @@ extension OpenCLBackend {
     variance: DeviceBuffer, y: DeviceBuffer, _ s: BatchNormShape, dtype: DType
   ) throws {
     try launch(
-      .norm, "batch_norm_apply", dtype,
+      .batchNormApply, dtype,
       [
         .mem(x), .mem(gamma), .mem(beta), .mem(mean), .mem(variance), .mem(y), .int(s.c),
         .int(s.hw), .int(s.count), .real(s.eps),
@@ -83,7 +83,7 @@ extension OpenCLBackend {
     let wg = try configuration(.norm, dtype).workGroup
     // Without the ReLU its output's slot is bound to dy and never read.
     try launch(
-      .norm, "batch_norm_grad", dtype,
+      .batchNormGrad, dtype,
       [
         .mem(x), .mem(gamma), .mem(mean), .mem(variance), .mem(reluOutput ?? dy), .mem(dy),
         .mem(dx), .mem(dgamma), .mem(dbeta), .int(s.n), .int(s.c), .int(s.hw), .real(s.eps),

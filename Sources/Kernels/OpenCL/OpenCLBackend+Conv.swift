@@ -8,7 +8,7 @@ extension OpenCLBackend {
   ) throws {
     let local = try local2D(width: g.columns, .conv, dtype)
     try launch(
-      .conv, "im2col", dtype,
+      .im2col, dtype,
       [
         .mem(x), .mem(cols), .int(g.c), .int(g.h), .int(g.w), .int(g.kh), .int(g.kw),
         .int(g.stride), .int(g.pad), .int(g.outH), .int(g.outW), .int(g.columns), .int(g.patch),
@@ -20,7 +20,7 @@ extension OpenCLBackend {
   ) throws {
     let count = g.n * g.c * g.h * g.w
     try launch(
-      .conv, "col2im", dtype,
+      .col2im, dtype,
       [
         .mem(cols), .mem(x), .int(g.c), .int(g.h), .int(g.w), .int(g.kh), .int(g.kw),
         .int(g.stride), .int(g.pad), .int(g.outH), .int(g.outW), .int(g.columns), .int(count),
@@ -32,7 +32,7 @@ extension OpenCLBackend {
   ) throws {
     let count = g.n * g.c * g.outH * g.outW
     try launch(
-      .conv, "avg_pool", dtype,
+      .avgPool, dtype,
       [
         .mem(x), .mem(y), .int(g.h), .int(g.w), .int(g.k), .int(g.stride), .int(g.outH),
         .int(g.outW), .int(count),
@@ -44,7 +44,7 @@ extension OpenCLBackend {
   ) throws {
     let count = g.n * g.c * g.h * g.w
     try launch(
-      .conv, "avg_pool_grad", dtype,
+      .avgPoolGrad, dtype,
       [
         .mem(dy), .mem(dx), .int(g.h), .int(g.w), .int(g.k), .int(g.stride), .int(g.outH),
         .int(g.outW), .int(count),

@@ -4,7 +4,7 @@ import Foundation
 /// Element-wise operations, data movement and the optimiser updates: one work-item per element.
 extension OpenCLBackend {
   public func fill(_ y: DeviceBuffer, value: Double, count: Int, dtype: DType) throws {
-    try launch(.elementwise, "fill", dtype, [.mem(y), .real(value), .int(count)], global: [count])
+    try launch(.fill, dtype, [.mem(y), .real(value), .int(count)], global: [count])
   }
 
   /// Conventions where the contract leaves them open: relu'(0) = 0, abs'(0) = 0, elu has α = 1.
@@ -12,7 +12,7 @@ extension OpenCLBackend {
     _ op: UnaryOp, _ x: DeviceBuffer, _ y: DeviceBuffer, count: Int, dtype: DType
   ) throws {
     try launch(
-      .elementwise, "unary", dtype, [.int(Int(op.rawValue)), .mem(x), .mem(y), .int(count)],
+      .unary, dtype, [.int(Int(op.rawValue)), .mem(x), .mem(y), .int(count)],
       global: [count])
   }
 
@@ -20,7 +20,7 @@ extension OpenCLBackend {
     _ op: UnaryOp, x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, count: Int, dtype: DType
   ) throws {
     try launch(
-      .elementwise, "unary_grad", dtype,
+      .unaryGrad, dtype,
       [.int(Int(op.rawValue)), .mem(x), .mem(dy), .mem(dx), .int(count)], global: [count])
   }
 
@@ -28,7 +28,7 @@ extension OpenCLBackend {
     _ x: DeviceBuffer, _ y: DeviceBuffer, scale: Double, shift: Double, count: Int, dtype: DType
   ) throws {
     try launch(
-      .elementwise, "affine", dtype, [.mem(x), .mem(y), .real(scale), .real(shift), .int(count)],
+      .affine, dtype, [.mem(x), .mem(y), .real(scale), .real(shift), .int(count)],
       global: [count])
   }
 
@@ -44,7 +44,7 @@ extension OpenCLBackend {
       && sameLayout((0..<4).map { layout.bStrides[$0] }, dense, shape)
     {
       try launch(
-        .elementwise, "binary_flat", dtype,
+        .binaryFlat, dtype,
         [.int(Int(op.rawValue)), .mem(a), .mem(b), .mem(out), .int(count)], global: [count])
       return
     }
@@ -52,7 +52,7 @@ extension OpenCLBackend {
     let sa = layout.aStrides
     let sb = layout.bStrides
     try launch(
-      .elementwise, "binary_broadcast", dtype,
+      .binaryBroadcast, dtype,
       [
         .int(Int(op.rawValue)), .mem(a), .mem(b), .mem(out), .int(s[1]), .int(s[2]), .int(s[3]),
         .int(sa[0]), .int(sa[1]), .int(sa[2]), .int(sa[3]),
@@ -70,7 +70,7 @@ extension OpenCLBackend {
     precondition(p >= 0 && p <= 1, "dropout probability \(p) outside [0, 1]")
     let threshold = UInt32((p * 16_777_216).rounded(.up))
     try launch(
-      .elementwise, "dropout_mask", dtype,
+      .dropoutMask, dtype,
       [.mem(y), .uint(seed), .uint(threshold), .real(1 / (1 - p)), .int(count)], global: [count])
   }
 
@@ -81,7 +81,7 @@ extension OpenCLBackend {
     let d = p.perm.map { p.shape[$0] }
     let t = p.perm.map { strides[$0] }
     try launch(
-      .layout, "permute", dtype,
+      .permute, dtype,
       [
         .mem(x), .mem(y), .int(d[1]), .int(d[2]), .int(d[3]),
         .int(t[0]), .int(t[1]), .int(t[2]), .int(t[3]), .int(p.count),
@@ -92,7 +92,7 @@ extension OpenCLBackend {
   {
     let local = try local2D(width: p.length, .layout, dtype)
     try launch(
-      .layout, "copy_blocks", dtype,
+      .copyBlocks, dtype,
       [
         .mem(x), .mem(y), .int(p.length), .int(p.srcOffset), .int(p.srcStride),
         .int(p.dstOffset), .int(p.dstStride), .int(p.blocks),
@@ -106,7 +106,7 @@ extension OpenCLBackend {
     switch step {
     case .sgd(let lr, let momentum, let nesterov, let wd):
       try launch(
-        .optim, "sgd", dtype,
+        .sgd, dtype,
         [
           .mem(param), .mem(grad), .mem(state1), .real(lr), .real(momentum), .real(wd),
           .int(nesterov ? 1 : 0), .int(count),
@@ -118,7 +118,7 @@ extension OpenCLBackend {
       let bc1 = 1 - pow(beta1, Double(t))
       let bc2 = 1 - pow(beta2, Double(t))
       try launch(
-        .optim, "adam", dtype,
+        .adam, dtype,
         [
           .mem(param), .mem(grad), .mem(state1), .mem(state2), .real(lr), .real(beta1),
           .real(beta2), .real(1 - beta1), .real(1 - beta2), .real(eps), .real(wd),
@@ -126,7 +126,7 @@ extension OpenCLBackend {
         ], global: [count])
     case .rmsprop(let lr, let alpha, let eps):
       try launch(
-        .optim, "rmsprop", dtype,
+        .rmsprop, dtype,
         [
           .mem(param), .mem(grad), .mem(state1), .real(lr), .real(alpha), .real(1 - alpha),
           .real(eps), .int(count),
@@ -138,7 +138,7 @@ extension OpenCLBackend {
   /// A 2-D work-group for ranges whose dimension 0 has `width` items: as wide as the row (a power
   /// of two, up to the program's flat size) and tall enough to fill the group, so narrow rows do
   /// not leave most work-items idle.
-  func local2D(width: Int, _ program: ProgramName, _ dtype: DType) throws -> [Int] {
+  func local2D(width: Int, _ program: ProgramName, _ dtype: DType) throws -> InlineArray<2, Int> {
     try requireType(dtype)
     let flat = try configuration(program, dtype).flatLocal
     var w = 1

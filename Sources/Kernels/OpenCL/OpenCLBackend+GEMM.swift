@@ -24,7 +24,7 @@ extension OpenCLBackend {
     let tilesN = (p.n + t.ts - 1) / t.ts
     let tilesM = (p.m + t.ts - 1) / t.ts
     try launch(
-      .gemm, "gemm", dtype,
+      .gemm, dtype,
       [
         .int(p.m), .int(p.n), .int(p.k), .int(p.transA ? 1 : 0), .int(p.transB ? 1 : 0),
         .real(p.alpha), .real(p.beta),

@@ -81,7 +81,9 @@ extension OpenCLBackend {
   // MARK: Launches
 
   /// The arguments every pass shares: the logical input's geometry and the output channels.
-  private func geometryArguments(_ g: ConvGeometry, outChannels o: Int) -> [KernelArg] {
+  private func geometryArguments(_ g: ConvGeometry, outChannels o: Int) -> InlineArray<
+    11, KernelArg
+  > {
     [
       .int(g.n), .int(g.c), .int(g.h), .int(g.w), .int(o), .int(g.kh), .int(g.kw),
       .int(g.stride), .int(g.pad), .int(g.outH), .int(g.outW),
@@ -90,7 +92,7 @@ extension OpenCLBackend {
 
   /// The GEMM's grid for an m×n result: tiles of the compiled tiling, `splits` deep.
   private func grid(m: Int, n: Int, splits: Int = 1, _ dtype: DType) throws -> (
-    global: [Int], local: [Int]
+    global: InlineArray<3, Int>, local: InlineArray<3, Int>
   ) {
     guard let t = try configuration(.gemm, dtype).tiling else {
       preconditionFailure("gemm program resolved without tiling")
@@ -109,12 +111,14 @@ extension OpenCLBackend {
   ) throws {
     try requireType(dtype)
     let (global, local) = try grid(m: o, n: g.columns, dtype)
+    let s = geometryArguments(g, outChannels: o)
     try launch(
-      .gemm, "conv_forward", dtype,
+      .convForward, dtype,
       [
         .mem(x), .mem(w), .mem(bias ?? w), .int(bias == nil ? 0 : 1), .mem(y),
         .int(time == nil ? 0 : 1), .real(time ?? 0),
-      ] + geometryArguments(g, outChannels: o), global: global, local: local)
+        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10],
+      ], global: global, local: local)
   }
 
   private func implicitBackwardData(
@@ -124,10 +128,13 @@ extension OpenCLBackend {
     try requireType(dtype)
     let channels = g.c - (hasTime ? 1 : 0)
     let (global, local) = try grid(m: channels, n: g.n * g.h * g.w, dtype)
+    let s = geometryArguments(g, outChannels: o)
     try launch(
-      .gemm, "conv_backward_data", dtype,
-      [.mem(dy), .mem(w), .mem(dx), .int(hasTime ? 1 : 0)] + geometryArguments(g, outChannels: o),
-      global: global, local: local)
+      .convBackwardData, dtype,
+      [
+        .mem(dy), .mem(w), .mem(dx), .int(hasTime ? 1 : 0),
+        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10],
+      ], global: global, local: local)
   }
 
   /// The weight gradient's inner dimension (batch·Ho·Wo) is long and its result (O × C·kh·kw)
@@ -160,13 +167,14 @@ extension OpenCLBackend {
       biasPartials = out
     }
     let (global, local) = try grid(m: m, n: n, splits: splits, dtype)
+    let s = geometryArguments(g, outChannels: o)
     try launch(
-      .gemm, "conv_backward_weights", dtype,
+      .convBackwardWeights, dtype,
       [
         .mem(dy), .mem(x), .mem(out), .mem(biasPartials), .int(dbias == nil ? 0 : 1),
         .int(time == nil ? 0 : 1), .real(time ?? 0),
-      ] + geometryArguments(g, outChannels: o) + [.int(chunk)],
-      global: global, local: local)
+        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], .int(chunk),
+      ], global: global, local: local)
     if splits > 1 {
       try reduceSum(
         out, dw, shape: ReductionShape(outer: 1, n: splits, inner: m * g.patch), scale: 1,

@@ -9,7 +9,7 @@ extension OpenCLBackend {
     scale: Double, y: DeviceBuffer, count: Int, dtype: DType
   ) throws {
     try launch(
-      .solver, "lm_update", dtype,
+      .lmUpdate, dtype,
       [
         .mem(u), .mem(previous), .mem(branch ?? u), .mem(k), .real(scale), .mem(y), .int(count),
         .int(branch == nil ? 0 : 1),
@@ -36,7 +36,7 @@ extension OpenCLBackend {
       | (dk == nil ? 0 : 8)
     // Unused outputs are bound to dy and never written (their flag is clear).
     try launch(
-      .solver, "lm_update_grad", dtype,
+      .lmUpdateGrad, dtype,
       [
         .mem(u), .mem(previous), .mem(k), .mem(dy), .mem(du ?? dy), .mem(dPrevious ?? dy),
         .mem(dBranch ?? dy), .mem(partials ?? dy), .real(scale), .int(count), .int(flags),

@@ -21,7 +21,7 @@ extension OpenCLBackend {
       if parts > 1 {
         let partial = try allocate(shape.outer * parts, dtype)
         try launch(
-          .reduce, "reduce_row_parts", dtype,
+          .reduceRowParts, dtype,
           [.mem(x), .mem(partial), .int(shape.n), .int(parts)],
           global: [shape.outer * parts * wg], local: [wg])
         try reduceSum(
@@ -30,12 +30,12 @@ extension OpenCLBackend {
         return
       }
       try launch(
-        .reduce, "reduce_rows", dtype, [.mem(x), .mem(y), .int(shape.n), .real(scale)],
+        .reduceRows, dtype, [.mem(x), .mem(y), .int(shape.n), .real(scale)],
         global: [shape.outer * wg], local: [wg])
     } else {
       let count = shape.outer * shape.inner
       try launch(
-        .reduce, "reduce_cols", dtype,
+        .reduceCols, dtype,
         [.mem(x), .mem(y), .int(shape.n), .int(shape.inner), .real(scale), .int(count)],
         global: [count])
     }
@@ -73,7 +73,7 @@ extension OpenCLBackend {
   ) throws {
     let wg = try configuration(.norm, dtype).workGroup
     try launch(
-      .norm, "group_norm", dtype,
+      .groupNorm, dtype,
       [
         .mem(x), .mem(gamma), .mem(beta), .mem(y), .mem(mean), .mem(rstd), .int(s.c), .int(s.hw),
         .int(s.groups), .real(s.eps), .int(relu ? 1 : 0),
@@ -109,15 +109,17 @@ extension OpenCLBackend {
   ) throws {
     let wg = try configuration(.norm, dtype).workGroup
     // Without ReLU the mask argument is bound to dy and never read.
-    let mask: [KernelArg] = [.mem(y ?? dy), .int(y == nil ? 0 : 1)]
+    let (mask, masked): (KernelArg, KernelArg) = (.mem(y ?? dy), .int(y == nil ? 0 : 1))
     try launch(
-      .norm, "group_norm_grad_input", dtype,
-      [.mem(x), .mem(gamma), .mem(mean), .mem(rstd), .mem(dy)] + mask + [
+      .groupNormGradInput, dtype,
+      [
+        .mem(x), .mem(gamma), .mem(mean), .mem(rstd), .mem(dy), mask, masked,
         .mem(dx), .int(s.c), .int(s.hw), .int(s.groups),
       ], global: [s.n * s.groups * wg], local: [wg])
     try launch(
-      .norm, "group_norm_grad_params", dtype,
-      [.mem(x), .mem(mean), .mem(rstd), .mem(dy)] + mask + [
+      .groupNormGradParams, dtype,
+      [
+        .mem(x), .mem(mean), .mem(rstd), .mem(dy), mask, masked,
         .mem(dgamma), .mem(dbeta), .int(s.n), .int(s.c), .int(s.hw), .int(s.groups),
       ], global: [s.c * wg], local: [wg])
   }
@@ -130,13 +132,13 @@ extension OpenCLBackend {
   ) throws {
     if classes <= Self.softmaxRowKernelClasses {
       try launch(
-        .norm, "softmax_ce_rows", dtype,
+        .softmaxCERows, dtype,
         [.mem(logits), .mem(labels), .mem(probs), .mem(losses), .int(rows), .int(classes)],
         global: [rows])
     } else {
       let wg = try configuration(.norm, dtype).workGroup
       try launch(
-        .norm, "softmax_ce_wg", dtype,
+        .softmaxCEWorkGroup, dtype,
         [.mem(logits), .mem(labels), .mem(probs), .mem(losses), .int(classes)],
         global: [rows * wg], local: [wg])
     }
@@ -148,7 +150,7 @@ extension OpenCLBackend {
     rows: Int, classes: Int, dtype: DType
   ) throws {
     try launch(
-      .norm, "softmax_ce_grad", dtype,
+      .softmaxCEGrad, dtype,
       [.mem(probs), .mem(labels), .mem(cotangent), .mem(dlogits), .int(rows), .int(classes)],
       global: [rows * classes])
   }

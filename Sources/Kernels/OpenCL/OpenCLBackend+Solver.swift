@@ -21,24 +21,32 @@ extension OpenCLBackend {
       "linearCombination: \(xs.count) buffers for \(coefficients.count) coefficients")
     try requireType(dtype)
     let slots = Self.linearCombinationSlots
-    var terms = Array(zip(xs, coefficients))
+    var next = 0
     var first = true
-    while !terms.isEmpty {
-      // After the first launch, y itself is slot 0 with coefficient 1.
-      let take = first ? slots : slots - 1
-      var batch = first ? [] : [(y, 1.0)]
-      batch += terms.prefix(take)
-      terms.removeFirst(min(take, terms.count))
+    while next < xs.count {
+      // After the first launch, y itself is slot 0 with coefficient 1. Unused slots need a valid
+      // buffer argument; the kernel never reads them (see solver.cl).
+      // y, count, terms; then `slots` buffers and `slots` coefficients.
+      var args = InlineArray<19, KernelArg>(repeating: .real(0))
+      precondition(args.count == 3 + 2 * slots)
+      var used = 0
+      if !first {
+        args[3] = .mem(y)
+        args[3 + slots] = .real(1)
+        used = 1
+      }
+      while used < slots && next < xs.count {
+        args[3 + used] = .mem(xs[next])
+        args[3 + slots + used] = .real(coefficients[next])
+        used += 1
+        next += 1
+      }
+      for slot in used..<slots { args[3 + slot] = args[3] }
+      args[0] = .mem(y)
+      args[1] = .int(count)
+      args[2] = .int(used)
       first = false
-      // Unused slots need a valid buffer argument; the kernel never reads them (see solver.cl).
-      let padding = [(DeviceBuffer, Double)](
-        repeating: (batch[0].0, 0), count: slots - batch.count)
-      let bound = batch + padding
-      try launch(
-        .solver, "linear_combination", dtype,
-        [.mem(y), .int(count), .int(batch.count)] + bound.map { .mem($0.0) }
-          + bound.map { .real($0.1) },
-        global: [count])
+      try launch(.linearCombination, dtype, args, global: [count])
     }
   }
 
@@ -73,7 +81,7 @@ extension OpenCLBackend {
     var offset = 0
     for (term, g) in zip(terms, groups) {
       try launch(
-        .solver, "scaled_error_squared_sum", dtype,
+        .scaledErrorSquaredSum, dtype,
         [
           .mem(term.error), .mem(term.y0), .mem(term.y1), .real(atol), .real(rtol),
           .int(term.count), .mem(partials), .int(offset),

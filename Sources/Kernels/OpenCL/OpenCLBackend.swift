@@ -32,8 +32,10 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   let lock = NSLock()
   /// Compiled programs by (name, options).
   private var programs: [ProgramKey: OpenCLProgram] = [:]
-  /// The configuration chosen for each (program, element type): its program and tuning.
-  private var resolved: [ResolvedKey: Resolved] = [:]
+  /// The configuration chosen for each (program, element type): its program, tuning and kernel
+  /// table, at `resolvedIndex`.
+  private var resolved = [Resolved?](
+    repeating: nil, count: ProgramName.allCases.count * DType.allCases.count)
   /// Programs loaded from `options.programCache` instead of compiled (under `lock`).
   private var programsFromCache = 0
   /// How many of the programs built so far came from the program cache.
@@ -115,7 +117,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     staging.releaseAll()
     pool.trim()
     lock.withLock {
-      resolved = [:]
+      resolved = []
       programs = [:]
     }
     clReleaseCommandQueue(queue)
@@ -267,11 +269,12 @@ extension OpenCLBackend {
 // MARK: - Programs and launches
 
 /// The programs built from `kernels/*.cl`, named like their files.
-enum ProgramName: String, CaseIterable {
+package enum ProgramName: Int, CaseIterable {
   case elementwise, layout, reduce, gemm, conv, norm, optim, solver
-}
 
-/// The tile configuration of `gemm.cl` (see its header).
+  /// The source file's name, without `.cl`.
+  package var fileName: String { String(describing: self) }
+}
 
 /// A kernel argument; `.real` is passed as the launch's element type.
 enum KernelArg {
@@ -286,11 +289,6 @@ private struct ProgramKey: Hashable {
   var options: String
 }
 
-private struct ResolvedKey: Hashable {
-  var program: ProgramName
-  var dtype: DType
-}
-
 /// A built-in program as configured for one element type.
 struct Resolved {
   let program: OpenCLProgram
@@ -300,6 +298,26 @@ struct Resolved {
   let tiling: OpenCLBackend.GEMMTiling?
   /// The 1-D work-group size for kernels that fix none.
   let flatLocal: Int
+  /// The program's kernels, indexed by `OpenCLKernel.rawValue` (nil for other programs' kernels).
+  let kernels: [cl_kernel?]
+
+  init(
+    program: OpenCLProgram, workGroup: Int, tiling: OpenCLBackend.GEMMTiling?, flatLocal: Int,
+    name: ProgramName
+  ) {
+    self.program = program
+    self.workGroup = workGroup
+    self.tiling = tiling
+    self.flatLocal = flatLocal
+    var table = [cl_kernel?](repeating: nil, count: OpenCLKernel.allCases.count)
+    for k in OpenCLKernel.of(name) {
+      guard let handle = program.kernels[k.name] else {
+        preconditionFailure("kernel \(k.name) missing from program \(name.fileName)")
+      }
+      table[k.rawValue] = handle
+    }
+    kernels = table
+  }
 }
 
 extension OpenCLBackend {
@@ -341,11 +359,11 @@ extension OpenCLBackend {
   /// device and the compiled kernels (`CL_KERNEL_WORK_GROUP_SIZE`, which register pressure can
   /// lower) allow. Caller holds `lock`.
   private func resolve(_ name: ProgramName, _ dtype: DType) throws -> Resolved {
-    let key = ResolvedKey(program: name, dtype: dtype)
+    let key = name.rawValue * DType.allCases.count + (dtype == .float32 ? 0 : 1)
     if let r = resolved[key] { return r }
-    guard let body = KernelSources.all[name.rawValue], let prelude = KernelSources.all["prelude"]
+    guard let body = KernelSources.all[name.fileName], let prelude = KernelSources.all["prelude"]
     else {
-      preconditionFailure("kernel source \(name.rawValue) missing: run scripts/embed-kernels.sh")
+      preconditionFailure("kernel source \(name.fileName) missing: run scripts/embed-kernels.sh")
     }
     // Every program starts with the shared prelude (element type, fp64 pragma, WG default).
     let source = prelude + body
@@ -358,9 +376,10 @@ extension OpenCLBackend {
     case .reduce, .norm, .solver:
       for wg in options.reductionWorkGroupSize.map({ [$0] }) ?? reductionWorkGroups {
         let p = try cachedProgram(
-          source: source, name: name.rawValue, options: base + " -D WG=\(wg)")
+          source: source, name: name.fileName, options: base + " -D WG=\(wg)")
         if p.maxWorkGroupSize >= wg {
-          result = Resolved(program: p, workGroup: wg, tiling: nil, flatLocal: flat(p))
+          result = Resolved(
+            program: p, workGroup: wg, tiling: nil, flatLocal: flat(p), name: name)
           break
         }
       }
@@ -372,20 +391,22 @@ extension OpenCLBackend {
         && t.localBytes(dtype) <= device.localMemBytes
       {
         let p = try cachedProgram(
-          source: source, name: name.rawValue,
+          source: source, name: name.fileName,
           options: base + " -D TS=\(t.ts) -D WPT=\(t.wpt) -D TSK=\(t.tsk)")
         if p.maxWorkGroupSize >= t.threads {
-          result = Resolved(program: p, workGroup: t.threads, tiling: t, flatLocal: flat(p))
+          result = Resolved(
+            program: p, workGroup: t.threads, tiling: t, flatLocal: flat(p), name: name)
           break
         }
       }
     default:
-      let p = try cachedProgram(source: source, name: name.rawValue, options: base)
-      result = Resolved(program: p, workGroup: 0, tiling: nil, flatLocal: flat(p))
+      let p = try cachedProgram(source: source, name: name.fileName, options: base)
+      result = Resolved(
+        program: p, workGroup: 0, tiling: nil, flatLocal: flat(p), name: name)
     }
     guard let result else {
       throw BackendError.openCL(
-        call: "choosing a work-group size for '\(name.rawValue)' on \(self.name): none fits",
+        call: "choosing a work-group size for '\(name.fileName)' on \(self.name): none fits",
         code: CL_INVALID_WORK_GROUP_SIZE)
     }
     resolved[key] = result
@@ -397,45 +418,60 @@ extension OpenCLBackend {
     try lock.withLock { try resolve(name, dtype) }
   }
 
-  /// Enqueues kernel `kernel` of `program` over `global` work-items (1 to 3 dimensions), each
-  /// dimension rounded up to a multiple of `local` (the kernels guard the excess). `local` nil
-  /// means 1-D groups of the program's flat size. Nothing is enqueued for an empty range.
-  func launch(
-    _ program: ProgramName, _ kernel: String, _ dtype: DType, _ args: [KernelArg],
-    global: [Int], local: [Int]? = nil
+  /// Enqueues `kernel` over `global` work-items (1 to 3 dimensions), each dimension rounded up to
+  /// a multiple of `local` (the kernels guard the excess). `local` nil means 1-D groups of the
+  /// program's flat size. Nothing is enqueued for an empty range.
+  ///
+  /// The arguments and sizes are inline arrays, so that a launch allocates nothing: the kernel
+  /// comes from the program's table and the sizes are passed from the stack.
+  func launch<let argumentCount: Int, let dimensions: Int>(
+    _ kernel: OpenCLKernel, _ dtype: DType, _ args: InlineArray<argumentCount, KernelArg>,
+    global: InlineArray<dimensions, Int>, local: InlineArray<dimensions, Int>? = nil
   ) throws {
+    precondition((1...3).contains(dimensions), "a launch has 1 to 3 dimensions")
+    precondition(local != nil || dimensions == 1, "a multi-dimensional launch needs its groups")
     try requireType(dtype)
-    if global.contains(0) { return }
+    for d in global.indices where global[d] == 0 { return }
     try lock.withLock {
-      let r = try resolve(program, dtype)
-      guard let k = r.program.kernels[kernel] else {
-        preconditionFailure("kernel \(kernel) missing from program \(program.rawValue)")
+      let r = try resolve(kernel.program, dtype)
+      guard let k = r.kernels[kernel.rawValue] else {
+        preconditionFailure("kernel \(kernel.name) missing from program \(kernel.program)")
       }
-      let localSize = local ?? [r.flatLocal]
-      precondition(localSize.count == global.count)
-      // Rounded up to whole work-groups, a range just below 2³¹ would give work-items ids that
-      // wrap when a kernel reads them as int.
-      var g = try zip(global, localSize).map { (n, l) in
-        let (rounded, overflow) = ((n + l - 1) / l).multipliedReportingOverflow(by: l)
-        guard !overflow, rounded <= Int(Int32.max) else {
-          throw BackendError.indexRangeExceeded(
-            kernel: kernel, reason: "a range of \(n) work-items in groups of \(l)")
+      // size_t[3] for clEnqueueNDRangeKernel, of which the first `dimensions` are used.
+      var g: (Int, Int, Int) = (1, 1, 1)
+      var l: (Int, Int, Int) = (1, 1, 1)
+      try withUnsafeMutableBytes(of: &g) { gBytes in
+        try withUnsafeMutableBytes(of: &l) { lBytes in
+          let gs = gBytes.bindMemory(to: Int.self)
+          let ls = lBytes.bindMemory(to: Int.self)
+          for d in 0..<dimensions {
+            let n = global[d]
+            let size = local?[d] ?? r.flatLocal
+            // Rounded up to whole work-groups, a range just below 2³¹ would give work-items ids
+            // that wrap when a kernel reads them as int.
+            let (rounded, overflow) = ((n + size - 1) / size).multipliedReportingOverflow(by: size)
+            guard !overflow, rounded <= Int(Int32.max) else {
+              throw BackendError.indexRangeExceeded(
+                kernel: kernel.name, reason: "a range of \(n) work-items in groups of \(size)")
+            }
+            gs[d] = rounded
+            ls[d] = size
+          }
+          for i in args.indices {
+            try setArg(k, i, args[i], dtype, kernel)
+          }
+          try checkReporting(
+            clEnqueueNDRangeKernel(
+              queue, k, cl_uint(dimensions), nil, gs.baseAddress, ls.baseAddress, 0, nil, nil),
+            "clEnqueueNDRangeKernel(\(kernel.name))")
         }
-        return rounded
       }
-      for (i, arg) in args.enumerated() {
-        try setArg(k, i, arg, dtype, kernel)
-      }
-      var l = localSize
-      try checkReporting(
-        clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, &l, 0, nil, nil),
-        "clEnqueueNDRangeKernel(\(kernel))")
     }
     count(launches: 1)
   }
 
   private func setArg(
-    _ k: cl_kernel, _ index: Int, _ arg: KernelArg, _ dtype: DType, _ kernel: String
+    _ k: cl_kernel, _ index: Int, _ arg: KernelArg, _ dtype: DType, _ kernel: OpenCLKernel
   ) throws {
     let i = cl_uint(index)
     let code: cl_int
@@ -443,13 +479,14 @@ extension OpenCLBackend {
     case .mem(let b):
       guard b.byteCount / dtype.size <= Int(Int32.max) else {
         throw BackendError.indexRangeExceeded(
-          kernel: kernel, reason: "a buffer of \(b.byteCount / dtype.size) elements")
+          kernel: kernel.name, reason: "a buffer of \(b.byteCount / dtype.size) elements")
       }
       var m: cl_mem? = b.allocation.mem
       code = clSetKernelArg(k, i, MemoryLayout<cl_mem>.size, &m)
     case .int(let v):
       guard let narrow = Int32(exactly: v) else {
-        throw BackendError.indexRangeExceeded(kernel: kernel, reason: "argument \(index) = \(v)")
+        throw BackendError.indexRangeExceeded(
+          kernel: kernel.name, reason: "argument \(index) = \(v)")
       }
       var x = cl_int(narrow)
       code = clSetKernelArg(k, i, MemoryLayout<cl_int>.size, &x)
@@ -466,6 +503,6 @@ extension OpenCLBackend {
         code = clSetKernelArg(k, i, MemoryLayout<Double>.size, &x)
       }
     }
-    try check(code, "clSetKernelArg(\(kernel), \(index))")
+    try check(code, "clSetKernelArg(\(kernel.name), \(index))")
   }
 }
