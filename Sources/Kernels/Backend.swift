@@ -73,6 +73,19 @@ public protocol Backend: AnyObject, Sendable {
   func permute(_ x: DeviceBuffer, _ y: DeviceBuffer, _ p: PermuteShape, dtype: DType) throws
   /// Copies `blocks` runs of `length` elements between strided positions (slice and concat).
   func copyBlocks(_ x: DeviceBuffer, _ y: DeviceBuffer, _ p: BlockCopy, dtype: DType) throws
+  /// The alignment in bytes that the start of a view must have (see `view`).
+  var viewAlignment: Int { get }
+  /// A buffer that aliases elements `offset ..< offset + count` of `buffer`: what is written
+  /// through either is read through the other, and the view keeps `buffer` alive. `buffer` must
+  /// not itself be a view, and `offset · dtype.size` must be a multiple of `viewAlignment`.
+  func view(of buffer: DeviceBuffer, offset: Int, count: Int, dtype: DType) throws -> DeviceBuffer
+  /// y[offsets[k] + i] = xs[k][i] for i < counts[k]: several buffers gathered into one, such as
+  /// the gradients of parameters stored as views of one flat buffer. Unlike other operations it
+  /// writes only those ranges; the rest of y keeps its values. `offsets` ascend and the ranges do
+  /// not overlap.
+  func pack(
+    _ xs: [DeviceBuffer], counts: [Int], offsets: [Int], into y: DeviceBuffer, dtype: DType)
+    throws
   /// cols[(c·kh + i)·kw + j, (n·Ho + oh)·Wo + ow] = x[n, c, oh·s − p + i, ow·s − p + j] (0 outside).
   func im2col(_ x: DeviceBuffer, _ cols: DeviceBuffer, _ g: ConvGeometry, dtype: DType) throws
   /// The adjoint of `im2col`: x (overwritten) = Σ of the cols entries that read each element.
@@ -449,6 +462,8 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
   case allocationTooLarge(elements: Int, dtype: DType)
   /// Work too large for the OpenCL kernels, which index with 32-bit integers.
   case indexRangeExceeded(kernel: String, reason: String)
+  /// A view or packing range that does not fit its buffer or the device's alignment.
+  case invalidView(String)
 
   public var description: String {
     switch self {
@@ -467,6 +482,7 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
     case .indexRangeExceeded(let kernel, let reason):
       return "OpenCL kernel \(kernel): \(reason) exceeds the kernels' 32-bit index range "
         + "(2147483647); use a smaller batch, or --device cpu"
+    case .invalidView(let reason): return "invalid buffer view: \(reason)"
     }
   }
 }

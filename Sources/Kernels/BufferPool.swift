@@ -129,19 +129,49 @@ public final class BufferPool: @unchecked Sendable {
 /// Device memory for `count` elements of one `DType`, returned to its pool when the last reference
 /// goes away. Backends read and write it only through their queue (OpenCL) or the calling thread
 /// (CPU), so the object itself carries no synchronisation.
+///
+/// A buffer can also be a view of a range of another (`Backend.view(of:offset:count:dtype:)`):
+/// it keeps that buffer alive, and writes through either are seen through the other.
 public final class DeviceBuffer {
   public let allocation: Allocation
-  /// The rounded size actually reserved.
+  /// The rounded size actually reserved (for a view, the view's size).
   public let byteCount: Int
-  private let pool: BufferPool
+  private let owner: Owner
+
+  private enum Owner {
+    case pool(BufferPool)
+    /// The viewed buffer, and how to let go of the view's own handle (a sub-buffer).
+    case view(of: DeviceBuffer, release: (Allocation) -> Void)
+  }
 
   init(allocation: Allocation, byteCount: Int, pool: BufferPool) {
     self.allocation = allocation
     self.byteCount = byteCount
-    self.pool = pool
+    self.owner = .pool(pool)
   }
 
-  deinit { pool.give(allocation, size: byteCount) }
+  /// A view over `allocation`, which aliases part of `parent`.
+  package init(
+    view allocation: Allocation, byteCount: Int, of parent: DeviceBuffer,
+    release: @escaping (Allocation) -> Void
+  ) {
+    self.allocation = allocation
+    self.byteCount = byteCount
+    self.owner = .view(of: parent, release: release)
+  }
+
+  deinit {
+    switch owner {
+    case .pool(let pool): pool.give(allocation, size: byteCount)
+    case .view(_, let release): release(allocation)
+    }
+  }
+
+  /// The buffer this one is a view of, if it is a view.
+  public var viewedBuffer: DeviceBuffer? {
+    if case .view(let parent, _) = owner { return parent }
+    return nil
+  }
 
   /// Typed host address (CPU backend only).
   @inline(__always) public func pointer<T>(_: T.Type) -> UnsafeMutablePointer<T> {

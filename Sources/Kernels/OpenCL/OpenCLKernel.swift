@@ -9,7 +9,7 @@ package enum OpenCLKernel: Int, CaseIterable {
   // elementwise.cl
   case fill, unary, unaryGrad, affine, binaryFlat, binaryBroadcast, dropoutMask
   // layout.cl
-  case permute, copyBlocks
+  case permute, copyBlocks, pack
   // reduce.cl
   case reduceRows, reduceRowParts, reduceCols
   // gemm.cl
@@ -30,7 +30,7 @@ package enum OpenCLKernel: Int, CaseIterable {
     switch self {
     case .fill, .unary, .unaryGrad, .affine, .binaryFlat, .binaryBroadcast, .dropoutMask:
       return .elementwise
-    case .permute, .copyBlocks: return .layout
+    case .permute, .copyBlocks, .pack: return .layout
     case .reduceRows, .reduceRowParts, .reduceCols: return .reduce
     case .gemm, .convForward, .convBackwardData, .convBackwardWeights: return .gemm
     case .im2col, .col2im, .avgPool, .avgPoolGrad: return .conv

@@ -26,6 +26,9 @@ public struct OpenCLDevice: Sendable, Equatable, CustomStringConvertible {
   public var maxWorkItemSizes: [Int]
   public var localMemBytes: Int
   public var globalMemBytes: Int
+  /// The alignment in bytes of a sub-buffer's origin (`CL_DEVICE_MEM_BASE_ADDR_ALIGN`, in bits
+  /// there).
+  public var baseAddressAlignment: Int
   /// Whether the device computes in double precision (`cl_khr_fp64`).
   public var supportsFP64: Bool
   /// `CL_DEVICE_VERSION`, e.g. `OpenCL 3.0 CUDA`.
@@ -108,6 +111,8 @@ enum OpenCLRuntime {
       maxWorkItemSizes: sizes,
       localMemBytes: Int(try deviceValue(id, CL_DEVICE_LOCAL_MEM_SIZE) as cl_ulong),
       globalMemBytes: Int(try deviceValue(id, CL_DEVICE_GLOBAL_MEM_SIZE) as cl_ulong),
+      baseAddressAlignment: max(
+        1, Int(try deviceValue(id, CL_DEVICE_MEM_BASE_ADDR_ALIGN) as cl_uint) / 8),
       supportsFP64: fp64Config != 0 || extensions.split(separator: " ").contains("cl_khr_fp64"),
       version: try deviceString(id, CL_DEVICE_VERSION),
       driverVersion: try deviceString(id, CL_DRIVER_VERSION))
