@@ -40,7 +40,6 @@ public class StatefulOptimizer {
   /// The flat storage of one model's parameters, with the state and gradient buffers of its
   /// layout.
   private struct FlatLayout {
-    let names: [String]
     let storage: FlatParameterStorage
     let state: [DeviceBuffer]
     let gradients: DeviceBuffer
@@ -121,8 +120,7 @@ public class StatefulOptimizer {
     let views = try state.map { try storage.tensors(viewing: $0) }
     slots = [:]
     for (k, name) in names.enumerated() { slots[name] = views.map { $0[k] } }
-    let layout = FlatLayout(
-      names: names, storage: storage, state: state, gradients: try storage.makeBuffer())
+    let layout = FlatLayout(storage: storage, state: state, gradients: try storage.makeBuffer())
     flat = layout
     return layout
   }
