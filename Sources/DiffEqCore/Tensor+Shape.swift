@@ -113,7 +113,18 @@ extension Tensor {
     let inner = s[(ax + 1)...].reduce(1, *)
     let blocks = s[..<ax].reduce(1, *)
     var offset = 0
-    for p in parts {
+    if blocks == 1 {
+      // Each part is one run of the result: gathered together (one launch per 16 on OpenCL).
+      var offsets: [Int] = []
+      for p in parts {
+        offsets.append(offset)
+        offset += p.shape[ax] * inner
+      }
+      try first.backend.pack(
+        parts.map(\.buffer), counts: parts.map { $0.shape[ax] * inner }, offsets: offsets,
+        into: out.buffer, dtype: first.dtype)
+    }
+    for p in parts where blocks != 1 {
       let len = p.shape[ax] * inner
       if len > 0 && blocks > 0 {
         try first.backend.copyBlocks(

@@ -66,7 +66,15 @@ struct AdjointBackward {
       if let a = adjoint.atol { backwardOptions.atol = a }
       let stats = statistics
       var a = cotangents[times.count - 1]
-      var aTheta = try parameterValues.map { try $0.detached.zerosLike() }
+      // a_θ is integrated as one flat vector, the parameters' gradients end to end, so that each
+      // stage combination and error norm is one term for all parameters rather than one each.
+      let counts = parameterValues.map(\.count)
+      let total = counts.reduce(0, +)
+      let hasParameters = !parameterValues.isEmpty
+      var aTheta =
+        try parameterValues.first.map {
+          [try Tensor.zeros([total], dtype: $0.dtype, on: $0.backend)]
+        } ?? []
       // Each interval after the first starts with the step the previous one ended on, rather
       // than probing for one (two evaluations per interval; the dynamics change only by the
       // cotangent's jump).
@@ -77,7 +85,11 @@ struct AdjointBackward {
         var integrator = ODEIntegrator(
           f: { s, z in
             let (fy, ay, ap) = try vectorJacobian(-s, z[0], z[1])
-            return [try -fy, ay] + ap
+            guard hasParameters else { return [try -fy, ay] }
+            return [
+              try -fy, ay,
+              try Tensor.concat(ap.map { try $0.detached.reshaped([$0.count]) }, axis: 0),
+            ]
           },
           options: intervalOptions, normComponents: adjoint.seminorm ? 2 : Int.max,
           onEvaluation: {},
@@ -89,7 +101,16 @@ struct AdjointBackward {
         a = try z[1] + cotangents[i - 1]
         aTheta = Array(z[2...])
       }
-      return (a, aTheta)
+      guard let flat = aTheta.first else { return (a, []) }
+      var start = 0
+      return (
+        a,
+        try parameterValues.indices.map { k in
+          defer { start += counts[k] }
+          return try flat.slice(axis: 0, start..<(start + counts[k]))
+            .reshaped(parameterValues[k].shape)
+        }
+      )
     }
   }
 
