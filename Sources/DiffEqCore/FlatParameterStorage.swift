@@ -59,11 +59,6 @@ final class FlatParameterStorage {
     return buffer
   }
 
-  /// Whether every parameter's value is still its view.
-  var isBound: Bool {
-    zip(parameters, views).allSatisfy { $0.value.buffer === $1 }
-  }
-
   /// Copies each value that is not its view into place (one `pack`) and makes the views the
   /// parameters' values again.
   func bind() throws {
