@@ -42,8 +42,25 @@ struct BenchKernels: ParsableCommand {
     let reference = try referenceMeasurements()
     reference.forEach(emit)
     for backend in try options.backends() {
-      for m in try measure(on: backend) { emit(m) }
+      let tile = try tileInUse(backend)
+      if let tile, !options.json { print("# \(backend.name): GEMM tile \(tile.conv)") }
+      for var m in try measure(on: backend) {
+        if let tile, m.op == "gemm" || m.op.hasPrefix("conv2d") {
+          m.extra["tile"] = m.op == "gemm" ? tile.gemm : tile.conv
+        }
+        emit(m)
+      }
     }
+  }
+
+  /// On an OpenCL backend, the tiling its GEMM and convolution kernels run with and where it
+  /// came from (`runner tune`, forced, or the default); gemm reads "openblas" where it is handed
+  /// to OpenBLAS. Nil on the CPU backend.
+  func tileInUse(_ backend: any Backend) throws -> (gemm: String, conv: String)? {
+    guard let opencl = backend as? OpenCLBackend else { return nil }
+    let (tiling, origin) = try opencl.gemmTiling(for: .float32)
+    let conv = "\(tiling) (\(origin.rawValue))"
+    return (opencl.usesBLASForGEMM ? "openblas" : conv, conv)
   }
 
   /// OpenBLAS sgemm 1024 and host memory bandwidth.

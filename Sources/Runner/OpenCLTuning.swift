@@ -5,9 +5,10 @@ import Foundation
 /// The OpenCL backend options a `runner` command asks for: `blasOnCPUDevice` from its flags, and
 /// two tuning settings from the environment, for trying configurations without a rebuild:
 /// `DIFFEQNET_OPENCL_REDUCTION_WG=<power of two>` (reductions, group norm, softmax) and
-/// `DIFFEQNET_OPENCL_GEMM_TILE=<TS>,<WPT>,<TSK>` (GEMM tiling, TS a multiple of WPT). Compiled
-/// programs are kept in `DIFFEQNET_OPENCL_CACHE` (a folder, or `off`), by default
-/// `$XDG_CACHE_HOME/diffeqnet/opencl` or `~/.cache/diffeqnet/opencl`.
+/// `DIFFEQNET_OPENCL_GEMM_TILE=<TS>,<WPT>,<TSK>` (GEMM tiling, TS a multiple of WPT, over any
+/// tuning). Compiled programs are kept in `DIFFEQNET_OPENCL_CACHE` (a folder, or `off`), by
+/// default `$XDG_CACHE_HOME/diffeqnet/opencl` or `~/.cache/diffeqnet/opencl`; `runner tune`'s
+/// records in `DIFFEQNET_OPENCL_TUNING` (likewise), by default `…/diffeqnet/tuning`.
 func openCLOptions(
   blasOnCPUDevice: Bool = true,
   environment: [String: String] = ProcessInfo.processInfo.environment
@@ -26,24 +27,26 @@ func openCLOptions(
     }
     options.gemmTiling = .init(ts: ts, wpt: wpt, tsk: tsk)
   }
-  options.programCache = programCache(environment)
+  options.programCache = cacheFolder("DIFFEQNET_OPENCL_CACHE", "opencl", environment).map {
+    OpenCLProgramCache(directory: $0)
+  }
+  options.tuning = cacheFolder("DIFFEQNET_OPENCL_TUNING", "tuning", environment).map {
+    OpenCLTuningStore(directory: $0)
+  }
   do { try options.validate() } catch { throw ValidationError("\(error)") }
   return options
 }
 
-/// Where compiled OpenCL programs are kept (see `openCLOptions`); nil when turned off or when
-/// there is no home folder to put them in.
-func programCache(_ environment: [String: String]) -> OpenCLProgramCache? {
-  if let text = environment["DIFFEQNET_OPENCL_CACHE"] {
-    return text == "off" || text.isEmpty
-      ? nil : OpenCLProgramCache(directory: URL(fileURLWithPath: text, isDirectory: true))
+/// The folder named by the environment variable `variable` (nil when it is `off` or empty), else
+/// `diffeqnet/<name>` under `$XDG_CACHE_HOME` or `~/.cache`; nil when there is no home folder.
+func cacheFolder(_ variable: String, _ name: String, _ environment: [String: String]) -> URL? {
+  if let text = environment[variable] {
+    return text == "off" || text.isEmpty ? nil : URL(fileURLWithPath: text, isDirectory: true)
   }
   let base =
     environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0, isDirectory: true) }
     ?? environment["HOME"].map {
       URL(fileURLWithPath: $0, isDirectory: true).appendingPathComponent(".cache")
     }
-  return base.map {
-    OpenCLProgramCache(directory: $0.appendingPathComponent("diffeqnet/opencl", isDirectory: true))
-  }
+  return base?.appendingPathComponent("diffeqnet/\(name)", isDirectory: true)
 }

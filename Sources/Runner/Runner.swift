@@ -11,7 +11,7 @@ struct Runner: ParsableCommand {
       device by its index in `runner devices`.
       """,
     subcommands: [
-      Train.self, Eval.self, Export.self, Import.self, Devices.self, Bench.self,
+      Train.self, Eval.self, Export.self, Import.self, Devices.self, Bench.self, Tune.self,
       CompareSolvers.self,
     ])
 }

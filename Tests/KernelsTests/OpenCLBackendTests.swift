@@ -723,6 +723,37 @@ final class OpenCLBackendTests: XCTestCase, KernelTestCase {
     }
   }
 
+  /// The 8×8 register blockings `runner tune` may choose, on every GEMM case and on operands
+  /// whose rows start on 4-element boundaries (so that the slabs are staged by aligned vector
+  /// loads) while m, n and k are not multiples of 4 (so that the vectors at the edges are partial).
+  func testEightByEightTilingsAndVectorLoads() throws {
+    _ = try backend()  // skips without OpenCL
+    var cases = gemmCases()
+    for transA in [false, true] {
+      for transB in [false, true] {
+        var p = GEMMShape(
+          m: 37, n: 45, k: 99, transA: transA, transB: transB, alpha: 0.5, beta: 0.25, batch: 2)
+        p.lda = (transA ? p.m : p.k) + 5
+        p.lda += (4 - p.lda % 4) % 4
+        p.ldb = (transB ? p.k : p.n) + 2
+        p.ldb += (4 - p.ldb % 4) % 4
+        p.strideA = (transA ? p.k : p.m) * p.lda + 8
+        p.strideB = (transB ? p.n : p.k) * p.ldb + 4
+        p.offsetA = 4
+        p.offsetB = 12
+        XCTAssertTrue(p.alignsToVectors(a: true) && p.alignsToVectors(a: false))
+        cases.append((p, "aligned gemm tA=\(transA) tB=\(transB)"))
+      }
+    }
+    for tile in OpenCLBackend.GEMMTiling.tuningCandidates where tile.wpt == 8 {
+      let b = try OpenCLBackend(
+        deviceIndex: Self.deviceIndex, options: .init(blasOnCPUDevice: false, gemmTiling: tile))
+      for t in dtypes(b) {
+        for (p, label) in cases { try checkGEMM(b, p, t, "tile \(tile) " + label) }
+      }
+    }
+  }
+
   /// Settings the kernels cannot run with are refused before any device is opened (they once
   /// reached a division by zero with the preconditions compiled out).
   func testInvalidOptionsAreRefused() {
@@ -731,6 +762,8 @@ final class OpenCLBackendTests: XCTestCase, KernelTestCase {
       .init(reductionWorkGroupSize: -4), .init(gemmTiling: .init(ts: 0, wpt: 4, tsk: 4)),
       .init(gemmTiling: .init(ts: 16, wpt: 3, tsk: 8)),
       .init(gemmTiling: .init(ts: 16, wpt: 4, tsk: 0)),
+      .init(gemmTiling: .init(ts: 1 << 40, wpt: 1 << 20, tsk: 8)),
+      .init(gemmTiling: .init(ts: 512, wpt: 8, tsk: 8)),
     ]
     for options in invalid {
       XCTAssertThrowsError(try OpenCLBackend(deviceIndex: 0, options: options), "\(options)") {

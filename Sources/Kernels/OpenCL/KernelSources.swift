@@ -308,7 +308,9 @@ __kernel void dropout_mask(
 // work-group size and local memory the device and the compiled kernel allow.
 //
 // Launch: global (ceil(n/TS)·TS/WPT, ceil(m/TS)·TS/WPT, batch), local (TS/WPT, TS/WPT, 1).
-// Dimension 0 runs along the columns of C so that stores to C are coalesced.
+// Dimension 0 runs along the columns of C so that stores to C are coalesced. vec_a (vec_b) says
+// that A's (B's) offset, leading dimension and batch stride are multiples of 4 elements, so that
+// its slabs may be staged by aligned vector loads.
 
 #ifndef TS
 #define TS 64
@@ -348,14 +350,70 @@ inline void multiply_slab(
   }
 }
 
+#ifdef USE_FP64
+#define T4 double4
+#else
+#define T4 float4
+#endif
+
+// p[0 … 3], those at or past `left` as zero. `aligned` (the host's promise that p is a multiple of
+// 4 elements from a buffer's start) lets a whole vector be one 16- or 32-byte load; vload4 is
+// correct at any element boundary but compiles to scalar loads where alignment is unknown.
+inline T4 load4(__global const T* p, const int left, const int aligned) {
+  if (left >= 4) return aligned ? *(__global const T4*)p : vload4(0, p);
+  T4 v = (T4)0;
+  if (left > 0) v.s0 = p[0];
+  if (left > 1) v.s1 = p[1];
+  if (left > 2) v.s2 = p[2];
+  return v;
+}
+
+// Stages dst[kk][r] = M[base + r, t + kk] for r < TS and kk < TSK, zero outside rows × k. M's
+// element (i, j) lies at p[i·ld + j] when k_contiguous, else at p[j·ld + i]. Consecutive
+// work-items read consecutive addresses whichever dimension is contiguous (coalesced), four
+// elements at a time where the tile allows.
+inline void stage_slab(
+  __local T dst[TSK][TSP], __global const T* p, const int ld, const int k_contiguous,
+  const int aligned, const int base, const int rows, const int t, const int k, const int tid) {
+#if TSK % 4 == 0 && TS % 4 == 0
+  if (k_contiguous) {
+    for (int l = tid; l < TSK * TS / 4; l += NT) {
+      const int kk = (l % (TSK / 4)) * 4, r = l / (TSK / 4);
+      const int gr = base + r, gk = t + kk;
+      const T4 v = gr < rows ? load4(p + gr * ld + gk, k - gk, aligned) : (T4)0;
+      dst[kk][r] = v.s0;
+      dst[kk + 1][r] = v.s1;
+      dst[kk + 2][r] = v.s2;
+      dst[kk + 3][r] = v.s3;
+    }
+  } else {
+    for (int l = tid; l < TSK * TS / 4; l += NT) {
+      const int r = (l % (TS / 4)) * 4, kk = l / (TS / 4);
+      const int gr = base + r, gk = t + kk;
+      const T4 v = gk < k ? load4(p + gk * ld + gr, rows - gr, aligned) : (T4)0;
+      dst[kk][r] = v.s0;
+      dst[kk][r + 1] = v.s1;
+      dst[kk][r + 2] = v.s2;
+      dst[kk][r + 3] = v.s3;
+    }
+  }
+#else
+  for (int l = tid; l < TSK * TS; l += NT) {
+    const int kk = k_contiguous ? l % TSK : l / TS, r = k_contiguous ? l / TSK : l % TS;
+    const int gr = base + r, gk = t + kk;
+    dst[kk][r] = gr < rows && gk < k ? (k_contiguous ? p[gr * ld + gk] : p[gk * ld + gr]) : (T)0;
+  }
+#endif
+}
+
 __kernel __attribute__((reqd_work_group_size(RTS, RTS, 1)))
 void gemm(
   const int m, const int n, const int k, const int trans_a, const int trans_b,
   const T alpha, const T beta,
   __global const T* a, const int offset_a, const int lda, const int stride_a,
   __global const T* b, const int offset_b, const int ldb, const int stride_b,
-  __global T* c, const int offset_c, const int ldc, const int stride_c) {
-  // as[kk][r] = op(A)[row0 + r, t + kk];  bs[kk][q] = op(B)[t + kk, col0 + q]
+  __global T* c, const int offset_c, const int ldc, const int stride_c, const int vec_a,
+  const int vec_b) {
   __local T as[TSK][TSP];
   __local T bs[TSK][TSP];
 
@@ -373,37 +431,11 @@ void gemm(
   zero_tile(acc);
 
   for (int t = 0; t < k; t += TSK) {
-    // Stage the slabs. The index mapping follows the memory layout of each operand so that
-    // consecutive work-items load consecutive addresses (coalesced) whatever the transposes;
-    // out-of-range elements load as zero, which makes the edge tiles need no special casing.
-    for (int l = tid; l < TSK * TS; l += NT) {
-      int r, kk;
-      if (trans_a) {  // A is k×m in memory: rows of op(A) are contiguous
-        r = l % TS;
-        kk = l / TS;
-      } else {  // A is m×k: the k index is contiguous
-        kk = l % TSK;
-        r = l / TSK;
-      }
-      const int gr = row0 + r, gk = t + kk;
-      T v = (T)0;
-      if (gr < m && gk < k) v = trans_a ? a[gk * lda + gr] : a[gr * lda + gk];
-      as[kk][r] = v;
-    }
-    for (int l = tid; l < TSK * TS; l += NT) {
-      int q, kk;
-      if (trans_b) {  // B is n×k in memory: the k index is contiguous
-        kk = l % TSK;
-        q = l / TSK;
-      } else {  // B is k×n: columns of op(B) are contiguous
-        q = l % TS;
-        kk = l / TS;
-      }
-      const int gq = col0 + q, gk = t + kk;
-      T v = (T)0;
-      if (gq < n && gk < k) v = trans_b ? b[gq * ldb + gk] : b[gk * ldb + gq];
-      bs[kk][q] = v;
-    }
+    // as[kk][r] = op(A)[row0 + r, t + kk], where op(A)[i, j] lies at a[j·lda + i] when A is
+    // transposed; bs likewise with op(B)ᵀ, whose element (q, kk) lies at b[q·ldb + kk] when B is
+    // transposed.
+    stage_slab(as, a, lda, !trans_a, vec_a, row0, m, t, k, tid);
+    stage_slab(bs, b, ldb, trans_b, vec_b, col0, n, t, k, tid);
     barrier(CLK_LOCAL_MEM_FENCE);
 
     multiply_slab(as, bs, acc, tx, ty);

@@ -31,6 +31,7 @@ extension OpenCLBackend {
         .mem(a), .int(p.offsetA), .int(p.lda), .int(p.strideA),
         .mem(b), .int(p.offsetB), .int(p.ldb), .int(p.strideB),
         .mem(c), .int(p.offsetC), .int(p.ldc), .int(p.strideC),
+        .int(p.alignsToVectors(a: true) ? 1 : 0), .int(p.alignsToVectors(a: false) ? 1 : 0),
       ],
       global: [tilesN * t.threadsPerDim, tilesM * t.threadsPerDim, p.batch],
       local: [t.threadsPerDim, t.threadsPerDim, 1])
@@ -98,5 +99,15 @@ extension OpenCLBackend {
       }
     }
     try unmapAll()
+  }
+}
+
+extension GEMMShape {
+  /// Whether every row of op(A) (`a`) or op(B) that the kernel stages starts on a 4-element
+  /// boundary of its buffer: offset, leading dimension and (with a batch) stride multiples of 4.
+  /// Buffers and views start at least that aligned (`OpenCLDevice.baseAddressAlignment`).
+  package func alignsToVectors(a: Bool) -> Bool {
+    let (offset, ld, stride) = a ? (offsetA, lda, strideA) : (offsetB, ldb, strideB)
+    return offset % 4 == 0 && ld % 4 == 0 && (batch == 1 || stride % 4 == 0)
   }
 }

@@ -5,8 +5,10 @@ extension OpenCLBackend {
   /// The most buffers one `pack` launch gathers (its buffer-argument slots).
   static let packSlots = 16
 
-  /// The device's sub-buffer alignment (`CL_DEVICE_MEM_BASE_ADDR_ALIGN`).
-  public var viewAlignment: Int { device.baseAddressAlignment }
+  /// The device's sub-buffer alignment (`CL_DEVICE_MEM_BASE_ADDR_ALIGN`), and at least 64 bytes:
+  /// the GEMM kernel's aligned vector loads (`alignsToVectors`) assume every view starts on a
+  /// `double4`. Both are powers of two, so the larger is a multiple of the device's.
+  public var viewAlignment: Int { max(64, device.baseAddressAlignment) }
 
   public func view(of buffer: DeviceBuffer, offset: Int, count: Int, dtype: DType) throws
     -> DeviceBuffer

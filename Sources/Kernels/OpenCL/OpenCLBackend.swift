@@ -22,6 +22,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
   public let pool: BufferPool
   /// What the caller chose (see `Options`).
   public let options: Options
+  /// The device's tiling from `options.tuning`, tried first when `options.gemmTiling` is nil.
+  let tunedTiling: GEMMTiling?
 
   let deviceID: cl_device_id
   let contextHandle: ContextHandle
@@ -74,6 +76,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     deviceID = id
     device = info
     self.options = options
+    tunedTiling = options.gemmTiling == nil ? try options.tuning?.record(for: info)?.tiling : nil
     // Before any BLAS call.
     if options.blasOnCPUDevice && info.type == .cpu { _ = OpenBLASCore.name }
     name = "opencl:\(deviceIndex) \(info.name)"
@@ -385,7 +388,10 @@ extension OpenCLBackend {
       }
     case .gemm:
       let sizes = device.maxWorkItemSizes
-      for t in options.gemmTiling.map({ [$0] }) ?? GEMMTiling.candidates
+      // A tuned tiling that does not fit this element type (float64 needs twice the local
+      // memory) falls back to the defaults; a forced one does not.
+      for t in options.gemmTiling.map({ [$0] })
+        ?? (tunedTiling.map { [$0] } ?? []) + GEMMTiling.candidates
       where t.threads <= device.maxWorkGroupSize && sizes.count >= 2
         && t.threadsPerDim <= min(sizes[0], sizes[1])
         && t.localBytes(dtype) <= device.localMemBytes
@@ -411,6 +417,20 @@ extension OpenCLBackend {
     }
     resolved[key] = result
     return result
+  }
+
+  /// The GEMM kernel's tiling for `dtype` (building the program if needed), and where it came
+  /// from. The convolution kernels share it; `gemm` itself goes to OpenBLAS when
+  /// `usesBLASForGEMM`.
+  public func gemmTiling(for dtype: DType) throws -> (
+    tiling: GEMMTiling, origin: GEMMTilingOrigin
+  ) {
+    guard let t = try configuration(.gemm, dtype).tiling else {
+      preconditionFailure("gemm program resolved without tiling")
+    }
+    let origin: GEMMTilingOrigin =
+      options.gemmTiling != nil ? .forced : t == tunedTiling ? .tuned : .largestThatFits
+    return (t, origin)
   }
 
   /// The configuration of a built-in program (building it if needed).

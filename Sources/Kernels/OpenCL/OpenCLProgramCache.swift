@@ -19,16 +19,10 @@ public struct OpenCLProgramCache: Sendable, Equatable {
 
   /// The file name for a program: 64-bit FNV-1a of everything that determines the binary.
   func key(device: OpenCLDevice, source: String, options: String) -> String {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for part in [
+    let hash = fnv1a([
       device.platformName, device.name, device.vendor, device.version, device.driverVersion,
       options, source,
-    ] {
-      for byte in part.utf8 + [0] {
-        hash ^= UInt64(byte)
-        hash &*= 0x100_0000_01b3
-      }
-    }
+    ])
     return String(hash, radix: 16) + ".clbin"
   }
 
@@ -55,4 +49,17 @@ public struct OpenCLProgramCache: Sendable, Equatable {
       try? fm.removeItem(at: temporary)
     }
   }
+}
+
+/// 64-bit FNV-1a over the parts, each followed by a zero byte (so that ["ab", "c"] and ["a", "bc"]
+/// differ): the file names of the program cache and the tuning store.
+func fnv1a(_ parts: [String]) -> UInt64 {
+  var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+  for part in parts {
+    for byte in part.utf8 + [0] {
+      hash ^= UInt64(byte)
+      hash &*= 0x100_0000_01b3
+    }
+  }
+  return hash
 }
