@@ -117,5 +117,17 @@ final class HostileArgumentsTests: XCTestCase {
         ["bench", "kernels", "--device", "opencl", "--only", "gemm"], message,
         environment: [name: value])
     }
+    // A tuning record that cannot be used names its file rather than being skipped silently.
+    let devices = OpenCLBackend.devices()
+    guard let device = devices.first else { return }
+    let folder = try temporaryDirectory()
+    let record = OpenCLTuningStore(directory: folder).url(for: device)
+    try Data(#"{"tiling": {"ts": 64, "wpt": 4}}"#.utf8).write(to: record)
+    try expectRefusal(
+      ["bench", "kernels", "--device", "opencl", "--only", "gemm"], record.path,
+      environment: ["DIFFEQNET_OPENCL_TUNING": folder.path])
+    try expectRefusal(["tune", "--device", "cpu"], "the CPU backend has no tiling")
+    try expectRefusal(["tune", "--size", "99999999999999999999"], "--size")
+    try expectRefusal(["tune", "--size", "100000"], "--size must be in 64...8192")
   }
 }
