@@ -11,6 +11,9 @@ struct AdjointBackward {
   let options: ODEOptions
   let adjoint: AdjointOptions
   let statistics: ODEStatistics
+  /// The forward solve's step proposal at its end, where the backward solve starts (nil for a
+  /// fixed-step forward solve).
+  var forwardFinalStep: Double? = nil
 
   /// Runs `body` with the parameters set to the forward solve's values.
   func withForwardParameters<R>(_ body: () throws -> R) rethrows -> R {
@@ -75,10 +78,14 @@ struct AdjointBackward {
         try parameterValues.first.map {
           [try Tensor.zeros([total], dtype: $0.dtype, on: $0.backend)]
         } ?? []
-      // Each interval after the first starts with the step the previous one ended on, rather
-      // than probing for one (two evaluations per interval; the dynamics change only by the
-      // cotangent's jump).
-      var carriedStep: Double? = nil
+      // Each interval starts with the step the previous one ended on, rather than probing for
+      // one (an evaluation and two reads per interval; the dynamics change only by the
+      // cotangent's jump). The first starts with the forward solve's last proposal, from the
+      // same point, when both directions solve to the same tolerances with the same method.
+      let sameControl =
+        backwardOptions.solver == options.solver && backwardOptions.rtol == options.rtol
+        && backwardOptions.atol == options.atol
+      var carriedStep: Double? = sameControl ? forwardFinalStep : nil
       for i in stride(from: times.count - 1, to: 0, by: -1) {
         var intervalOptions = backwardOptions
         if backwardOptions.firstStep == nil { intervalOptions.firstStep = carriedStep }

@@ -78,10 +78,10 @@ struct ODEIntegrator {
 
   /// The state at each of `times` (strictly increasing, all after t0), starting from y0 at t0.
   func solve(_ y0: [Tensor], from t0: Double, to times: [Double]) throws -> [[Tensor]] {
-    // Fixed-step solves check y0 with their outputs, at their end.
-    if options.solver.isAdaptive || times.isEmpty {
-      try checkFinite([(t0, y0, "initial state")])
-    }
+    // Fixed-step solves check y0 with their outputs, at their end; adaptive ones through their
+    // first norm read (the initial step's, else the first step's error), which a NaN or infinity
+    // in y0 makes non-finite.
+    if times.isEmpty { try checkFinite([(t0, y0, "initial state")]) }
     var previousTime = t0
     for t in times {
       guard t > previousTime, t.isFinite else {
@@ -125,15 +125,19 @@ struct ODEIntegrator {
       let terms = zip(e, k).filter { $0.0 != 0 }  // the same stages for every component
       let coefficients = terms.map { $0.0 * h }
       let components = 0..<min(normComponents, y.count)
-      // Every component's error in one read: the step's one host synchronisation.
-      squares = try Tensor.scaledErrorSquaredSums(
+      // Every component's error in one read: the step's one host synchronisation. Components
+      // outside a seminorm are summed in the same read only to be checked: a NaN there makes the
+      // error NaN, so that it is reported at this step rather than in the final result.
+      let sums = try Tensor.scaledErrorSquaredSums(
         components.map { c in
           (
             try Tensor.linearCombination(terms.map { $0.1[c] }, coefficients).detached,
             y[c].detached, y1[c].detached
           )
-        }, atol: options.atol, rtol: options.rtol
-      ).reduce(0, +)
+        } + (components.upperBound..<y.count).map { (y1[$0].detached, y1[$0].detached, y1[$0].detached) },
+        atol: options.atol, rtol: options.rtol)
+      squares = sums[components].reduce(0, +)
+      if !sums[components.upperBound...].allSatisfy(\.isFinite) { squares = .nan }
       count = components.reduce(0) { $0 + y[$1].count }
     }
     return (y1, k, squares, count)
@@ -265,6 +269,8 @@ struct ODEIntegrator {
       let step = try rungeKuttaStep(tableau, t: t, h: h, y: y, firstStage: k1)
       let error = (step.errorSquares / Double(max(1, step.errorCount))).squareRoot()
       guard error.isFinite else {
+        // Only now is y0 read on its own, to name it when it is the cause.
+        if t == t0 { try checkFinite([(t0, y0, "initial state")]) }
         throw ODEError.nonFinite(t: t, what: "the error estimate of a step of size \(h)")
       }
       if error <= 1 {
@@ -313,17 +319,26 @@ struct ODEIntegrator {
     // The RMS norms of several states, scaled by y0, in one read.
     let components = 0..<max(1, min(normComponents, y0.count))
     let elements = Double(components.reduce(0) { $0 + y0[$1].count })
-    func norms(_ xs: [[Tensor]]) throws -> [Double] {
+    // `checked` components are summed in the same read only for their finiteness: a NaN makes
+    // the first norm NaN.
+    func norms(_ xs: [[Tensor]], checking checked: [Tensor] = []) throws -> [Double] {
       let sums = try Tensor.scaledErrorSquaredSums(
-        xs.flatMap { x in components.map { (x[$0].detached, y0[$0].detached, y0[$0].detached) } },
+        xs.flatMap { x in components.map { (x[$0].detached, y0[$0].detached, y0[$0].detached) } }
+          + checked.map { ($0.detached, $0.detached, $0.detached) },
         atol: options.atol, rtol: options.rtol)
+      let allFinite = sums[(xs.count * components.count)...].allSatisfy(\.isFinite)
       return xs.indices.map { i in
         let part = sums[(i * components.count)..<((i + 1) * components.count)]
-        return (part.reduce(0, +) / max(1, elements)).squareRoot()
+        return i == 0 && !allFinite ? .nan : (part.reduce(0, +) / max(1, elements)).squareRoot()
       }
     }
-    let d = try norms([y0, f0])
+    let d = try norms([y0, f0], checking: Array(y0[components.upperBound...]))
     let (d0, d1) = (d[0], d[1])
+    // This is the solve's first read: it checks y0 (and f(t0, y0)) for it.
+    guard d0.isFinite else { throw ODEError.nonFinite(t: t0, what: "initial state") }
+    guard d1.isFinite else {
+      throw ODEError.nonFinite(t: t0, what: "the vector field at the initial state")
+    }
     let h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : 0.01 * d0 / d1
     let y1 = try combine(y0, [f0], weights: [1], h: h0, components: readComponents)
     let f1 = try evaluate(t0 + h0, y1)

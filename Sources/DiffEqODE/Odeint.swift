@@ -152,15 +152,17 @@ func odeint(
   let params = field.parameters?.trainableParameters() ?? []
   let paramValues = params.map { $0.parameter.value }
   var records: [ODEStepRecord] = []
+  var finalStep: Double? = nil
   let outs = try withParameters(of: field.parameters, setTo: paramValues.map(\.detached)) {
-    try integrator(recorder: gradient == .checkpointed ? { records.append($0) } : nil)
-      .solve([y0.detached], from: t0, to: later).map { $0[0] }
+    var forward = integrator(recorder: gradient == .checkpointed ? { records.append($0) } : nil)
+    forward.onFinalStepProposal = { finalStep = $0 }
+    return try forward.solve([y0.detached], from: t0, to: later).map { $0[0] }
   }
   let states = [y0.detached] + outs
   let stacked = try Tensor.concat(states.map { try $0.reshaped([1] + y0.shape) }, axis: 0)
   let backward = AdjointBackward(
     field: field, times: times, states: states, parameterValues: paramValues, options: options,
-    adjoint: adjoint, statistics: stats)
+    adjoint: adjoint, statistics: stats, forwardFinalStep: finalStep)
   let timeInputs = timesTensor.map { [$0] } ?? []
   let recorded = stacked.recorded(from: [y0] + timeInputs + paramValues) { g in
     let cotangents = try times.indices.map {
