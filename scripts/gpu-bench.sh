@@ -4,7 +4,7 @@
 #   bash scripts/gpu-bench.sh bundle    # here: a self-contained runner in .gpu/ (static Swift
 #                                       # stdlib, its shared libraries, an NVIDIA OpenCL vendor
 #                                       # file; under 64 MiB), ignored by git
-#   bash scripts/gpu-bench.sh run       # on the GPU machine (no Swift there): devices, bench
+#   bash scripts/gpu-bench.sh run       # on the GPU machine (no Swift there): devices, tune, bench
 #                                       # kernels, bench solvers (odeblock, train) and one epoch of
 #                                       # runner train, as JSON under $OUT (default ./gpu-out)
 #
@@ -83,13 +83,16 @@ run() {
     echo "$name exit=$? seconds=$((SECONDS - start))" >> "$out/status.txt"
   }
   part devices 30 devices.txt "${runner[@]}" devices
-  part kernels 100 kernels.jsonl "${runner[@]}" bench kernels --device "$device" --json \
+  # The tiling the sweep keeps is used by every part after it (the tuning folder is the run's).
+  export DIFFEQNET_OPENCL_TUNING="$out/tuning"
+  part tune 60 tune.jsonl "${runner[@]}" tune --device "$device" --json --repetitions 3
+  part kernels 80 kernels.jsonl "${runner[@]}" bench kernels --device "$device" --json \
     --repetitions 5
   part odeblock 80 odeblock.jsonl "${runner[@]}" bench solvers --workload odeblock \
     --only rk4_forward,rk4_adjoint,dopri5_adjoint --device "$device" --json --repetitions 3
   part train_step 50 train-step.jsonl "${runner[@]}" bench solvers --workload train \
     --device "$device" --json --repetitions 3
-  part train_epoch 110 train.log "${runner[@]}" train --device "$device" "${epochs_flag[@]}" \
+  part train_epoch 100 train.log "${runner[@]}" train --device "$device" "${epochs_flag[@]}" \
     "${limit_flag[@]}" --out "$out/run"
   # The run folder's metrics (a checkpoint is not worth the transfer).
   cp "$out/run/metrics.jsonl" "$out/train-metrics.jsonl" 2>/dev/null
