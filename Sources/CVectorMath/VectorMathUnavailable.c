@@ -23,4 +23,13 @@ void diffeqnet_group_norm_grad_params(
     const float *x, const float *mean, const float *rstd, const float *dy, float *dgamma,
     float *dbeta, int n, int channels, int groups, int hw, int first, int count) {}
 
+void diffeqnet_batch_norm(
+    const float *x, const float *gamma, const float *beta, float *y, float *mean,
+    float *variance, int n, int channels, int hw, float eps, int relu, int first, int count) {}
+
+void diffeqnet_batch_norm_grad(
+    const float *x, const float *gamma, const float *mean, const float *variance, const float *y,
+    const float *dy, float *dx, float *dgamma, float *dbeta, int n, int channels, int hw,
+    float eps, int batchStatistics, int first, int count) {}
+
 #endif

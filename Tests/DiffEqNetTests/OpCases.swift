@@ -455,7 +455,7 @@ enum OpCases {
   }
 
   static var batchNorm: [OpCase] {
-    let shapes: [[Int]] = [[7, 3, 4, 4], [16, 5], [2, 4, 3, 1]]
+    let shapes: [[Int]] = [[7, 3, 4, 4], [16, 5], [2, 4, 3, 1], [3, 2, 3, 9]]
     return shapes.flatMap { x -> [OpCase] in
       let c = x[1]
       let draw: (inout RandomState) -> [HostTensor] = { rng in

@@ -97,6 +97,25 @@ protocol CPUScalar: Real, BinaryFloatingPoint, SIMDScalar {
   static func vectorisedGroupNorm(
     _ pass: GroupNormPass<Self>, _ s: GroupNormShape, _ range: Range<Int>
   ) -> Bool
+  /// `CPUBackend.batchNorm`'s forward or backward pass over the channels in `range` by vector
+  /// code where this type and CPU have some (false: the caller runs its loops instead).
+  static func vectorisedBatchNorm(
+    _ pass: BatchNormPass<Self>, _ s: BatchNormShape, _ range: Range<Int>
+  ) -> Bool
+}
+
+/// One pass of batch normalisation over its arrays (see `CPUBackend.batchNorm`); `relu` is the
+/// fused ReLU's output, nil without one.
+enum BatchNormPass<T> {
+  case forward(
+    x: UnsafeMutablePointer<T>, gamma: UnsafeMutablePointer<T>, beta: UnsafeMutablePointer<T>,
+    y: UnsafeMutablePointer<T>, mean: UnsafeMutablePointer<T>,
+    variance: UnsafeMutablePointer<T>, relu: Bool)
+  case gradient(
+    x: UnsafeMutablePointer<T>, gamma: UnsafeMutablePointer<T>, mean: UnsafeMutablePointer<T>,
+    variance: UnsafeMutablePointer<T>, relu: UnsafeMutablePointer<T>?,
+    dy: UnsafeMutablePointer<T>, dx: UnsafeMutablePointer<T>, dgamma: UnsafeMutablePointer<T>,
+    dbeta: UnsafeMutablePointer<T>, batchStatistics: Bool)
 }
 
 /// One pass of group normalisation over its arrays (see `CPUBackend.groupNorm`).
@@ -152,6 +171,27 @@ extension Float: CPUScalar {
     case .parameters(let x, let mean, let rstd, let dy, let dgamma, let dbeta):
       diffeqnet_group_norm_grad_params(
         x, mean, rstd, dy, dgamma, dbeta, Int32(s.n), Int32(s.c), groups, hw, first, count)
+    }
+    return true
+  }
+
+  /// CVectorMath's AVX2 + FMA batch norm: 8 lanes, the backward pass's ReLU mask in registers.
+  static func vectorisedBatchNorm(
+    _ pass: BatchNormPass<Float>, _ s: BatchNormShape, _ range: Range<Int>
+  ) -> Bool {
+    guard vectorMathAvailable else { return false }
+    let (n, c, hw) = (Int32(s.n), Int32(s.c), Int32(s.hw))
+    let (first, count) = (Int32(range.lowerBound), Int32(range.count))
+    switch pass {
+    case .forward(let x, let gamma, let beta, let y, let mean, let variance, let relu):
+      diffeqnet_batch_norm(
+        x, gamma, beta, y, mean, variance, n, c, hw, Float(s.eps), relu ? 1 : 0, first, count)
+    case .gradient(
+      let x, let gamma, let mean, let variance, let relu, let dy, let dx, let dgamma, let dbeta,
+      let batchStatistics):
+      diffeqnet_batch_norm_grad(
+        x, gamma, mean, variance, relu, dy, dx, dgamma, dbeta, n, c, hw, Float(s.eps),
+        batchStatistics ? 1 : 0, first, count)
     }
     return true
   }
@@ -247,6 +287,10 @@ extension Double: CPUScalar {
 
   static func vectorisedGroupNorm(
     _ pass: GroupNormPass<Double>, _ s: GroupNormShape, _ range: Range<Int>
+  ) -> Bool { false }
+
+  static func vectorisedBatchNorm(
+    _ pass: BatchNormPass<Double>, _ s: BatchNormShape, _ range: Range<Int>
   ) -> Bool { false }
 
   @inline(__always) static func fastTanh(_ v: Double) -> Double { Double.tanh(v) }
