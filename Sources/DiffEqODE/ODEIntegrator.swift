@@ -134,7 +134,10 @@ struct ODEIntegrator {
             try Tensor.linearCombination(terms.map { $0.1[c] }, coefficients).detached,
             y[c].detached, y1[c].detached
           )
-        } + (components.upperBound..<y.count).map { (y1[$0].detached, y1[$0].detached, y1[$0].detached) },
+        }
+          + (components.upperBound..<y.count).map {
+            (y1[$0].detached, y1[$0].detached, y1[$0].detached)
+          },
         atol: options.atol, rtol: options.rtol)
       squares = sums[components].reduce(0, +)
       if !sums[components.upperBound...].allSatisfy(\.isFinite) { squares = .nan }

@@ -66,12 +66,18 @@ final class OpenCLTuningStoreTests: XCTestCase {
     let cases: [(Data, String)] = [
       (Data("{".utf8), "cannot be read"),
       (Data(), "cannot be read"),
-      (Data(good.replacingOccurrences(of: "\"ts\" : 16", with: "\"ts\" : 1099511627776").utf8),
-       "invalid tiling"),
-      (Data(good.replacingOccurrences(of: "\"wpt\" : 2", with: "\"wpt\" : 3").utf8),
-       "invalid tiling"),
-      (Data(good.replacingOccurrences(of: "\"tsk\" : 8", with: "\"tsk\" : \"8\"").utf8),
-       "cannot be read"),
+      (
+        Data(good.replacingOccurrences(of: "\"ts\" : 16", with: "\"ts\" : 1099511627776").utf8),
+        "invalid tiling"
+      ),
+      (
+        Data(good.replacingOccurrences(of: "\"wpt\" : 2", with: "\"wpt\" : 3").utf8),
+        "invalid tiling"
+      ),
+      (
+        Data(good.replacingOccurrences(of: "\"tsk\" : 8", with: "\"tsk\" : \"8\"").utf8),
+        "cannot be read"
+      ),
       (otherRecord, "another device"),
       (Data(repeating: 0x20, count: 2 << 20), "is over"),
     ]

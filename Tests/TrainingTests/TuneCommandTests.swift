@@ -15,7 +15,10 @@ final class TuneCommandTests: XCTestCase {
     let environment = ["DIFFEQNET_OPENCL_TUNING": folder.path]
 
     let (status, output) = try TrainingTests.runner(
-      ["tune", "--device", "opencl:\(device.index)", "--size", "64", "--repetitions", "1", "--json"],
+      [
+        "tune", "--device", "opencl:\(device.index)", "--size", "64", "--repetitions", "1",
+        "--json",
+      ],
       environment: environment)
     XCTAssertEqual(status, 0, output)
     let lines = output.split(separator: "\n").compactMap {
