@@ -47,7 +47,10 @@ struct Tune: ParsableCommand {
     guard case .opencl(let n) = try DeviceSpec(parsing: device) else { return }
     let index = n ?? 0
     let base = try openCLOptions(blasOnCPUDevice: false)
-    let probe = try OpenCLBackend(deviceIndex: index, options: base)
+    // Without the store: a record that cannot be used is what a new sweep replaces.
+    var probeOptions = base
+    probeOptions.tuning = nil
+    let probe = try OpenCLBackend(deviceIndex: index, options: probeOptions)
     let info = probe.device
     let reference = try TuningProblem(size: size, on: CPUBackend())
     if !json { print("tuning opencl:\(index) \(info.name) (driver \(info.driverVersion))") }
