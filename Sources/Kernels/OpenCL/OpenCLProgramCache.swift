@@ -7,7 +7,8 @@ import Foundation
 /// source and the build options, so an updated driver or an edited kernel misses the cache. A
 /// binary that cannot be read, is over `maxBytes`, or that the driver rejects is compiled from
 /// source instead; a failure to store one is ignored (the cache only saves time). Writes are
-/// atomic (a temporary file renamed into place), so concurrent processes never read half a file.
+/// atomic (`Data.WritingOptions.atomic`: a temporary file renamed into place), so concurrent
+/// processes never read half a file.
 public struct OpenCLProgramCache: Sendable, Equatable {
   /// The folder holding the binaries (created on first store).
   public var directory: URL
@@ -37,17 +38,8 @@ public struct OpenCLProgramCache: Sendable, Equatable {
 
   func store(_ binary: [UInt8], key: String) {
     guard binary.count <= Self.maxBytes else { return }
-    let fm = FileManager.default
-    try? fm.createDirectory(at: directory, withIntermediateDirectories: true)
-    let temporary = directory.appendingPathComponent(".\(key).\(UUID().uuidString)")
-    do {
-      try Data(binary).write(to: temporary)
-      guard rename(temporary.path, directory.appendingPathComponent(key).path) == 0 else {
-        throw CocoaError(.fileWriteUnknown)
-      }
-    } catch {
-      try? fm.removeItem(at: temporary)
-    }
+    try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    try? Data(binary).write(to: directory.appendingPathComponent(key), options: .atomic)
   }
 }
 
