@@ -12,7 +12,7 @@
 // multiply-adds in all, against 36·O·C·tiles for the direct convolution.
 //
 // Layout, for a chunk of images whose tiles are numbered t = image·T + ty·TX + tx:
-//   packed kernel  U[ξ][O/6][C][6]   six output channels side by side (the micro-kernel's rows)
+//   packed kernel  U[ξ][O/MR][C][MR] MR output channels side by side (the micro-kernel's rows)
 //   V              V[C][ξ][ldt]      transformed input tiles, tiles contiguous
 //   M              M[O][ξ][ldt]      products before the output transform
 // ldt is the tile count rounded up to whole 32-tile panels plus slack, so that 8-lane stores
@@ -29,9 +29,15 @@
 #include <immintrin.h>
 #include <string.h>
 
-// MR × NR is the micro-kernel's block: 6 output channels by 16 tiles with AVX2, by 32 with
-// AVX-512 (`NR_WIDE`). The layout is planned for the wider one on every CPU.
-enum { MR = 6, NR = 16, NR_WIDE = 32, LANES = 8 };
+// MR × NR is the micro-kernel's block: 6 output channels by 16 tiles with AVX2 (twelve of its
+// sixteen 8-lane registers accumulate), 8 by 32 with AVX-512 (`MR_WIDE`, `NR_WIDE`: sixteen of
+// thirty-two 16-lane registers; 8 rows divide the 16, 32 and 64 channels of a CIFAR ResNet's
+// stages, where 6 computed 18 rows for 16). The tile layout is planned for the wider kernel on
+// every CPU.
+enum { MR = 6, MR_WIDE = 8, NR = 16, NR_WIDE = 32, LANES = 8 };
+
+/// The micro-kernel's rows: the width of the packed kernel's panels.
+static int microRows(int wide) { return wide ? MR_WIDE : MR; }
 
 static int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
@@ -39,21 +45,26 @@ int diffeqnet_winograd_available(void) { return diffeqnet_cpu_has_avx2_fma(); }
 
 int diffeqnet_winograd_wide_available(void) { return diffeqnet_cpu_has_avx512f(); }
 
-size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels) {
-  return (size_t)16 * (size_t)roundUp(outChannels, MR) * (size_t)inChannels;
+int diffeqnet_winograd_kernel_panels(int outChannels, int wide) {
+  return roundUp(outChannels, microRows(wide)) / microRows(wide);
+}
+
+size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels, int wide) {
+  return (size_t)16 * (size_t)roundUp(outChannels, microRows(wide)) * (size_t)inChannels;
 }
 
 void diffeqnet_winograd_pack_kernel(
-    const float *w, int outChannels, int inChannels, int transposeFlip, float *packed,
+    const float *w, int outChannels, int inChannels, int transposeFlip, int wide, float *packed,
     int firstPanel, int panelCount) {
-  const int panels = roundUp(outChannels, MR) / MR;
+  const int mr = microRows(wide);
+  const int panels = roundUp(outChannels, mr) / mr;
   for (int xi = 0; xi < 16; xi++) {  // zero first: the last panel's rows past outChannels stay 0
-    memset(packed + ((size_t)xi * panels + firstPanel) * inChannels * MR, 0,
-           (size_t)panelCount * inChannels * MR * sizeof(float));
+    memset(packed + ((size_t)xi * panels + firstPanel) * inChannels * mr, 0,
+           (size_t)panelCount * inChannels * mr * sizeof(float));
   }
-  const int end = (firstPanel + panelCount) * MR < outChannels ? (firstPanel + panelCount) * MR
+  const int end = (firstPanel + panelCount) * mr < outChannels ? (firstPanel + panelCount) * mr
                                                                : outChannels;
-  for (int o = firstPanel * MR; o < end; o++) {
+  for (int o = firstPanel * mr; o < end; o++) {
     for (int c = 0; c < inChannels; c++) {
       float g[3][3];
       for (int i = 0; i < 3; i++) {
@@ -75,7 +86,7 @@ void diffeqnet_winograd_pack_kernel(
             t[i][2]};
         for (int j = 0; j < 4; j++) {
           const size_t xi = (size_t)(i * 4 + j);
-          packed[((xi * panels + o / MR) * inChannels + c) * MR + o % MR] = u[j];
+          packed[((xi * panels + o / mr) * inChannels + c) * mr + o % mr] = u[j];
         }
       }
     }
@@ -333,18 +344,18 @@ __attribute__((target("avx2,fma"))) static void microKernel(
 __attribute__((target("avx512f,avx2,fma"))) static inline void microKernelWideBody(
     int halves, int depth, const float *restrict a, const float *restrict b, size_t ldb,
     float *restrict c, size_t ldc, int rows, int columns, int accumulate) {
-  __m512 acc[MR][2];
-  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  __m512 acc[MR_WIDE][2];
+  for (int r = 0; r < MR_WIDE; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int k = 0; k < depth; k++) {
     const __m512 b0 = _mm512_loadu_ps(b);
     const __m512 b1 = halves == 2 ? _mm512_loadu_ps(b + 16) : b0;
 #pragma clang loop unroll(full)
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < MR_WIDE; r++) {
       const __m512 s = _mm512_set1_ps(a[r]);
       acc[r][0] = _mm512_fmadd_ps(s, b0, acc[r][0]);
       if (halves == 2) acc[r][1] = _mm512_fmadd_ps(s, b1, acc[r][1]);
     }
-    a += MR;
+    a += MR_WIDE;
     b += ldb;
   }
   // The lanes of each half that lie inside the `columns` of C.
@@ -391,7 +402,8 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
   int nr;
   MicroKernel *kernel = selectMicroKernel(wide, &nr);
   const int tilePanels = (tiles + nr - 1) / nr;
-  const int rowPanels = roundUp(outChannels, MR) / MR;
+  const int mr = microRows(wide);
+  const int rowPanels = roundUp(outChannels, mr) / mr;
 
   memset(padded, 0, p.padCount * sizeof(float));
   for (int n = 0; n < images; n++) {
@@ -404,17 +416,17 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
     memset(tail, 0, (size_t)(tilePanels * nr - tiles) * sizeof(float));
   }
   for (int xi = 0; xi < 16; xi++) {
-    const float *u = packed + (size_t)xi * rowPanels * MR * channels;
+    const float *u = packed + (size_t)xi * rowPanels * mr * channels;
     const float *vx = v + (size_t)xi * p.ldt;
     float *mx = m + (size_t)xi * p.ldt;
     for (int tp = 0; tp < tilePanels; tp++) {
       // Products past the last tile are never read, so a short last panel may skip them.
       const int columns = tiles - tp * nr < nr ? tiles - tp * nr : nr;
       for (int rp = 0; rp < rowPanels; rp++) {
-        const int rows = outChannels - rp * MR < MR ? outChannels - rp * MR : MR;
+        const int rows = outChannels - rp * mr < mr ? outChannels - rp * mr : mr;
         kernel(
-            channels, u + (size_t)rp * MR * channels, vx + (size_t)tp * nr, p.block,
-            mx + (size_t)rp * MR * p.block + (size_t)tp * nr, p.block, rows, columns, 0);
+            channels, u + (size_t)rp * mr * channels, vx + (size_t)tp * nr, p.block,
+            mx + (size_t)rp * mr * p.block + (size_t)tp * nr, p.block, rows, columns, 0);
       }
     }
   }
@@ -433,7 +445,9 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
 
 /// Floats of the two panel copies for one ξ.
 static size_t panelCount(const Plan *p, int depth) {
-  return (size_t)depth * (size_t)(roundUp(p->channels, MR) + roundUp(p->outChannels, NR_WIDE))
+  // Channel panels of either micro-kernel's rows: 18 rows of 6 hold 16 channels, 16 of 8 hold 17.
+  const int narrow = roundUp(p->channels, MR), wide = roundUp(p->channels, MR_WIDE);
+  return (size_t)depth * (size_t)((narrow > wide ? narrow : wide) + roundUp(p->outChannels, NR_WIDE))
          + LANES;
 }
 
@@ -516,7 +530,7 @@ __attribute__((target("avx2,fma"))) static inline void transpose8(__m256 r[8]) {
 
 /// panel[r / width][k][r % width] = rows[r][k] for `count` rows (stride `block`) of `depth`
 /// floats (a multiple of 8), rows past `count` zero: the tiles become the micro-kernel's depth.
-/// `width` is 6, 16 or 32; 8×8 blocks are transposed in registers, and with width 6 each 8-float
+/// `width` is 6, 8, 16 or 32; 8×8 blocks are transposed in registers, and with width 6 each 8-float
 /// store runs 2 floats into the next k (or, at the very end, into 2 floats of slack), which
 /// the next store overwrites.
 __attribute__((target("avx2,fma"))) static void packPanels(
@@ -557,7 +571,8 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
   int nr;
   MicroKernel *kernel = selectMicroKernel(wide, &nr);
   float *vPanels = padded + p.padCount;
-  float *zPanels = vPanels + (size_t)depth * roundUp(channels, MR);
+  const int mr = microRows(wide);
+  float *zPanels = vPanels + (size_t)depth * roundUp(channels, mr);
 
   memset(padded, 0, p.padCount * sizeof(float));
   for (int n = 0; n < images; n++) {
@@ -573,13 +588,13 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
     memset(tail, 0, (size_t)(depth - tiles) * sizeof(float));
   }
   for (int xi = 0; xi < 16; xi++) {
-    packPanels(v + (size_t)xi * p.ldt, p.block, channels, MR, depth, vPanels);
+    packPanels(v + (size_t)xi * p.ldt, p.block, channels, mr, depth, vPanels);
     packPanels(z + (size_t)xi * p.ldt, p.block, outChannels, nr, depth, zPanels);
     float *du = transformedGradient + (size_t)xi * channels * outChannels;  // dUᵀ_ξ [C][O]
     for (int op = 0; op < outChannels; op += nr) {
       const int columns = outChannels - op < nr ? outChannels - op : nr;
-      for (int cp = 0; cp < channels; cp += MR) {
-        const int rows = channels - cp < MR ? channels - cp : MR;
+      for (int cp = 0; cp < channels; cp += mr) {
+        const int rows = channels - cp < mr ? channels - cp : mr;
         kernel(
             depth, vPanels + (size_t)cp * depth, zPanels + (size_t)op * depth, nr,
             du + (size_t)cp * outChannels + op, (size_t)outChannels, rows, columns, accumulate);

@@ -9,10 +9,14 @@ int diffeqnet_winograd_available(void) { return 0; }
 
 int diffeqnet_winograd_wide_available(void) { return 0; }
 
-size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels) { return 0; }
+int diffeqnet_winograd_kernel_panels(int outChannels, int wide) { return 0; }
+
+size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels, int wide) {
+  return 0;
+}
 
 void diffeqnet_winograd_pack_kernel(
-    const float *w, int outChannels, int inChannels, int transposeFlip, float *packed,
+    const float *w, int outChannels, int inChannels, int transposeFlip, int wide, float *packed,
     int firstPanel, int panelCount) {}
 
 size_t diffeqnet_winograd_scratch_count(

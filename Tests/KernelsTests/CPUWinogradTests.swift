@@ -183,7 +183,7 @@ final class CWinogradBoundsTests: XCTestCase {
     try XCTSkipUnless(diffeqnet_winograd_available() != 0, "this CPU lacks AVX2 or FMA")
     let widths: [Int32] = diffeqnet_winograd_wide_available() != 0 ? [0, 1] : [0]
     // (images, channels, height, width, outChannels, pad): channel counts that end in partial
-    // panels of 6 and of 16 or 32, tile counts that end in partial panels.
+    // panels of 6 or 8 and of 16 or 32, tile counts that end in partial panels.
     let cases: [(Int32, Int32, Int32, Int32, Int32, Int32)] = [
       (3, 17, 11, 19, 23, 1), (5, 24, 6, 3, 17, 2), (2, 16, 9, 12, 20, 0),
     ]
@@ -194,9 +194,9 @@ final class CWinogradBoundsTests: XCTestCase {
         let x = guarded(Int(n * c * h * w))
         let dy = guarded(Int(n * o) * outH * outW)
         let weights = guarded(Int(o * c) * 9)
-        var packed = guarded(diffeqnet_winograd_packed_kernel_count(o, c))
-        let panels = (o + 5) / 6
-        diffeqnet_winograd_pack_kernel(weights, o, c, 0, &packed, 0, panels)
+        var packed = guarded(diffeqnet_winograd_packed_kernel_count(o, c, wide))
+        let panels = diffeqnet_winograd_kernel_panels(o, wide)
+        diffeqnet_winograd_pack_kernel(weights, o, c, 0, wide, &packed, 0, panels)
         assertGuardIntact(packed, packed.count - Self.guardCount, "pack_kernel " + what)
 
         let scratchCount = diffeqnet_winograd_scratch_count(n, c, h, w, o, pad)

@@ -24,20 +24,26 @@ int diffeqnet_winograd_available(void);
 /// with `wide` = 1 (the transforms stay AVX2; only the products widen), else 0.
 int diffeqnet_winograd_wide_available(void);
 
-/// Floats of a kernel packed by `diffeqnet_winograd_pack_kernel`.
-size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels);
+/// Panels of output channels in a kernel packed for the micro-kernel that `wide` selects (6
+/// channels each with AVX2, 8 with AVX-512).
+int diffeqnet_winograd_kernel_panels(int outChannels, int wide);
 
-/// Packs U = G g Gᵀ of every 3×3 kernel g for the micro-kernel.
+/// Floats of a kernel packed by `diffeqnet_winograd_pack_kernel` for the micro-kernel that
+/// `wide` selects.
+size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels, int wide);
+
+/// Packs U = G g Gᵀ of every 3×3 kernel g for the micro-kernel that `wide` selects; the
+/// forward pass must be called with the same `wide`.
 ///
 /// With `transposeFlip` = 0, `w` is a forward kernel [outChannels, inChannels, 3, 3] and
 /// g[o][c] = w[o][c]. With 1, `w` is [inChannels, outChannels, 3, 3] and g[o][c] is
 /// w[c][o] rotated by 180°: the kernel whose stride-1 convolution of dy with padding 2 − p is
 /// the data gradient of a forward convolution with padding p.
 ///
-/// Only the panels of 6 output channels firstPanel ..< firstPanel + panelCount are written (all
-/// of them: 0 and ⌈outChannels / 6⌉), so that callers can split the work.
+/// Only the panels firstPanel ..< firstPanel + panelCount are written (all of them: 0 and
+/// `diffeqnet_winograd_kernel_panels(outChannels, wide)`), so that callers can split the work.
 void diffeqnet_winograd_pack_kernel(
-    const float *w, int outChannels, int inChannels, int transposeFlip, float *packed,
+    const float *w, int outChannels, int inChannels, int transposeFlip, int wide, float *packed,
     int firstPanel, int panelCount);
 
 /// Floats of scratch memory `diffeqnet_winograd_forward` needs for up to `images` images.

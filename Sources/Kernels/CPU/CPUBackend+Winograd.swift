@@ -61,7 +61,9 @@ extension CPUBackend {
     let outWidth = width + 2 * pad - 2
     let tiles = Self.tilesPerImage(outHeight: outHeight, outWidth: outWidth)
     let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, Self.chunkTiles / tiles))
-    let packedCount = diffeqnet_winograd_packed_kernel_count(Int32(outChannels), Int32(channels))
+    let wide: Int32 = usesAVX512 ? 1 : 0
+    let packedCount = diffeqnet_winograd_packed_kernel_count(
+      Int32(outChannels), Int32(channels), wide)
     let scratchCount = Self.cacheLineMultiple(
       diffeqnet_winograd_scratch_count(
         Int32(chunks.largest), Int32(channels), Int32(height), Int32(width), Int32(outChannels),
@@ -70,17 +72,18 @@ extension CPUBackend {
     let scratchBuffer = try scratch(chunks.workers * scratchCount)
     withExtendedLifetime((packedBuffer, scratchBuffer)) {
       let (packed, scratch) = (packedBuffer.pointer(Float.self), scratchBuffer.pointer(Float.self))
-      parallelFor((outChannels + 5) / 6, grain: 1) { panels in
+      let panelCount = Int(diffeqnet_winograd_kernel_panels(Int32(outChannels), wide))
+      parallelFor(panelCount, grain: 1) { panels in
         diffeqnet_winograd_pack_kernel(
-          w, Int32(outChannels), Int32(channels), backwardData ? 1 : 0, packed,
+          w, Int32(outChannels), Int32(channels), backwardData ? 1 : 0, wide, packed,
           Int32(panels.lowerBound), Int32(panels.count))
       }
       Self.forEachChunk(chunks) { images, worker in
         diffeqnet_winograd_forward(
           packed, bias, input + images.lowerBound * channels * height * width,
           output + images.lowerBound * outChannels * outHeight * outWidth, Int32(images.count),
-          Int32(channels), Int32(height), Int32(width), Int32(outChannels), Int32(pad),
-          usesAVX512 ? 1 : 0, scratch + worker * scratchCount)
+          Int32(channels), Int32(height), Int32(width), Int32(outChannels), Int32(pad), wide,
+          scratch + worker * scratchCount)
       }
     }
   }
