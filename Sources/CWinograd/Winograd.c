@@ -105,6 +105,7 @@ typedef struct {
   int padRows, padColumns;    // the zero-bordered copy of one channel
   size_t padPlane;            // padRows · padColumns
   size_t padCount;            // room for every channel's copy: padPlane · max(C, O), rounded up
+  int workStride;             // a row of the AVX-512 transforms' work array: T rounded up, + 16
 } Plan;
 
 static Plan makePlan(int images, int channels, int height, int width, int outChannels, int pad) {
@@ -132,7 +133,10 @@ static Plan makePlan(int images, int channels, int height, int width, int outCha
   // Whole cache lines, so that what follows in the scratch (the weight gradient's panels, which
   // the micro-kernel reads 16 floats at a time) starts on one.
   const size_t planes = (size_t)(channels > outChannels ? channels : outChannels);
-  p.padCount = (p.padPlane * planes + 15) / 16 * 16;
+  // The AVX-512 transforms use the same room for their two work arrays of 16 rows instead.
+  p.workStride = roundUp(p.tilesPerImage, 16) + 16;
+  const size_t work = (size_t)2 * 16 * p.workStride;
+  p.padCount = ((p.padPlane * planes > work ? p.padPlane * planes : work) + 15) / 16 * 16;
   return p;
 }
 
@@ -294,6 +298,181 @@ __attribute__((target("avx2,fma"))) static void transformOutput(
   }
 }
 
+// MARK: AVX-512 transforms
+//
+// With 16 lanes the transforms run in two passes through a small work array W, so that no lane
+// has to be gathered across tile rows, whatever the map's width: the first pass transforms each
+// pixel row along its width, 16 tiles of that row at a time (the even and the odd pixels of 32
+// columns gathered by one permute each), and stores the result for each tile row the pixel row
+// belongs to; the second combines rows of W down the height, 16 consecutive tiles at a time,
+// which lie side by side in W (tile t = ty·TX + tx at W[row][t]) and in V, M and Z. Padding
+// needs no zero-bordered copy: masked loads read zeros outside the map and touch no memory there.
+
+enum { WIDE = 16 };
+
+/// The lanes l < count (count clamped to 0 ... 16).
+static inline __mmask16 prefixMask16(int count) {
+  return count <= 0 ? 0 : count >= WIDE ? 0xFFFF : (__mmask16)((1u << count) - 1);
+}
+
+/// The lanes l of a 16-float segment whose columns first + l lie in 0 ..< width.
+static inline __mmask16 segmentMask(int first, int width) {
+  return prefixMask16(width - first) & (__mmask16)~prefixMask16(-first);
+}
+
+/// t[0 ..< 4] to w, w + ws, w + 2·ws, w + 3·ws, the lanes in `lanes` only.
+__attribute__((target("avx512f,avx2,fma"))) static inline void storeFour(
+    float *w, size_t ws, __mmask16 lanes, const __m512 t[4]) {
+  for (int j = 0; j < 4; j++) _mm512_mask_storeu_ps(w + (size_t)j * ws, lanes, t[j]);
+}
+
+/// Indices for `_mm512_permutex2var_ps(a, ·, b)`: the even or odd floats of a‖b, and the
+/// interleaving [a0 b0 a1 b1 …] of its low or high halves.
+__attribute__((target("avx512f,avx2,fma"))) static inline __m512i evenIndices(int odd) {
+  return _mm512_add_epi32(
+      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+      _mm512_set1_epi32(odd));
+}
+
+__attribute__((target("avx512f,avx2,fma"))) static inline __m512i interleaveIndices(int high) {
+  return _mm512_add_epi32(
+      _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23),
+      _mm512_set1_epi32(high ? 8 : 0));
+}
+
+/// W[4i + j] = (d B)[j] of pixel row i of every tile of one channel `xc`, for `transformInput`.
+/// The masks depend on the column group only; a row outside the image loads with none.
+__attribute__((target("avx512f,avx2,fma"))) static inline void inputRowPass(
+    const Plan *p, const float *xc, float *w) {
+  const size_t ws = (size_t)p->workStride;
+  const int TX = p->tileColumns, TY = p->tileRows;
+  const __m512i even = evenIndices(0), odd = evenIndices(1);
+  for (int g = 0; g < TX; g += WIDE) {
+    const int first = 2 * g - p->pad;  // the image column under padded column 2g
+    const __mmask16 ma = segmentMask(first, p->width), mb = segmentMask(first + 16, p->width);
+    const __mmask16 ma2 = segmentMask(first + 2, p->width);
+    const __mmask16 mb2 = segmentMask(first + 18, p->width);
+    const __mmask16 lanes = prefixMask16(TX - g);
+    for (int pr = 0; pr < 2 * TY + 2; pr++) {  // padded row pr is row pr − 2ty of tile row ty
+      const int row = pr - p->pad;
+      const __mmask16 inside = row >= 0 && row < p->height ? 0xFFFF : 0;
+      const float *src = xc + (size_t)(inside ? row : 0) * p->width + first;
+      const __m512 a = _mm512_maskz_loadu_ps(ma & inside, src);
+      const __m512 b = _mm512_maskz_loadu_ps(mb & inside, src + 16);
+      const __m512 a2 = _mm512_maskz_loadu_ps(ma2 & inside, src + 2);
+      const __m512 b2 = _mm512_maskz_loadu_ps(mb2 & inside, src + 18);
+      const __m512 c0 = _mm512_permutex2var_ps(a, even, b);  // column 2tx of each tile
+      const __m512 c1 = _mm512_permutex2var_ps(a, odd, b);
+      const __m512 c2 = _mm512_permutex2var_ps(a2, even, b2);
+      const __m512 c3 = _mm512_permutex2var_ps(a2, odd, b2);
+      const __m512 t[4] = {
+          _mm512_sub_ps(c0, c2), _mm512_add_ps(c1, c2), _mm512_sub_ps(c2, c1),
+          _mm512_sub_ps(c1, c3)};
+      const int ty = pr / 2, i = pr % 2;
+      float *dst = w + (size_t)ty * TX + g;
+      if (ty < TY) storeFour(dst + (size_t)(4 * i) * ws, ws, lanes, t);
+      if (ty > 0) storeFour(dst - TX + (size_t)(4 * i + 8) * ws, ws, lanes, t);
+    }
+  }
+}
+
+/// V_c[4i + j] = (Bᵀ (d B))[i][j] from W, 16 tiles at a time. Lanes past the image's last tile
+/// spill into the next image's first slots (or the row's slack), which are written later.
+__attribute__((target("avx512f,avx2,fma"))) static inline void inputColumnPass(
+    const Plan *p, const float *w, float *vc) {
+  const size_t ws = (size_t)p->workStride, plane = (size_t)p->ldt;
+  for (int t = 0; t < p->tilesPerImage; t += WIDE) {
+    for (int j = 0; j < 4; j++) {
+      const __m512 d0 = _mm512_loadu_ps(w + (size_t)(0 + j) * ws + t);
+      const __m512 d1 = _mm512_loadu_ps(w + (size_t)(4 + j) * ws + t);
+      const __m512 d2 = _mm512_loadu_ps(w + (size_t)(8 + j) * ws + t);
+      const __m512 d3 = _mm512_loadu_ps(w + (size_t)(12 + j) * ws + t);
+      _mm512_storeu_ps(vc + (size_t)(0 + j) * plane + t, _mm512_sub_ps(d0, d2));
+      _mm512_storeu_ps(vc + (size_t)(4 + j) * plane + t, _mm512_add_ps(d1, d2));
+      _mm512_storeu_ps(vc + (size_t)(8 + j) * plane + t, _mm512_sub_ps(d2, d1));
+      _mm512_storeu_ps(vc + (size_t)(12 + j) * plane + t, _mm512_sub_ps(d1, d3));
+    }
+  }
+}
+
+/// `transformInput` with 16 lanes, `work` holding two W arrays. The second pass of channel c
+/// runs after the first of channel c + 1: its 16-float loads span several of the first pass's
+/// masked stores, which cannot be forwarded, so they must have reached the cache.
+__attribute__((target("avx512f,avx2,fma"))) static void transformInputWide(
+    const Plan *p, const float *x, int image, float *v, float *work) {
+  const size_t plane = (size_t)p->height * p->width, half = (size_t)16 * p->workStride;
+  for (int c = 0; c <= p->channels; c++) {
+    if (c < p->channels) inputRowPass(p, x + (size_t)c * plane, work + (size_t)(c % 2) * half);
+    if (c > 0) {
+      inputColumnPass(
+          p, work + (size_t)((c - 1) % 2) * half,
+          v + (size_t)(c - 1) * p->block + (size_t)image * p->tilesPerImage);
+    }
+  }
+}
+
+/// W[4a + j] = (Aᵀ M)[a][j] of one output channel's products `mo`, 16 tiles at a time, for
+/// `transformOutput`; lanes past the last tile read finite or unused products.
+__attribute__((target("avx512f,avx2,fma"))) static inline void outputColumnPass(
+    const Plan *p, const float *mo, float *w) {
+  const size_t ws = (size_t)p->workStride, plane = (size_t)p->ldt;
+  for (int t = 0; t < p->tilesPerImage; t += WIDE) {
+    for (int j = 0; j < 4; j++) {
+      const __m512 m0 = _mm512_loadu_ps(mo + (size_t)(0 + j) * plane + t);
+      const __m512 m1 = _mm512_loadu_ps(mo + (size_t)(4 + j) * plane + t);
+      const __m512 m2 = _mm512_loadu_ps(mo + (size_t)(8 + j) * plane + t);
+      const __m512 m3 = _mm512_loadu_ps(mo + (size_t)(12 + j) * plane + t);
+      _mm512_storeu_ps(w + (size_t)j * ws + t, _mm512_add_ps(_mm512_add_ps(m0, m1), m2));
+      _mm512_storeu_ps(w + (size_t)(4 + j) * ws + t, _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3));
+    }
+  }
+}
+
+/// Output row oy of channel `yo` = (Aᵀ M) A + shift from W, the two columns of each tile
+/// interleaved by permutes.
+__attribute__((target("avx512f,avx2,fma"))) static inline void outputRowPass(
+    const Plan *p, const float *w, float *yo, float shift) {
+  const size_t ws = (size_t)p->workStride;
+  const int TX = p->tileColumns;
+  const __m512i low = interleaveIndices(0), high = interleaveIndices(1);
+  const __m512 bias = _mm512_set1_ps(shift);
+  for (int oy = 0; oy < p->outHeight; oy++) {
+    const float *r = w + (size_t)(oy % 2) * 4 * ws + (size_t)(oy / 2) * TX;
+    float *dst = yo + (size_t)oy * p->outWidth;
+    for (int g = 0; g < TX; g += WIDE) {  // lanes past the row's tiles are not stored
+      const __m512 r0 = _mm512_loadu_ps(r + g), r1 = _mm512_loadu_ps(r + ws + g);
+      const __m512 r2 = _mm512_loadu_ps(r + 2 * ws + g), r3 = _mm512_loadu_ps(r + 3 * ws + g);
+      const __m512 left = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r0, r1), r2), bias);
+      const __m512 right = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r1, r2), r3), bias);
+      const int columns = p->outWidth - 2 * g;
+      _mm512_mask_storeu_ps(
+          dst + 2 * g, prefixMask16(columns), _mm512_permutex2var_ps(left, low, right));
+      _mm512_mask_storeu_ps(
+          dst + 2 * g + WIDE, prefixMask16(columns - WIDE),
+          _mm512_permutex2var_ps(left, high, right));
+    }
+  }
+}
+
+/// `transformOutput` with 16 lanes, `work` holding two W arrays, pipelined over the channels as
+/// `transformInputWide` is.
+__attribute__((target("avx512f,avx2,fma"))) static void transformOutputWide(
+    const Plan *p, const float *m, int image, float *y, const float *bias, float *work) {
+  const size_t plane = (size_t)p->outHeight * p->outWidth, half = (size_t)16 * p->workStride;
+  for (int o = 0; o <= p->outChannels; o++) {
+    if (o < p->outChannels) {
+      outputColumnPass(
+          p, m + (size_t)o * p->block + (size_t)image * p->tilesPerImage,
+          work + (size_t)(o % 2) * half);
+    }
+    if (o > 0) {
+      outputRowPass(
+          p, work + (size_t)((o - 1) % 2) * half, y + (size_t)(o - 1) * plane,
+          bias ? bias[o - 1] : 0.0f);
+    }
+  }
+}
+
 /// C[rows × columns] (+)= Σ_k A[k][0..<6] ⊗ B[k][0..<16] for a 6-row panel of packed A and a
 /// 16-column panel of B (row stride ldb): twelve 8-lane accumulators, two loads and six
 /// broadcasts per k. Adds to C when `accumulate` is nonzero, else overwrites it.
@@ -405,9 +584,15 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
   const int mr = microRows(wide);
   const int rowPanels = roundUp(outChannels, mr) / mr;
 
-  memset(padded, 0, p.padCount * sizeof(float));
-  for (int n = 0; n < images; n++) {
-    transformInput(&p, x + (size_t)n * channels * height * width, n, v, padded);
+  if (wide) {
+    for (int n = 0; n < images; n++) {
+      transformInputWide(&p, x + (size_t)n * channels * height * width, n, v, padded);
+    }
+  } else {
+    memset(padded, 0, p.padCount * sizeof(float));
+    for (int n = 0; n < images; n++) {
+      transformInput(&p, x + (size_t)n * channels * height * width, n, v, padded);
+    }
   }
   // The last panel's columns past the last tile must be finite (they are computed, then
   // dropped); the 8-lane spill wrote some of them, the rest may hold anything.
@@ -431,7 +616,12 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
     }
   }
   for (int n = 0; n < images; n++) {
-    transformOutput(&p, m, n, y + (size_t)n * outChannels * p.outHeight * p.outWidth, bias);
+    float *yn = y + (size_t)n * outChannels * p.outHeight * p.outWidth;
+    if (wide) {
+      transformOutputWide(&p, m, n, yn, bias, padded);
+    } else {
+      transformOutput(&p, m, n, yn, bias);
+    }
   }
 }
 
@@ -509,6 +699,64 @@ __attribute__((target("avx2,fma"))) static void transformGradient(
   }
 }
 
+/// W[4a + j] = (dY Aᵀ)[a][j] of every output row of one channel `dyo` (a: the row within its
+/// tile), for `transformGradient`; rows and columns past the map read as zeros.
+__attribute__((target("avx512f,avx2,fma"))) static inline void gradientRowPass(
+    const Plan *p, const float *dyo, float *w) {
+  const size_t ws = (size_t)p->workStride;
+  const int TX = p->tileColumns;
+  const __m512i even = evenIndices(0), odd = evenIndices(1);
+  for (int g = 0; g < TX; g += WIDE) {
+    const __mmask16 ma = segmentMask(2 * g, p->outWidth);
+    const __mmask16 mb = segmentMask(2 * g + 16, p->outWidth);
+    const __mmask16 lanes = prefixMask16(TX - g);
+    for (int oy = 0; oy < 2 * p->tileRows; oy++) {
+      const __mmask16 inside = oy < p->outHeight ? 0xFFFF : 0;
+      const float *src = dyo + (size_t)(inside ? oy : 0) * p->outWidth + 2 * g;
+      const __m512 a = _mm512_maskz_loadu_ps(ma & inside, src);
+      const __m512 b = _mm512_maskz_loadu_ps(mb & inside, src + 16);
+      const __m512 d0 = _mm512_permutex2var_ps(a, even, b);
+      const __m512 d1 = _mm512_permutex2var_ps(a, odd, b);
+      const __m512 t[4] = {
+          d0, _mm512_add_ps(d0, d1), _mm512_sub_ps(d0, d1),
+          _mm512_sub_ps(_mm512_setzero_ps(), d1)};
+      storeFour(w + (size_t)(oy % 2) * 4 * ws + (size_t)(oy / 2) * TX + g, ws, lanes, t);
+    }
+  }
+}
+
+/// Z_o[4i + j] = (A (dY Aᵀ))[i][j] from W, 16 tiles at a time, spilling as `inputColumnPass`.
+__attribute__((target("avx512f,avx2,fma"))) static inline void gradientColumnPass(
+    const Plan *p, const float *w, float *zo) {
+  const size_t ws = (size_t)p->workStride, plane = (size_t)p->ldt;
+  const __m512 zero = _mm512_setzero_ps();
+  for (int t = 0; t < p->tilesPerImage; t += WIDE) {
+    for (int j = 0; j < 4; j++) {
+      const __m512 s0 = _mm512_loadu_ps(w + (size_t)j * ws + t);
+      const __m512 s1 = _mm512_loadu_ps(w + (size_t)(4 + j) * ws + t);
+      _mm512_storeu_ps(zo + (size_t)(0 + j) * plane + t, s0);
+      _mm512_storeu_ps(zo + (size_t)(4 + j) * plane + t, _mm512_add_ps(s0, s1));
+      _mm512_storeu_ps(zo + (size_t)(8 + j) * plane + t, _mm512_sub_ps(s0, s1));
+      _mm512_storeu_ps(zo + (size_t)(12 + j) * plane + t, _mm512_sub_ps(zero, s1));
+    }
+  }
+}
+
+/// `transformGradient` with 16 lanes, `work` holding two W arrays, pipelined over the channels
+/// as `transformInputWide` is.
+__attribute__((target("avx512f,avx2,fma"))) static void transformGradientWide(
+    const Plan *p, const float *dy, int image, float *z, float *work) {
+  const size_t plane = (size_t)p->outHeight * p->outWidth, half = (size_t)16 * p->workStride;
+  for (int o = 0; o <= p->outChannels; o++) {
+    if (o < p->outChannels) gradientRowPass(p, dy + (size_t)o * plane, work + (size_t)(o % 2) * half);
+    if (o > 0) {
+      gradientColumnPass(
+          p, work + (size_t)((o - 1) % 2) * half,
+          z + (size_t)(o - 1) * p->block + (size_t)image * p->tilesPerImage);
+    }
+  }
+}
+
 /// Transposes the 8×8 block r[i][j] in place (r[i] becomes the former column i).
 __attribute__((target("avx2,fma"))) static inline void transpose8(__m256 r[8]) {
   __m256 t[8], u[8];
@@ -574,13 +822,22 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
   const int mr = microRows(wide);
   float *zPanels = vPanels + (size_t)depth * roundUp(channels, mr);
 
-  memset(padded, 0, p.padCount * sizeof(float));
   for (int n = 0; n < images; n++) {
-    transformInput(&p, x + (size_t)n * channels * height * width, n, v, padded);
+    const float *xn = x + (size_t)n * channels * height * width;
+    const float *dyn = dy + (size_t)n * outChannels * p.outHeight * p.outWidth;
+    if (wide) {
+      transformInputWide(&p, xn, n, v, padded);
+      transformGradientWide(&p, dyn, n, z, padded);
+    } else {
+      if (n == 0) memset(padded, 0, p.padCount * sizeof(float));
+      transformInput(&p, xn, n, v, padded);
+    }
   }
-  memset(padded, 0, p.padCount * sizeof(float));
-  for (int n = 0; n < images; n++) {
-    transformGradient(&p, dy + (size_t)n * outChannels * p.outHeight * p.outWidth, n, z, padded);
+  if (!wide) {
+    memset(padded, 0, p.padCount * sizeof(float));
+    for (int n = 0; n < images; n++) {
+      transformGradient(&p, dy + (size_t)n * outChannels * p.outHeight * p.outWidth, n, z, padded);
+    }
   }
   // Both factors' columns past the last tile are zero, so they add nothing to the products.
   for (int row = 0; row < 16 * (channels + outChannels); row++) {
