@@ -20,7 +20,7 @@ void diffeqnet_winograd_pack_kernel(
     int firstPanel, int panelCount) {}
 
 size_t diffeqnet_winograd_scratch_count(
-    int images, int channels, int height, int width, int outChannels, int pad) {
+    int images, int channels, int height, int width, int outChannels, int pad, int wide) {
   return 0;
 }
 
@@ -28,10 +28,12 @@ void diffeqnet_winograd_forward(
     const float *packed, const float *bias, const float *x, float *y, int images, int channels,
     int height, int width, int outChannels, int pad, int wide, float *scratch) {}
 
-size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels) { return 0; }
+size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels, int wide) {
+  return 0;
+}
 
 size_t diffeqnet_winograd_weight_scratch_count(
-    int images, int channels, int height, int width, int outChannels, int pad) {
+    int images, int channels, int height, int width, int outChannels, int pad, int wide) {
   return 0;
 }
 
@@ -41,7 +43,7 @@ void diffeqnet_winograd_weight_gradient(
     float *scratch) {}
 
 void diffeqnet_winograd_finish_weight_gradient(
-    const float *transformedGradients, int count, int outChannels, int inChannels, float *dw,
-    int firstOut, int outCount) {}
+    const float *transformedGradients, int count, int outChannels, int inChannels, int wide,
+    float *dw, int firstOut, int outCount) {}
 
 #endif

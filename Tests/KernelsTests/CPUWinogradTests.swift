@@ -199,16 +199,16 @@ final class CWinogradBoundsTests: XCTestCase {
         diffeqnet_winograd_pack_kernel(weights, o, c, 0, wide, &packed, 0, panels)
         assertGuardIntact(packed, packed.count - Self.guardCount, "pack_kernel " + what)
 
-        let scratchCount = diffeqnet_winograd_scratch_count(n, c, h, w, o, pad)
+        let scratchCount = diffeqnet_winograd_scratch_count(n, c, h, w, o, pad, wide)
         var scratch = guarded(scratchCount)
         var y = guarded(Int(n * o) * outH * outW)
         diffeqnet_winograd_forward(packed, nil, x, &y, n, c, h, w, o, pad, wide, &scratch)
         assertGuardIntact(y, y.count - Self.guardCount, "forward output " + what)
         assertGuardIntact(scratch, scratchCount, "forward scratch " + what)
 
-        let weightScratchCount = diffeqnet_winograd_weight_scratch_count(n, c, h, w, o, pad)
+        let weightScratchCount = diffeqnet_winograd_weight_scratch_count(n, c, h, w, o, pad, wide)
         var weightScratch = guarded(weightScratchCount)
-        let gradientCount = diffeqnet_winograd_weight_gradient_count(o, c)
+        let gradientCount = diffeqnet_winograd_weight_gradient_count(o, c, wide)
         var gradient = guarded(gradientCount)
         for accumulate: Int32 in [0, 1] {
           diffeqnet_winograd_weight_gradient(

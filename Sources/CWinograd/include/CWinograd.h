@@ -3,11 +3,13 @@
 
 #include <stddef.h>
 
-/// Winograd F(2×2, 3×3) convolution in float32 for x86-64 CPUs with AVX2 and FMA (the products
-/// optionally with AVX-512): the 3×3 stride-1 convolutions of ODE-Net-sized networks in 2.25×
-/// fewer multiplications than a direct (im2col + GEMM) convolution, with a register-blocked GEMM
-/// micro-kernel that reads the transformed tiles where the transform wrote them (no packing per
-/// call).
+/// Winograd convolution in float32 for x86-64 CPUs with AVX2 and FMA: the 3×3 stride-1
+/// convolutions of ODE-Net- and ResNet-sized networks in fewer multiplications than a direct
+/// (im2col + GEMM) convolution, with a register-blocked GEMM micro-kernel that reads the
+/// transformed tiles where the transform wrote them (no packing per call). Every function with a
+/// `wide` argument selects the algorithm with it: F(2×2, 3×3) with AVX2 (`wide` = 0, 2.25× fewer
+/// multiplications) or F(4×4, 3×3) with AVX-512 (`wide` = 1, 4× fewer); calls that share data
+/// must pass the same `wide`.
 ///
 /// This is C, not Swift, because Swift cannot compile one function for AVX2 and FMA while the
 /// rest of the module stays baseline x86-64; the functions here carry the target attribute and
@@ -20,8 +22,8 @@
 /// 1 when this CPU runs the AVX2 + FMA code, else 0.
 int diffeqnet_winograd_available(void);
 
-/// 1 when this CPU and its OS also run the AVX-512 micro-kernel, which the functions below take
-/// with `wide` = 1 (the transforms stay AVX2; only the products widen), else 0.
+/// 1 when this CPU and its OS also run the AVX-512 code, which the functions below take with
+/// `wide` = 1, else 0.
 int diffeqnet_winograd_wide_available(void);
 
 /// Panels of output channels in a kernel packed for the micro-kernel that `wide` selects (6
@@ -48,7 +50,7 @@ void diffeqnet_winograd_pack_kernel(
 
 /// Floats of scratch memory `diffeqnet_winograd_forward` needs for up to `images` images.
 size_t diffeqnet_winograd_scratch_count(
-    int images, int channels, int height, int width, int outChannels, int pad);
+    int images, int channels, int height, int width, int outChannels, int pad, int wide);
 
 /// y = conv(x, g) + bias[o] for `images` images, g packed by `diffeqnet_winograd_pack_kernel`;
 /// `bias` may be NULL (no bias term). `scratch` holds `diffeqnet_winograd_scratch_count(...)`
@@ -57,14 +59,14 @@ void diffeqnet_winograd_forward(
     const float *packed, const float *bias, const float *x, float *y, int images, int channels,
     int height, int width, int outChannels, int pad, int wide, float *scratch);
 
-/// Floats of the transformed kernel gradient dUᵀ [16][inChannels][outChannels] that
-/// `diffeqnet_winograd_weight_gradient` accumulates.
-size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels);
+/// Floats of the transformed kernel gradient dUᵀ [α²][inChannels][outChannels] that
+/// `diffeqnet_winograd_weight_gradient` accumulates (α² = 16, or 36 with `wide`).
+size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels, int wide);
 
 /// Floats of scratch memory `diffeqnet_winograd_weight_gradient` needs for up to `images` images
 /// (more than the forward pass: the transformed gradient tiles as well).
 size_t diffeqnet_winograd_weight_scratch_count(
-    int images, int channels, int height, int width, int outChannels, int pad);
+    int images, int channels, int height, int width, int outChannels, int pad, int wide);
 
 /// dU_ξ[o][c] (+)= Σ_tiles (A dy Aᵀ)_ξ · (Bᵀ x B)_ξ over the tiles of `images` images, stored
 /// transposed (dUᵀ_ξ[c][o]): the
@@ -79,7 +81,7 @@ void diffeqnet_winograd_weight_gradient(
 /// out consecutively, each as filled by `diffeqnet_winograd_weight_gradient`; only the output
 /// channels firstOut ..< firstOut + outCount, so that callers can split the work.
 void diffeqnet_winograd_finish_weight_gradient(
-    const float *transformedGradients, int count, int outChannels, int inChannels, float *dw,
-    int firstOut, int outCount);
+    const float *transformedGradients, int count, int outChannels, int inChannels, int wide,
+    float *dw, int firstOut, int outCount);
 
 #endif

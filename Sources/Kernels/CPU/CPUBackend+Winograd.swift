@@ -1,28 +1,29 @@
 import CWinograd
 
-/// 3×3 stride-1 float32 convolutions by Winograd F(2×2, 3×3) (`CWinograd`): 2.25× fewer
-/// multiplications than the direct lowerings, which ODE-Net's vector field, made of such
-/// convolutions, spends most of its time in. Backward data with stride 1 is itself such a
+/// 3×3 stride-1 float32 convolutions by Winograd (`CWinograd`): F(4×4, 3×3) with AVX-512, 4×
+/// fewer multiplications than the direct lowerings, else F(2×2, 3×3) with AVX2, 2.25× fewer.
+/// ODE-Net's vector field and the CIFAR ResNets spend most of their time in such convolutions. Backward data with stride 1 is itself such a
 /// convolution (of dy with the kernel rotated by 180° and its channel axes swapped, padding
 /// 2 − p), so it runs the same way; the weight gradient is the forward formula's gradient with
 /// respect to the transformed kernel, taken back through the kernel transform.
 ///
-/// The error stays at float32 rounding (the transforms multiply by 0, ±½ and ±1 only): the
-/// kernel tests hold it to the same 1e-5 relative tolerance against a float64 reference as the
-/// direct path.
+/// The error stays at float32 rounding: F(2×2, 3×3)'s transforms multiply by 0, ±½ and ±1 only,
+/// F(4×4, 3×3)'s by up to 8 and 1/24, which costs a few ulps more (2–3e-6 relative at 16–65
+/// channels, where the direct path is near 1e-7). The kernel tests hold both to the 1e-5
+/// relative tolerance of the direct path against a float64 reference.
 extension CPUBackend {
-  /// Tiles per chunk of images (2 images of ODE-Net's 14×14 maps). A chunk's transformed input
-  /// and products take 16·(C + O)·4 bytes per tile, about 0.8 MB at 65 + 64 channels: small
-  /// enough to stay in a core's L2 cache while the other ops of a training step run between
-  /// convolutions. In `bench solvers`' rk4_adjoint on an Emerald Rapids machine (2 MB L2), 100
-  /// tiles ran 0.72 s against 0.79 s at 200 and 0.84 s at 250 with the AVX-512 kernel, and 0.91 s
-  /// against 0.99 s at 200 with the AVX2 one; 50 and 150 were no faster than 100.
-  static let chunkTiles = 100
+  /// Output pixels per chunk of images (2 images of ODE-Net's 14×14 maps). A chunk's transformed
+  /// input and products take α²·(C + O)·4 bytes per m×m tile, under 1 MB at 65 + 64 channels
+  /// for either algorithm: small enough to stay in a core's L2 cache while the other ops of a
+  /// training step run between convolutions. With F(2×2, 3×3), `bench solvers`' rk4_adjoint on
+  /// an Emerald Rapids machine (2 MB L2) ran fastest at 100 tiles (400 pixels) of the 50 to 250
+  /// tried.
+  static let chunkPixels = 400
 
   /// Whether this CPU runs the AVX2 + FMA Winograd code at all.
   static let winogradAvailable = diffeqnet_winograd_available() != 0
 
-  /// Whether it also runs the AVX-512 micro-kernel.
+  /// Whether it also runs the AVX-512 code: F(4×4, 3×3).
   static let wideWinogradAvailable = diffeqnet_winograd_wide_available() != 0
 
   /// Whether a convolution of geometry `g` (forward, backward data and weight gradient alike)
@@ -41,9 +42,25 @@ extension CPUBackend {
   /// effective GFLOP/s on 28², 64² and 128² maps; the direct path at 55–70.)
   static let maxTilesPerImage = 1024
 
-  /// 2×2 output tiles covering an outHeight × outWidth map.
+  /// 2×2 output tiles covering an outHeight × outWidth map: the size that `maxTilesPerImage`
+  /// bounds, whichever algorithm runs.
   static func tilesPerImage(outHeight: Int, outWidth: Int) -> Int {
-    (outHeight + 1) / 2 * ((outWidth + 1) / 2)
+    tilesPerImage(outHeight: outHeight, outWidth: outWidth, tile: 2)
+  }
+
+  /// tile × tile output tiles covering an outHeight × outWidth map.
+  static func tilesPerImage(outHeight: Int, outWidth: Int, tile: Int) -> Int {
+    (outHeight + tile - 1) / tile * ((outWidth + tile - 1) / tile)
+  }
+
+  /// The C functions' `wide`: F(4×4, 3×3) with AVX-512, else F(2×2, 3×3).
+  private var winogradWide: Int32 { usesAVX512 ? 1 : 0 }
+
+  /// Images per chunk: about `chunkPixels` output pixels in whole tiles, at least one image.
+  private func imagesPerChunk(outHeight: Int, outWidth: Int) -> Int {
+    let tile = usesAVX512 ? 4 : 2
+    let tiles = Self.tilesPerImage(outHeight: outHeight, outWidth: outWidth, tile: tile)
+    return max(1, Self.chunkPixels / (tile * tile) / tiles)
   }
 
   /// y [n, o, Ho, Wo] = conv(x [n, c, h, w], w) + bias[o], or with `backwardData` (and no bias)
@@ -59,15 +76,15 @@ extension CPUBackend {
       ? (o, g.outH, g.outW, g.c, 2 - g.pad) : (g.c, g.h, g.w, o, g.pad)
     let outHeight = height + 2 * pad - 2
     let outWidth = width + 2 * pad - 2
-    let tiles = Self.tilesPerImage(outHeight: outHeight, outWidth: outWidth)
-    let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, Self.chunkTiles / tiles))
-    let wide: Int32 = usesAVX512 ? 1 : 0
+    let chunks = ImageChunks(
+      n: g.n, imagesPerChunk: imagesPerChunk(outHeight: outHeight, outWidth: outWidth))
+    let wide = winogradWide
     let packedCount = diffeqnet_winograd_packed_kernel_count(
       Int32(outChannels), Int32(channels), wide)
     let scratchCount = Self.cacheLineMultiple(
       diffeqnet_winograd_scratch_count(
         Int32(chunks.largest), Int32(channels), Int32(height), Int32(width), Int32(outChannels),
-        Int32(pad)))
+        Int32(pad), wide))
     let packedBuffer = try scratch(packedCount)
     let scratchBuffer = try scratch(chunks.workers * scratchCount)
     withExtendedLifetime((packedBuffer, scratchBuffer)) {
@@ -95,12 +112,13 @@ extension CPUBackend {
     _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
     outChannels o: Int, _ g: ConvGeometry
   ) throws {
-    let tiles = Self.tilesPerImage(outHeight: g.outH, outWidth: g.outW)
-    let chunks = ImageChunks(n: g.n, imagesPerChunk: max(1, Self.chunkTiles / tiles))
-    let size = diffeqnet_winograd_weight_gradient_count(Int32(o), Int32(g.c))
+    let chunks = ImageChunks(
+      n: g.n, imagesPerChunk: imagesPerChunk(outHeight: g.outH, outWidth: g.outW))
+    let wide = winogradWide
+    let size = diffeqnet_winograd_weight_gradient_count(Int32(o), Int32(g.c), wide)
     let scratchCount = Self.cacheLineMultiple(
       diffeqnet_winograd_weight_scratch_count(
-        Int32(chunks.largest), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad)))
+        Int32(chunks.largest), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad), wide))
     let scratchBuffer = try scratch(chunks.workers * scratchCount)
     let partialsBuffer = try scratch(chunks.workers * size)
     withExtendedLifetime((scratchBuffer, partialsBuffer)) {
@@ -113,13 +131,12 @@ extension CPUBackend {
         diffeqnet_winograd_weight_gradient(
           x + images.lowerBound * g.c * g.h * g.w, dy + images.lowerBound * o * g.outH * g.outW,
           Int32(images.count), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad),
-          partials + worker * size, first ? 0 : 1, usesAVX512 ? 1 : 0,
-          scratch + worker * scratchCount)
+          partials + worker * size, first ? 0 : 1, wide, scratch + worker * scratchCount)
       }
       parallelFor(o, grain: 1) { outs in
         diffeqnet_winograd_finish_weight_gradient(
-          partials, Int32(chunks.workers), Int32(o), Int32(g.c), dw, Int32(outs.lowerBound),
-          Int32(outs.count))
+          partials, Int32(chunks.workers), Int32(o), Int32(g.c), wide, dw,
+          Int32(outs.lowerBound), Int32(outs.count))
       }
     }
   }
