@@ -74,6 +74,10 @@ void diffeqnet_winograd_pack_kernel(
     int firstPanel, int panelCount) {
   const int mr = microRows(wide), alpha = tileSize(wide) + 2, positions = alpha * alpha;
   const int panels = roundUp(outChannels, mr) / mr;
+  float gm[6][3];
+  for (int i = 0; i < alpha; i++) {
+    for (int k = 0; k < 3; k++) gm[i][k] = transformG(wide, i)[k];
+  }
   for (int xi = 0; xi < positions; xi++) {  // zero first: the last panel's rows past O stay 0
     memset(packed + ((size_t)xi * panels + firstPanel) * inChannels * mr, 0,
            (size_t)panelCount * inChannels * mr * sizeof(float));
@@ -89,17 +93,15 @@ void diffeqnet_winograd_pack_kernel(
                                   : w[((size_t)o * inChannels + c) * 9 + i * 3 + j];
         }
       }
+      float *dst = packed + ((size_t)o / mr * inChannels + c) * mr + o % mr;
+      const size_t stride = (size_t)panels * inChannels * mr;  // from one ξ to the next
       for (int i = 0; i < alpha; i++) {
-        float t[3];  // (G g)[i]
-        for (int j = 0; j < 3; j++) {
-          t[j] = 0;
-          for (int k = 0; k < 3; k++) t[j] += transformG(wide, i)[k] * g[k][j];
-        }
+        const float t[3] = {  // (G g)[i]
+            gm[i][0] * g[0][0] + gm[i][1] * g[1][0] + gm[i][2] * g[2][0],
+            gm[i][0] * g[0][1] + gm[i][1] * g[1][1] + gm[i][2] * g[2][1],
+            gm[i][0] * g[0][2] + gm[i][1] * g[1][2] + gm[i][2] * g[2][2]};
         for (int j = 0; j < alpha; j++) {  // ((G g) Gᵀ)[i][j]
-          float u = 0;
-          for (int k = 0; k < 3; k++) u += t[k] * transformG(wide, j)[k];
-          const size_t xi = (size_t)(i * alpha + j);
-          packed[((xi * panels + o / mr) * inChannels + c) * mr + o % mr] = u;
+          dst[(size_t)(i * alpha + j) * stride] = t[0] * gm[j][0] + t[1] * gm[j][1] + t[2] * gm[j][2];
         }
       }
     }
@@ -110,6 +112,14 @@ size_t diffeqnet_winograd_scratch_count(
     int images, int channels, int height, int width, int outChannels, int pad, int wide) {
   const Plan p = makePlan(images, channels, height, width, outChannels, pad, wide);
   return p.block * (size_t)(channels + outChannels) + p.padCount;
+}
+
+/// Zeroes the `count` (< 32) floats at `dst`: the tail of one of the α²·C rows of V or Z, too
+/// short for a memset call to pay.
+__attribute__((target("avx2,fma"))) static inline void zeroTail(float *dst, int count) {
+  for (int k = 0; k < count; k += LANES) {
+    _mm256_maskstore_ps(dst + k, diffeqnet_prefix_mask(count - k), _mm256_setzero_ps());
+  }
 }
 
 /// C[rows × columns] (+)= Σ_k A[k][0..<6] ⊗ B[k][0..<16] for a 6-row panel of packed A and a
@@ -239,7 +249,7 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
   for (int row = 0; row < positions * channels; row++) {
     float *tail =
         v + (size_t)(row / positions) * p.block + (size_t)(row % positions) * p.ldt + tiles;
-    memset(tail, 0, (size_t)(tilePanels * nr - tiles) * sizeof(float));
+    zeroTail(tail, tilePanels * nr - tiles);
   }
   for (int xi = 0; xi < positions; xi++) {
     const float *u = packed + (size_t)xi * rowPanels * mr * channels;
@@ -384,7 +394,7 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
   for (int row = 0; row < positions * (channels + outChannels); row++) {
     float *tail =
         v + (size_t)(row / positions) * p.block + (size_t)(row % positions) * p.ldt + tiles;
-    memset(tail, 0, (size_t)(depth - tiles) * sizeof(float));
+    zeroTail(tail, depth - tiles);
   }
   for (int xi = 0; xi < positions; xi++) {
     packPanels(v + (size_t)xi * p.ldt, p.block, channels, mr, depth, vPanels);

@@ -2,10 +2,10 @@ import CWinograd
 import Kernels
 import XCTest
 
-/// The CPU backend's Winograd F(2×2, 3×3) convolutions (forward, backward data as the
-/// rotated-kernel convolution, backward weights) against float64 direct loops, on fresh random
-/// inputs, NaN-poisoned outputs, within the float32 tolerance of `KernelTestCase` (1e-5
-/// relative), with each micro-kernel the CPU runs (AVX2, and AVX-512 where it has it).
+/// The CPU backend's Winograd convolutions (forward, backward data as the rotated-kernel
+/// convolution, backward weights) against float64 direct loops, on fresh random inputs,
+/// NaN-poisoned outputs, within the float32 tolerance of `KernelTestCase` (1e-5 relative), with
+/// each algorithm the CPU runs: F(2×2, 3×3) with AVX2, and F(4×4, 3×3) where it has AVX-512.
 final class CPUWinogradTests: XCTestCase, KernelTestCase {
   var rng = SplitMix64(seed: 0)
   override func setUp() { rng = seedForTestName() }
@@ -30,6 +30,10 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     (ConvGeometry(n: 7, c: 64, h: 6, w: 6, kh: 3, kw: 3, stride: 1, pad: 1), 64),
     (ConvGeometry(n: 2, c: 16, h: 7, w: 8, kh: 3, kw: 3, stride: 1, pad: 1), 18),
     (ConvGeometry(n: 3, c: 16, h: 8, w: 2, kh: 3, kw: 3, stride: 1, pad: 1), 16),
+    // F(4×4, 3×3)'s row passes: 12 tiles of 4 in a row (the upper 8 lanes gathered from the
+    // next 32 columns), and 17 (a second group of 16 with one tile).
+    (ConvGeometry(n: 2, c: 16, h: 9, w: 45, kh: 3, kw: 3, stride: 1, pad: 1), 17),
+    (ConvGeometry(n: 1, c: 18, h: 6, w: 66, kh: 3, kw: 3, stride: 1, pad: 1), 16),
   ]
 
   func backend() throws -> CPUBackend {
