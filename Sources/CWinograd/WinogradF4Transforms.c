@@ -98,35 +98,45 @@ AVX512 static inline void storeRows(
 
 // MARK: Input
 
-/// W[6q + j][ty'·TX + tx] = (d B)[j] of padded pixel row 4·ty' + q of one channel `xc`.
-AVX512 static inline void inputRowPass(const Plan *p, const float *xc, float *w) {
+/// `inputRowPass` for the group of tiles g ..< g + 16, `upper` (a constant after inlining, so
+/// that the segments stay in registers) when it has more than 8.
+AVX512 __attribute__((always_inline)) static inline void inputRowGroup(
+    const Plan *p, const float *xc, float *w, int g, int upper) {
   const size_t ws = (size_t)p->workStride;
   const int TX = p->tileColumns, rows = 4 * p->tileRows + 2;
-  for (int g = 0; g < TX; g += WIDE) {
-    const int first = 4 * g - p->pad;  // the image column under padded column 4g
-    const int upper = TX - g > 8;
-    __mmask16 mask[2][4];  // segments of 16 columns from `first` and from first + 4
-    for (int s = 0; s < 4; s++) {
-      mask[0][s] = segmentMask(first + 16 * s, p->width);
-      mask[1][s] = segmentMask(first + 4 + 16 * s, p->width);
-    }
-    const __mmask16 lanes = prefixMask16(TX - g);
-    for (int pr = 0; pr < rows; pr++) {
-      const int row = pr - p->pad;
-      const __mmask16 inside = row >= 0 && row < p->height ? 0xFFFF : 0;
-      const float *src = xc + (size_t)(inside ? row : 0) * p->width + first;
-      __m512 s[2][4];
-      for (int h = 0; h < 2; h++) {
-        for (int q = 0; q < (upper ? 4 : 2); q++) {
-          s[h][q] = _mm512_maskz_loadu_ps(mask[h][q] & inside, src + 4 * h + 16 * q);
-        }
+  const int first = 4 * g - p->pad;  // the image column under padded column 4g
+  __mmask16 mask[2][4];              // segments of 16 columns from `first` and from first + 4
+  for (int s = 0; s < 4; s++) {
+    mask[0][s] = segmentMask(first + 16 * s, p->width);
+    mask[1][s] = segmentMask(first + 4 + 16 * s, p->width);
+  }
+  const __mmask16 lanes = prefixMask16(TX - g);
+  for (int pr = 0; pr < rows; pr++) {
+    const int row = pr - p->pad;
+    const __mmask16 inside = row >= 0 && row < p->height ? 0xFFFF : 0;
+    const float *src = xc + (size_t)(inside ? row : 0) * p->width + first;
+    __m512 s[2][4];
+    for (int h = 0; h < 2; h++) {
+      for (int q = 0; q < (upper ? 4 : 2); q++) {
+        s[h][q] = _mm512_maskz_loadu_ps(mask[h][q] & inside, src + 4 * h + 16 * q);
       }
-      __m512 d[6], r[6];
-      for (int k = 0; k < 4; k++) d[k] = gatherColumn(s[0], strideFour(k), upper);
-      d[4] = gatherColumn(s[1], strideFour(0), upper);  // pixels 4·tx + 4 and + 5
-      d[5] = gatherColumn(s[1], strideFour(1), upper);
-      transformB(d, r);
-      storeRows(w + (size_t)(6 * (pr % 4)) * ws + (size_t)(pr / 4) * TX + g, ws, lanes, r, 6);
+    }
+    __m512 d[6], r[6];
+    for (int k = 0; k < 4; k++) d[k] = gatherColumn(s[0], strideFour(k), upper);
+    d[4] = gatherColumn(s[1], strideFour(0), upper);  // pixels 4·tx + 4 and + 5
+    d[5] = gatherColumn(s[1], strideFour(1), upper);
+    transformB(d, r);
+    storeRows(w + (size_t)(6 * (pr % 4)) * ws + (size_t)(pr / 4) * TX + g, ws, lanes, r, 6);
+  }
+}
+
+/// W[6q + j][ty'·TX + tx] = (d B)[j] of padded pixel row 4·ty' + q of one channel `xc`.
+AVX512 static inline void inputRowPass(const Plan *p, const float *xc, float *w) {
+  for (int g = 0; g < p->tileColumns; g += WIDE) {
+    if (p->tileColumns - g > 8) {
+      inputRowGroup(p, xc, w, g, 1);
+    } else {
+      inputRowGroup(p, xc, w, g, 0);
     }
   }
 }
@@ -231,26 +241,35 @@ AVX512 void winogradF4Output(
 
 // MARK: Output gradient
 
+/// `gradientRowPass` for the group of tiles g ..< g + 16, as `inputRowGroup`.
+AVX512 __attribute__((always_inline)) static inline void gradientRowGroup(
+    const Plan *p, const float *dyo, float *w, int g, int upper) {
+  const size_t ws = (size_t)p->workStride;
+  const int TX = p->tileColumns;
+  __mmask16 mask[4];
+  for (int s = 0; s < 4; s++) mask[s] = segmentMask(4 * g + 16 * s, p->outWidth);
+  const __mmask16 lanes = prefixMask16(TX - g);
+  for (int oy = 0; oy < 4 * p->tileRows; oy++) {
+    const __mmask16 inside = oy < p->outHeight ? 0xFFFF : 0;
+    const float *src = dyo + (size_t)(inside ? oy : 0) * p->outWidth + 4 * g;
+    __m512 s[4], d[4], r[6];
+    for (int q = 0; q < (upper ? 4 : 2); q++) {
+      s[q] = _mm512_maskz_loadu_ps(mask[q] & inside, src + 16 * q);
+    }
+    for (int b = 0; b < 4; b++) d[b] = gatherColumn(s, strideFour(b), upper);
+    transformATransposed(d, r);
+    storeRows(w + (size_t)(6 * (oy % 4)) * ws + (size_t)(oy / 4) * TX + g, ws, lanes, r, 6);
+  }
+}
+
 /// W[6a + j][ty·TX + tx] = (dY Aᵀ)[a][j] of output row 4ty + a of one channel `dyo`; rows and
 /// columns past the map read as zeros.
 AVX512 static inline void gradientRowPass(const Plan *p, const float *dyo, float *w) {
-  const size_t ws = (size_t)p->workStride;
-  const int TX = p->tileColumns;
-  for (int g = 0; g < TX; g += WIDE) {
-    const int upper = TX - g > 8;
-    __mmask16 mask[4];
-    for (int s = 0; s < 4; s++) mask[s] = segmentMask(4 * g + 16 * s, p->outWidth);
-    const __mmask16 lanes = prefixMask16(TX - g);
-    for (int oy = 0; oy < 4 * p->tileRows; oy++) {
-      const __mmask16 inside = oy < p->outHeight ? 0xFFFF : 0;
-      const float *src = dyo + (size_t)(inside ? oy : 0) * p->outWidth + 4 * g;
-      __m512 s[4], d[4], r[6];
-      for (int q = 0; q < (upper ? 4 : 2); q++) {
-        s[q] = _mm512_maskz_loadu_ps(mask[q] & inside, src + 16 * q);
-      }
-      for (int b = 0; b < 4; b++) d[b] = gatherColumn(s, strideFour(b), upper);
-      transformATransposed(d, r);
-      storeRows(w + (size_t)(6 * (oy % 4)) * ws + (size_t)(oy / 4) * TX + g, ws, lanes, r, 6);
+  for (int g = 0; g < p->tileColumns; g += WIDE) {
+    if (p->tileColumns - g > 8) {
+      gradientRowGroup(p, dyo, w, g, 1);
+    } else {
+      gradientRowGroup(p, dyo, w, g, 0);
     }
   }
 }
