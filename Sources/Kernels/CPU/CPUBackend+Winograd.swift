@@ -12,13 +12,14 @@ import CWinograd
 /// channels, where the direct path is near 1e-7). The kernel tests hold both to the 1e-5
 /// relative tolerance of the direct path against a float64 reference.
 extension CPUBackend {
-  /// Output pixels per chunk of images (2 images of ODE-Net's 14×14 maps). A chunk's transformed
-  /// input and products take α²·(C + O)·4 bytes per m×m tile, under 1 MB at 65 + 64 channels
-  /// for either algorithm: small enough to stay in a core's L2 cache while the other ops of a
-  /// training step run between convolutions. With F(2×2, 3×3), `bench solvers`' rk4_adjoint on
-  /// an Emerald Rapids machine (2 MB L2) ran fastest at 100 tiles (400 pixels) of the 50 to 250
-  /// tried.
-  static let chunkPixels = 400
+  /// Tiles per chunk of images, whose transformed input and products take α²·(C + O)·4 bytes per
+  /// tile: small enough to stay in a core's L2 cache while the other ops of a training step run
+  /// between convolutions, large enough to fill the micro-kernel's panels of 32 tiles.
+  /// - F(2×2, 3×3): 100 (2 images of ODE-Net's 14×14 maps, under 1 MB at 65 + 64 channels), the
+  ///   fastest of 50 to 250 in `bench solvers`' rk4_adjoint on a 2 MB L2.
+  /// - F(4×4, 3×3): 96, 3 panels (6 images of 14×14, 24 of 7×7, 1.8 MB at 64 + 64 channels);
+  ///   chunks of a single 16-tile image or of 24 tiles left most of a panel empty.
+  static func chunkTiles(avx512: Bool) -> Int { avx512 ? 96 : 100 }
 
   /// Whether this CPU runs the AVX2 + FMA Winograd code at all.
   static let winogradAvailable = diffeqnet_winograd_available() != 0
@@ -56,11 +57,11 @@ extension CPUBackend {
   /// The C functions' `wide`: F(4×4, 3×3) with AVX-512, else F(2×2, 3×3).
   private var winogradWide: Int32 { usesAVX512 ? 1 : 0 }
 
-  /// Images per chunk: about `chunkPixels` output pixels in whole tiles, at least one image.
+  /// Images per chunk: at most `chunkTiles` tiles, at least one image.
   private func imagesPerChunk(outHeight: Int, outWidth: Int) -> Int {
-    let tile = usesAVX512 ? 4 : 2
-    let tiles = Self.tilesPerImage(outHeight: outHeight, outWidth: outWidth, tile: tile)
-    return max(1, Self.chunkPixels / (tile * tile) / tiles)
+    let tiles = Self.tilesPerImage(
+      outHeight: outHeight, outWidth: outWidth, tile: usesAVX512 ? 4 : 2)
+    return max(1, Self.chunkTiles(avx512: usesAVX512) / tiles)
   }
 
   /// y [n, o, Ho, Wo] = conv(x [n, c, h, w], w) + bias[o], or with `backwardData` (and no bias)
