@@ -45,9 +45,6 @@ int diffeqnet_winograd_kernel_panels(int outChannels, int wide) {
   return roundUp(outChannels, microRows(wide)) / microRows(wide);
 }
 
-/// The tile size m of the algorithm that `wide` selects.
-static int tileSize(int wide) { return wide ? 4 : 2; }
-
 /// α² = (m + 2)², the positions of a transformed tile.
 static int positionCount(int wide) { return (tileSize(wide) + 2) * (tileSize(wide) + 2); }
 

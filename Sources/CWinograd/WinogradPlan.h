@@ -14,6 +14,9 @@ enum { MR = 6, MR_WIDE = 8, NR = 16, NR_WIDE = 32, LANES = 8 };
 
 static inline int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
+/// The tile size m of the algorithm that `wide` selects: 4 for F(4×4, 3×3), 2 for F(2×2, 3×3).
+static inline int tileSize(int wide) { return wide ? 4 : 2; }
+
 /// The sizes of one chunk's work. `wide` selects F(4×4, 3×3) with AVX-512, else F(2×2, 3×3)
 /// with AVX2: m × m output tiles, α = m + 2, α² positions ξ.
 typedef struct {
@@ -44,7 +47,7 @@ static inline Plan makePlan(
   p.pad = pad;
   p.outHeight = height + 2 * pad - 2;
   p.outWidth = width + 2 * pad - 2;
-  p.tile = wide ? 4 : 2;
+  p.tile = tileSize(wide);
   p.alpha = p.tile + 2;
   p.positions = p.alpha * p.alpha;
   p.tileRows = (p.outHeight + p.tile - 1) / p.tile;

@@ -11,7 +11,13 @@ public enum FixedPointMethod: Sendable, Equatable {
   case anderson(memory: Int, mixing: Double)
   /// Limited-memory Broyden on g(z) = F(z) − z (`BroydenInverse`): z ← z − B·g with B the
   /// per-sample inverse-Jacobian estimate from the last `memory` rank-one updates, no line search.
+  /// Full Broyden steps can diverge far from a root, so, as torchdeq and the DEQ authors' solver
+  /// do, the search returns the iterate with the lowest residual, and stops early once the
+  /// residual has grown `FixedPointMethod.broydenDivergence`-fold over the first.
   case broyden(memory: Int)
+
+  /// The growth of Broyden's residual over its first at which the search gives up.
+  public static let broydenDivergence = 1e3
 }
 
 /// When a fixed-point search stops: at a relative residual ‖F(z) − z‖ / ‖F(z)‖ (over the whole
@@ -23,8 +29,8 @@ public struct FixedPointOptions: Sendable, Equatable {
   public var method: FixedPointMethod
   public var tolerance: Double
   public var maxIterations: Int
-  /// Whether reaching `maxIterations` unconverged throws `ODEError.notConverged` instead of
-  /// returning the last iterate with `converged` false.
+  /// Whether stopping unconverged throws `ODEError.notConverged` instead of returning the last
+  /// (Broyden: the best) iterate with `converged` false.
   public var requireConvergence: Bool
 
   public init(
@@ -55,7 +61,8 @@ public struct FixedPointOptions: Sendable, Equatable {
 
 /// Where a fixed-point search ended.
 public struct FixedPointResult {
-  /// The last iterate, F's evaluation at which had the reported residual.
+  /// The last iterate (Broyden: the one with the lowest residual), F's evaluation at which had the
+  /// reported residual.
   public let value: Tensor
   /// Evaluations of F.
   public let iterations: Int
@@ -124,6 +131,8 @@ public func findFixedPoint(
     var inverse = BroydenInverse(memory: memory, batch: batch, width: width)
     var flat = try z.reshaped([batch, width])
     var previous: (z: Tensor, g: Tensor)? = nil
+    var best: (z: Tensor, relative: Double)? = nil
+    var first = Double.infinity
     for k in 1...options.maxIterations {
       let fz = try f(flat.reshaped(start.shape)).detached.reshaped([batch, width])
       let g = try fz - flat
@@ -134,10 +143,19 @@ public func findFixedPoint(
       var pieces = [try (g * g).sum().reshaped([1]), try (fz * fz).sum().reshaped([1])]
       if let update { pieces.append(try update.denominators.reshaped([batch])) }
       let read = try Tensor.concat(pieces, axis: 0).toDoubles()
-      if let result = try finished(
-        k, flat.reshaped(start.shape), residual: read[0], scale: read[1])
+      let relative = try relativeResidual(read[0], read[1], iteration: k)
+      if k == 1 { first = relative }
+      if relative < best?.relative ?? .infinity { best = (flat, relative) }
+      if relative <= options.tolerance || k == options.maxIterations
+        || relative > FixedPointMethod.broydenDivergence * first, let best
       {
-        return result
+        if best.relative > options.tolerance && options.requireConvergence {
+          throw ODEError.notConverged(
+            what: "the fixed-point search", evaluations: k, residual: best.relative)
+        }
+        return FixedPointResult(
+          value: try best.z.reshaped(start.shape), iterations: k,
+          relativeResidual: best.relative, converged: best.relative <= options.tolerance)
       }
       if let update {
         try inverse.append(

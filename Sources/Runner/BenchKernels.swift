@@ -13,10 +13,11 @@ struct BenchKernels: ParsableCommand {
       (OpenBLAS sgemm at 1024 and a host memcpy) are this machine's ceilings: read every GFLOP/s \
       against the first and every GB/s against the second.
 
-      On the CPU backend, 3x3 stride-1 convolutions run by Winograd F(2x2, 3x3) where the CPU \
-      has AVX2 and FMA; their GFLOP/s count the direct convolution's 2·N·O·C·9·H·W operations \
-      (the usual "effective" rate), and the direct lowering ("direct conv") is measured beside \
-      them, as is, where the CPU has AVX-512, the AVX2 micro-kernel ("AVX2").
+      On the CPU backend, 3x3 stride-1 convolutions run by Winograd: F(4x4, 3x3) where the CPU \
+      has AVX-512, else F(2x2, 3x3) where it has AVX2 and FMA; their GFLOP/s count the direct \
+      convolution's 2·N·O·C·9·H·W operations (the usual "effective" rate), and the direct \
+      lowering ("direct conv") is measured beside them, as is, where the CPU has AVX-512, \
+      F(2x2, 3x3) with AVX2 ("AVX2").
       """)
 
   @OptionGroup var options: BenchOptions
@@ -93,7 +94,7 @@ struct BenchKernels: ParsableCommand {
     }
     if groups.contains("conv") {
       // Where the CPU backend runs these by Winograd, the direct lowering (and, with AVX-512,
-      // the AVX2 micro-kernel) is measured beside it, in the same minutes, so that the ratios
+      // F(2×2, 3×3) with AVX2) is measured beside it, in the same minutes, so that the ratios
       // are meaningful on a noisy machine.
       let cpu = backend as? CPUBackend
       let alternatives =

@@ -12,9 +12,9 @@ import RealModule
 public final class CPUBackend: Backend {
   public let pool: BufferPool
   public let name: String
-  /// Whether 3×3 stride-1 float32 convolutions run by Winograd F(2×2, 3×3) (needs AVX2 and FMA).
+  /// Whether 3×3 stride-1 float32 convolutions run by Winograd (needs AVX2 and FMA).
   public let usesWinograd: Bool
-  /// Whether the Winograd products run on the AVX-512 micro-kernel.
+  /// Whether Winograd runs as F(4×4, 3×3) with AVX-512; else F(2×2, 3×3) with AVX2.
   public let usesAVX512: Bool
 
   /// - Parameters:
