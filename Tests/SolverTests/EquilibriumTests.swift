@@ -124,9 +124,8 @@ final class EquilibriumTests: XCTestCase {
   }
 
   /// Where Broyden cannot converge (z = z² + 0.3 has no real solution) its full steps wander; the
-  /// search returns the iterate with the lowest residual, whose residual it reports, and which is
-  /// at most the start's. From z = 0.5 the relative residuals of the iterates run 0.09, 0.087,
-  /// 1.9, …: the lowest is far below the later ones.
+  /// search returns the iterate with the lowest residual, and reports that residual. From
+  /// z = 0.5 the relative residuals of the first three iterates are 0.091, 0.087 and 1.9.
   func testBroydenReturnsItsBestIterate() throws {
     let f: (Tensor) throws -> Tensor = { z in try z * z + 0.3 }
     let start = try Tensor([0.5], shape: [1, 1], dtype: .float64, on: cpu)
@@ -136,9 +135,9 @@ final class EquilibriumTests: XCTestCase {
     }
     let result = try findFixedPoint(
       f, from: start,
-      options: FixedPointOptions(method: .broyden(memory: 30), tolerance: 1e-6, maxIterations: 30))
+      options: FixedPointOptions(method: .broyden(memory: 5), tolerance: 1e-6, maxIterations: 3))
     XCTAssertFalse(result.converged)
-    XCTAssertEqual(result.iterations, 30)
+    XCTAssertEqual(result.iterations, 3)
     XCTAssertEqual(result.relativeResidual, try relative(result.value), accuracy: 1e-12)
     XCTAssertLessThan(result.relativeResidual, 0.088, "the second iterate's residual is 0.0871")
   }
