@@ -45,8 +45,8 @@ int diffeqnet_winograd_kernel_panels(int outChannels, int wide) {
   return roundUp(outChannels, microRows(wide)) / microRows(wide);
 }
 
-/// α² = (m + 2)², the positions of a transformed tile.
-static int positionCount(int wide) { return (tileSize(wide) + 2) * (tileSize(wide) + 2); }
+/// α² = (m + 2)², the positions of a transformed tile of m × m outputs.
+static int positionCount(int tile) { return (tile + 2) * (tile + 2); }
 
 /// G (α × 3) of F(2×2, 3×3) and of F(4×4, 3×3).
 static const float transformG2[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
@@ -58,22 +58,25 @@ static const float transformG4[6][3] = {
     {1.0f / 24, -1.0f / 12, 1.0f / 6},
     {0, 0, 1}};
 
-/// Row i of the G that `wide` selects.
-static const float *transformG(int wide, int i) { return wide ? transformG4[i] : transformG2[i]; }
+/// Row i of the G of F(m×m, 3×3), m = `tile`.
+static const float *transformG(int tile, int i) {
+  return tile == 4 ? transformG4[i] : transformG2[i];
+}
 
-size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels, int wide) {
-  return (size_t)positionCount(wide) * (size_t)roundUp(outChannels, microRows(wide))
+size_t diffeqnet_winograd_packed_kernel_count(
+    int outChannels, int inChannels, int tile, int wide) {
+  return (size_t)positionCount(tile) * (size_t)roundUp(outChannels, microRows(wide))
          * (size_t)inChannels;
 }
 
 void diffeqnet_winograd_pack_kernel(
-    const float *w, int outChannels, int inChannels, int transposeFlip, int wide, float *packed,
-    int firstPanel, int panelCount) {
-  const int mr = microRows(wide), alpha = tileSize(wide) + 2, positions = alpha * alpha;
+    const float *w, int outChannels, int inChannels, int transposeFlip, int tile, int wide,
+    float *packed, int firstPanel, int panelCount) {
+  const int mr = microRows(wide), alpha = tile + 2, positions = alpha * alpha;
   const int panels = roundUp(outChannels, mr) / mr;
   float gm[6][3];
   for (int i = 0; i < alpha; i++) {
-    for (int k = 0; k < 3; k++) gm[i][k] = transformG(wide, i)[k];
+    for (int k = 0; k < 3; k++) gm[i][k] = transformG(tile, i)[k];
   }
   for (int xi = 0; xi < positions; xi++) {  // zero first: the last panel's rows past O stay 0
     memset(packed + ((size_t)xi * panels + firstPanel) * inChannels * mr, 0,
@@ -106,8 +109,8 @@ void diffeqnet_winograd_pack_kernel(
 }
 
 size_t diffeqnet_winograd_scratch_count(
-    int images, int channels, int height, int width, int outChannels, int pad, int wide) {
-  const Plan p = makePlan(images, channels, height, width, outChannels, pad, wide);
+    int images, int channels, int height, int width, int outChannels, int pad, int tile) {
+  const Plan p = makePlan(images, channels, height, width, outChannels, pad, tile);
   return p.block * (size_t)(channels + outChannels) + p.padCount;
 }
 
@@ -218,8 +221,8 @@ static MicroKernel *selectMicroKernel(int wide, int *width) {
 
 __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
     const float *packed, const float *bias, const float *x, float *y, int images, int channels,
-    int height, int width, int outChannels, int pad, int wide, float *scratch) {
-  const Plan p = makePlan(images, channels, height, width, outChannels, pad, wide);
+    int height, int width, int outChannels, int pad, int tile, int wide, float *scratch) {
+  const Plan p = makePlan(images, channels, height, width, outChannels, pad, tile);
   float *v = scratch;
   float *m = v + p.block * channels;
   float *padded = m + p.block * outChannels;
@@ -230,10 +233,10 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
   const int mr = microRows(wide);
   const int rowPanels = roundUp(outChannels, mr) / mr;
 
-  if (!wide) memset(padded, 0, p.padCount * sizeof(float));
+  if (tile == 2) memset(padded, 0, p.padCount * sizeof(float));
   for (int n = 0; n < images; n++) {
     const float *xn = x + (size_t)n * channels * height * width;
-    if (wide) {
+    if (tile == 4) {
       winogradF4Input(&p, xn, n, v, padded);
     } else {
       winogradF2Input(&p, xn, n, v, padded);
@@ -265,7 +268,7 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
   }
   for (int n = 0; n < images; n++) {
     float *yn = y + (size_t)n * outChannels * p.outHeight * p.outWidth;
-    if (wide) {
+    if (tile == 4) {
       winogradF4Output(&p, m, n, yn, bias, padded);
     } else {
       winogradF2Output(&p, m, n, yn, bias);
@@ -289,15 +292,15 @@ static size_t panelCount(const Plan *p, int depth) {
          + LANES;
 }
 
-size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels, int wide) {
-  return (size_t)positionCount(wide) * (size_t)outChannels * (size_t)inChannels;
+size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels, int tile) {
+  return (size_t)positionCount(tile) * (size_t)outChannels * (size_t)inChannels;
 }
 
 size_t diffeqnet_winograd_weight_scratch_count(
-    int images, int channels, int height, int width, int outChannels, int pad, int wide) {
-  const Plan p = makePlan(images, channels, height, width, outChannels, pad, wide);
+    int images, int channels, int height, int width, int outChannels, int pad, int tile) {
+  const Plan p = makePlan(images, channels, height, width, outChannels, pad, tile);
   // The forward pass's V, M (here Z) and padded plane or work arrays, and the panels.
-  return diffeqnet_winograd_scratch_count(images, channels, height, width, outChannels, pad, wide)
+  return diffeqnet_winograd_scratch_count(images, channels, height, width, outChannels, pad, tile)
          + panelCount(&p, roundUp(images * p.tilesPerImage, LANES));
 }
 
@@ -352,9 +355,9 @@ __attribute__((target("avx2,fma"))) static void packPanels(
 
 __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
     const float *x, const float *dy, int images, int channels, int height, int width,
-    int outChannels, int pad, float *transformedGradient, int accumulate, int wide,
+    int outChannels, int pad, float *transformedGradient, int accumulate, int tile, int wide,
     float *scratch) {
-  const Plan p = makePlan(images, channels, height, width, outChannels, pad, wide);
+  const Plan p = makePlan(images, channels, height, width, outChannels, pad, tile);
   float *v = scratch;
   float *z = v + p.block * channels;
   float *padded = z + p.block * outChannels;
@@ -368,19 +371,19 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
 
   // The AVX2 transforms need the zero borders of their copies; each pass zeroes them afresh
   // because the input's and the gradient's copies differ in shape.
-  if (!wide) memset(padded, 0, p.padCount * sizeof(float));
+  if (tile == 2) memset(padded, 0, p.padCount * sizeof(float));
   for (int n = 0; n < images; n++) {
     const float *xn = x + (size_t)n * channels * height * width;
-    if (wide) {
+    if (tile == 4) {
       winogradF4Input(&p, xn, n, v, padded);
     } else {
       winogradF2Input(&p, xn, n, v, padded);
     }
   }
-  if (!wide) memset(padded, 0, p.padCount * sizeof(float));
+  if (tile == 2) memset(padded, 0, p.padCount * sizeof(float));
   for (int n = 0; n < images; n++) {
     const float *dyn = dy + (size_t)n * outChannels * p.outHeight * p.outWidth;
-    if (wide) {
+    if (tile == 4) {
       winogradF4Gradient(&p, dyn, n, z, padded);
     } else {
       winogradF2Gradient(&p, dyn, n, z, padded);
@@ -410,11 +413,11 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
 }
 
 void diffeqnet_winograd_finish_weight_gradient(
-    const float *transformedGradients, int count, int outChannels, int inChannels, int wide,
+    const float *transformedGradients, int count, int outChannels, int inChannels, int tile,
     float *dw, int firstOut, int outCount) {
-  const size_t size = diffeqnet_winograd_weight_gradient_count(outChannels, inChannels, wide);
+  const size_t size = diffeqnet_winograd_weight_gradient_count(outChannels, inChannels, tile);
   const size_t pairs = (size_t)outChannels * inChannels;
-  const int alpha = tileSize(wide) + 2;
+  const int alpha = tile + 2;
   for (int o = firstOut; o < firstOut + outCount; o++) {
     for (int c = 0; c < inChannels; c++) {
       float u[6][6];  // Σ_k dU_k, α × α
@@ -429,14 +432,14 @@ void diffeqnet_winograd_finish_weight_gradient(
       for (int i = 0; i < 3; i++) {
         for (int q = 0; q < alpha; q++) {
           t[i][q] = 0;
-          for (int k = 0; k < alpha; k++) t[i][q] += transformG(wide, k)[i] * u[k][q];
+          for (int k = 0; k < alpha; k++) t[i][q] += transformG(tile, k)[i] * u[k][q];
         }
       }
       float *g = dw + ((size_t)o * inChannels + c) * 9;
       for (int i = 0; i < 3; i++) {  // (Gᵀ dU) G
         for (int j = 0; j < 3; j++) {
           float s = 0;
-          for (int q = 0; q < alpha; q++) s += t[i][q] * transformG(wide, q)[j];
+          for (int q = 0; q < alpha; q++) s += t[i][q] * transformG(tile, q)[j];
           g[i * 3 + j] = s;
         }
       }

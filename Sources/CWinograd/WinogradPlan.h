@@ -14,11 +14,9 @@ enum { MR = 6, MR_WIDE = 8, NR = 16, NR_WIDE = 32, LANES = 8 };
 
 static inline int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
-/// The tile size m of the algorithm that `wide` selects: 4 for F(4×4, 3×3), 2 for F(2×2, 3×3).
-static inline int tileSize(int wide) { return wide ? 4 : 2; }
 
-/// The sizes of one chunk's work. `wide` selects F(4×4, 3×3) with AVX-512, else F(2×2, 3×3)
-/// with AVX2: m × m output tiles, α = m + 2, α² positions ξ.
+/// The sizes of one chunk's work for F(m×m, 3×3), m = `tile` (2 or 4): m × m output tiles,
+/// α = m + 2, α² positions ξ.
 typedef struct {
   int channels, height, width, outChannels, pad;
   int outHeight, outWidth;
@@ -38,7 +36,7 @@ typedef struct {
 } Plan;
 
 static inline Plan makePlan(
-    int images, int channels, int height, int width, int outChannels, int pad, int wide) {
+    int images, int channels, int height, int width, int outChannels, int pad, int tile) {
   Plan p;
   p.channels = channels;
   p.height = height;
@@ -47,7 +45,7 @@ static inline Plan makePlan(
   p.pad = pad;
   p.outHeight = height + 2 * pad - 2;
   p.outWidth = width + 2 * pad - 2;
-  p.tile = tileSize(wide);
+  p.tile = tile;
   p.alpha = p.tile + 2;
   p.positions = p.alpha * p.alpha;
   p.tileRows = (p.outHeight + p.tile - 1) / p.tile;
@@ -66,7 +64,7 @@ static inline Plan makePlan(
   // The work arrays hold a row of tiles more than the image has (the input's last pixel rows).
   p.workStride = roundUp(p.tilesPerImage + p.tileColumns, 16) + 16;
   const size_t planes = (size_t)(channels > outChannels ? channels : outChannels);
-  const size_t room = wide ? (size_t)2 * 24 * p.workStride : p.padPlane * planes;
+  const size_t room = tile == 4 ? (size_t)2 * 24 * p.workStride : p.padPlane * planes;
   // Whole cache lines, so that what follows in the scratch (the weight gradient's panels, which
   // the micro-kernel reads 16 floats at a time) starts on one.
   p.padCount = (room + 15) / 16 * 16;

@@ -11,39 +11,40 @@ int diffeqnet_winograd_wide_available(void) { return 0; }
 
 int diffeqnet_winograd_kernel_panels(int outChannels, int wide) { return 0; }
 
-size_t diffeqnet_winograd_packed_kernel_count(int outChannels, int inChannels, int wide) {
+size_t diffeqnet_winograd_packed_kernel_count(
+    int outChannels, int inChannels, int tile, int wide) {
   return 0;
 }
 
 void diffeqnet_winograd_pack_kernel(
-    const float *w, int outChannels, int inChannels, int transposeFlip, int wide, float *packed,
-    int firstPanel, int panelCount) {}
+    const float *w, int outChannels, int inChannels, int transposeFlip, int tile, int wide,
+    float *packed, int firstPanel, int panelCount) {}
 
 size_t diffeqnet_winograd_scratch_count(
-    int images, int channels, int height, int width, int outChannels, int pad, int wide) {
+    int images, int channels, int height, int width, int outChannels, int pad, int tile) {
   return 0;
 }
 
 void diffeqnet_winograd_forward(
     const float *packed, const float *bias, const float *x, float *y, int images, int channels,
-    int height, int width, int outChannels, int pad, int wide, float *scratch) {}
+    int height, int width, int outChannels, int pad, int tile, int wide, float *scratch) {}
 
-size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels, int wide) {
+size_t diffeqnet_winograd_weight_gradient_count(int outChannels, int inChannels, int tile) {
   return 0;
 }
 
 size_t diffeqnet_winograd_weight_scratch_count(
-    int images, int channels, int height, int width, int outChannels, int pad, int wide) {
+    int images, int channels, int height, int width, int outChannels, int pad, int tile) {
   return 0;
 }
 
 void diffeqnet_winograd_weight_gradient(
     const float *x, const float *dy, int images, int channels, int height, int width,
-    int outChannels, int pad, float *transformedGradient, int accumulate, int wide,
+    int outChannels, int pad, float *transformedGradient, int accumulate, int tile, int wide,
     float *scratch) {}
 
 void diffeqnet_winograd_finish_weight_gradient(
-    const float *transformedGradients, int count, int outChannels, int inChannels, int wide,
+    const float *transformedGradients, int count, int outChannels, int inChannels, int tile,
     float *dw, int firstOut, int outCount) {}
 
 #endif

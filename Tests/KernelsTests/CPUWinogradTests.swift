@@ -5,7 +5,9 @@ import XCTest
 /// The CPU backend's Winograd convolutions (forward, backward data as the rotated-kernel
 /// convolution, backward weights) against float64 direct loops, on fresh random inputs,
 /// NaN-poisoned outputs, within the float32 tolerance of `KernelTestCase` (1e-5 relative), with
-/// each algorithm the CPU runs: F(2×2, 3×3) with AVX2, and F(4×4, 3×3) where it has AVX-512.
+/// each configuration the CPU runs: F(2×2, 3×3) with the AVX2 micro-kernel, and where it has
+/// AVX-512, F(4×4, 3×3) or (on maps where the larger tile saves little: 1×1, 6×6, 8×2 below)
+/// F(2×2, 3×3) with the AVX-512 micro-kernel.
 final class CPUWinogradTests: XCTestCase, KernelTestCase {
   var rng = SplitMix64(seed: 0)
   override func setUp() { rng = seedForTestName() }
@@ -162,6 +164,18 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     XCTAssertFalse(b.winogradFits(tooLarge, outChannels: 16, dtype: .float32))
     XCTAssertFalse(CPUBackend(winograd: false).winogradFits(g, outChannels: 16, dtype: .float32))
   }
+
+  /// F(4×4, 3×3) only with AVX-512 and where it saves a fifth of the products: not on 6×6 maps
+  /// (4 tiles of 36 against 9 of 16) or 8×2 (2 of 36 against 4 of 16), on 7×7, 14×14 and 28×28.
+  func testTheLargerTileOnlyWhereItSavesWork() throws {
+    let b = try backend()
+    let large = b.usesAVX512 ? 4 : 2
+    for (side, tile) in [(6, 2), (7, large), (14, large), (28, large)] {
+      XCTAssertEqual(b.winogradTile(outHeight: side, outWidth: side), tile, "\(side)×\(side)")
+    }
+    XCTAssertEqual(b.winogradTile(outHeight: 8, outWidth: 2), 2)
+    XCTAssertEqual(CPUBackend(avx512: false).winogradTile(outHeight: 28, outWidth: 28), 2)
+  }
 }
 
 /// The C functions write only the memory their contracts give them: the output and the scratch
@@ -185,38 +199,40 @@ final class CWinogradBoundsTests: XCTestCase {
 
   func testForwardAndWeightGradientStayInTheirArrays() throws {
     try XCTSkipUnless(diffeqnet_winograd_available() != 0, "this CPU lacks AVX2 or FMA")
-    let widths: [Int32] = diffeqnet_winograd_wide_available() != 0 ? [0, 1] : [0]
+    // (tile, wide): F(2×2, 3×3) with either micro-kernel, F(4×4, 3×3) with AVX-512.
+    let variants: [(Int32, Int32)] =
+      diffeqnet_winograd_wide_available() != 0 ? [(2, 0), (2, 1), (4, 1)] : [(2, 0)]
     // (images, channels, height, width, outChannels, pad): channel counts that end in partial
     // panels of 6 or 8 and of 16 or 32, tile counts that end in partial panels.
     let cases: [(Int32, Int32, Int32, Int32, Int32, Int32)] = [
       (3, 17, 11, 19, 23, 1), (5, 24, 6, 3, 17, 2), (2, 16, 9, 12, 20, 0),
     ]
-    for wide in widths {
+    for (tile, wide) in variants {
       for (n, c, h, w, o, pad) in cases {
-        let what = "n \(n) c \(c) \(h)×\(w) o \(o) pad \(pad) wide \(wide)"
+        let what = "n \(n) c \(c) \(h)×\(w) o \(o) pad \(pad) tile \(tile) wide \(wide)"
         let (outH, outW) = (Int(h + 2 * pad - 2), Int(w + 2 * pad - 2))
         let x = guarded(Int(n * c * h * w))
         let dy = guarded(Int(n * o) * outH * outW)
         let weights = guarded(Int(o * c) * 9)
-        var packed = guarded(diffeqnet_winograd_packed_kernel_count(o, c, wide))
+        var packed = guarded(diffeqnet_winograd_packed_kernel_count(o, c, tile, wide))
         let panels = diffeqnet_winograd_kernel_panels(o, wide)
-        diffeqnet_winograd_pack_kernel(weights, o, c, 0, wide, &packed, 0, panels)
+        diffeqnet_winograd_pack_kernel(weights, o, c, 0, tile, wide, &packed, 0, panels)
         assertGuardIntact(packed, packed.count - Self.guardCount, "pack_kernel " + what)
 
-        let scratchCount = diffeqnet_winograd_scratch_count(n, c, h, w, o, pad, wide)
+        let scratchCount = diffeqnet_winograd_scratch_count(n, c, h, w, o, pad, tile)
         var scratch = guarded(scratchCount)
         var y = guarded(Int(n * o) * outH * outW)
-        diffeqnet_winograd_forward(packed, nil, x, &y, n, c, h, w, o, pad, wide, &scratch)
+        diffeqnet_winograd_forward(packed, nil, x, &y, n, c, h, w, o, pad, tile, wide, &scratch)
         assertGuardIntact(y, y.count - Self.guardCount, "forward output " + what)
         assertGuardIntact(scratch, scratchCount, "forward scratch " + what)
 
-        let weightScratchCount = diffeqnet_winograd_weight_scratch_count(n, c, h, w, o, pad, wide)
+        let weightScratchCount = diffeqnet_winograd_weight_scratch_count(n, c, h, w, o, pad, tile)
         var weightScratch = guarded(weightScratchCount)
-        let gradientCount = diffeqnet_winograd_weight_gradient_count(o, c, wide)
+        let gradientCount = diffeqnet_winograd_weight_gradient_count(o, c, tile)
         var gradient = guarded(gradientCount)
         for accumulate: Int32 in [0, 1] {
           diffeqnet_winograd_weight_gradient(
-            x, dy, n, c, h, w, o, pad, &gradient, accumulate, wide, &weightScratch)
+            x, dy, n, c, h, w, o, pad, &gradient, accumulate, tile, wide, &weightScratch)
           assertGuardIntact(gradient, gradientCount, "weight gradient " + what)
           assertGuardIntact(weightScratch, weightScratchCount, "weight scratch " + what)
         }

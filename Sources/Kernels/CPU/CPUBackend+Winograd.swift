@@ -1,7 +1,8 @@
 import CWinograd
 
 /// 3×3 stride-1 float32 convolutions by Winograd (`CWinograd`): F(4×4, 3×3) with AVX-512, 4×
-/// fewer multiplications than the direct lowerings, else F(2×2, 3×3) with AVX2, 2.25× fewer.
+/// fewer multiplications than the direct lowerings, where its tiles fit the map; else
+/// F(2×2, 3×3), 2.25× fewer, with the AVX-512 micro-kernel where the CPU has it.
 /// ODE-Net's vector field and the CIFAR ResNets spend most of their time in such convolutions. Backward data with stride 1 is itself such a
 /// convolution (of dy with the kernel rotated by 180° and its channel axes swapped, padding
 /// 2 − p), so it runs the same way; the weight gradient is the forward formula's gradient with
@@ -19,7 +20,7 @@ extension CPUBackend {
   ///   fastest of 50 to 250 in `bench solvers`' rk4_adjoint on a 2 MB L2.
   /// - F(4×4, 3×3): 96, 3 panels (6 images of 14×14, 24 of 7×7, 1.8 MB at 64 + 64 channels);
   ///   chunks of a single 16-tile image or of 24 tiles left most of a panel empty.
-  static func chunkTiles(avx512: Bool) -> Int { avx512 ? 96 : 100 }
+  static func chunkTiles(tile: Int) -> Int { tile == 4 ? 96 : 100 }
 
   /// Whether this CPU runs the AVX2 + FMA Winograd code at all.
   static let winogradAvailable = diffeqnet_winograd_available() != 0
@@ -54,14 +55,24 @@ extension CPUBackend {
     (outHeight + tile - 1) / tile * ((outWidth + tile - 1) / tile)
   }
 
-  /// The C functions' `wide`: F(4×4, 3×3) with AVX-512, else F(2×2, 3×3).
+  /// The C functions' `wide`: the AVX-512 micro-kernel, else the AVX2 one.
   private var winogradWide: Int32 { usesAVX512 ? 1 : 0 }
 
+  /// The tile size m of F(m×m, 3×3) for an outHeight × outWidth output: 4 with AVX-512 where its
+  /// 36 products per tile come to at most 0.8 of F(2×2, 3×3)'s 16 per (smaller) tile, else 2.
+  /// On 6×6 maps (ODE-Net's) both take 144 products per image, and the larger tile's costlier
+  /// transforms lose; on 7×7, 14×14 and 28×28 maps the larger tile takes 0.56–0.73 of them.
+  public func winogradTile(outHeight: Int, outWidth: Int) -> Int {
+    guard usesAVX512 else { return 2 }
+    let small = 16 * Self.tilesPerImage(outHeight: outHeight, outWidth: outWidth, tile: 2)
+    let large = 36 * Self.tilesPerImage(outHeight: outHeight, outWidth: outWidth, tile: 4)
+    return 5 * large <= 4 * small ? 4 : 2
+  }
+
   /// Images per chunk: at most `chunkTiles` tiles, at least one image.
-  private func imagesPerChunk(outHeight: Int, outWidth: Int) -> Int {
-    let tiles = Self.tilesPerImage(
-      outHeight: outHeight, outWidth: outWidth, tile: usesAVX512 ? 4 : 2)
-    return max(1, Self.chunkTiles(avx512: usesAVX512) / tiles)
+  private func imagesPerChunk(outHeight: Int, outWidth: Int, tile: Int) -> Int {
+    let tiles = Self.tilesPerImage(outHeight: outHeight, outWidth: outWidth, tile: tile)
+    return max(1, Self.chunkTiles(tile: tile) / tiles)
   }
 
   /// y [n, o, Ho, Wo] = conv(x [n, c, h, w], w) + bias[o], or with `backwardData` (and no bias)
@@ -77,15 +88,16 @@ extension CPUBackend {
       ? (o, g.outH, g.outW, g.c, 2 - g.pad) : (g.c, g.h, g.w, o, g.pad)
     let outHeight = height + 2 * pad - 2
     let outWidth = width + 2 * pad - 2
+    let tile = winogradTile(outHeight: outHeight, outWidth: outWidth)
     let chunks = ImageChunks(
-      n: g.n, imagesPerChunk: imagesPerChunk(outHeight: outHeight, outWidth: outWidth))
+      n: g.n, imagesPerChunk: imagesPerChunk(outHeight: outHeight, outWidth: outWidth, tile: tile))
     let wide = winogradWide
     let packedCount = diffeqnet_winograd_packed_kernel_count(
-      Int32(outChannels), Int32(channels), wide)
+      Int32(outChannels), Int32(channels), Int32(tile), wide)
     let scratchCount = Self.cacheLineMultiple(
       diffeqnet_winograd_scratch_count(
         Int32(chunks.largest), Int32(channels), Int32(height), Int32(width), Int32(outChannels),
-        Int32(pad), wide))
+        Int32(pad), Int32(tile)))
     let packedBuffer = try scratch(packedCount)
     let scratchBuffer = try scratch(chunks.workers * scratchCount)
     withExtendedLifetime((packedBuffer, scratchBuffer)) {
@@ -93,15 +105,15 @@ extension CPUBackend {
       let panelCount = Int(diffeqnet_winograd_kernel_panels(Int32(outChannels), wide))
       parallelFor(panelCount, grain: 1) { panels in
         diffeqnet_winograd_pack_kernel(
-          w, Int32(outChannels), Int32(channels), backwardData ? 1 : 0, wide, packed,
-          Int32(panels.lowerBound), Int32(panels.count))
+          w, Int32(outChannels), Int32(channels), backwardData ? 1 : 0, Int32(tile), wide,
+          packed, Int32(panels.lowerBound), Int32(panels.count))
       }
       Self.forEachChunk(chunks) { images, worker in
         diffeqnet_winograd_forward(
           packed, bias, input + images.lowerBound * channels * height * width,
           output + images.lowerBound * outChannels * outHeight * outWidth, Int32(images.count),
-          Int32(channels), Int32(height), Int32(width), Int32(outChannels), Int32(pad), wide,
-          scratch + worker * scratchCount)
+          Int32(channels), Int32(height), Int32(width), Int32(outChannels), Int32(pad),
+          Int32(tile), wide, scratch + worker * scratchCount)
       }
     }
   }
@@ -113,13 +125,15 @@ extension CPUBackend {
     _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
     outChannels o: Int, _ g: ConvGeometry
   ) throws {
+    let tile = winogradTile(outHeight: g.outH, outWidth: g.outW)
     let chunks = ImageChunks(
-      n: g.n, imagesPerChunk: imagesPerChunk(outHeight: g.outH, outWidth: g.outW))
+      n: g.n, imagesPerChunk: imagesPerChunk(outHeight: g.outH, outWidth: g.outW, tile: tile))
     let wide = winogradWide
-    let size = diffeqnet_winograd_weight_gradient_count(Int32(o), Int32(g.c), wide)
+    let size = diffeqnet_winograd_weight_gradient_count(Int32(o), Int32(g.c), Int32(tile))
     let scratchCount = Self.cacheLineMultiple(
       diffeqnet_winograd_weight_scratch_count(
-        Int32(chunks.largest), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad), wide))
+        Int32(chunks.largest), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad),
+        Int32(tile)))
     let scratchBuffer = try scratch(chunks.workers * scratchCount)
     let partialsBuffer = try scratch(chunks.workers * size)
     withExtendedLifetime((scratchBuffer, partialsBuffer)) {
@@ -132,11 +146,12 @@ extension CPUBackend {
         diffeqnet_winograd_weight_gradient(
           x + images.lowerBound * g.c * g.h * g.w, dy + images.lowerBound * o * g.outH * g.outW,
           Int32(images.count), Int32(g.c), Int32(g.h), Int32(g.w), Int32(o), Int32(g.pad),
-          partials + worker * size, first ? 0 : 1, wide, scratch + worker * scratchCount)
+          partials + worker * size, first ? 0 : 1, Int32(tile), wide,
+          scratch + worker * scratchCount)
       }
       parallelFor(o, grain: 1) { outs in
         diffeqnet_winograd_finish_weight_gradient(
-          partials, Int32(chunks.workers), Int32(o), Int32(g.c), wide, dw,
+          partials, Int32(chunks.workers), Int32(o), Int32(g.c), Int32(tile), dw,
           Int32(outs.lowerBound), Int32(outs.count))
       }
     }
