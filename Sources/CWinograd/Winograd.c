@@ -58,33 +58,19 @@ static const float transformG4[6][3] = {
     {1.0f / 24, -1.0f / 12, 1.0f / 6},
     {0, 0, 1}};
 
-/// Row i of the G of F(m×m, 3×3), m = `tile`.
-static const float *transformG(int tile, int i) {
-  return tile == 4 ? transformG4[i] : transformG2[i];
-}
-
 size_t diffeqnet_winograd_packed_kernel_count(
     int outChannels, int inChannels, int tile, int wide) {
   return (size_t)positionCount(tile) * (size_t)roundUp(outChannels, microRows(wide))
          * (size_t)inChannels;
 }
 
-void diffeqnet_winograd_pack_kernel(
-    const float *w, int outChannels, int inChannels, int transposeFlip, int tile, int wide,
-    float *packed, int firstPanel, int panelCount) {
-  const int mr = microRows(wide), alpha = tile + 2, positions = alpha * alpha;
-  const int panels = roundUp(outChannels, mr) / mr;
-  float gm[6][3];
-  for (int i = 0; i < alpha; i++) {
-    for (int k = 0; k < 3; k++) gm[i][k] = transformG(tile, i)[k];
-  }
-  for (int xi = 0; xi < positions; xi++) {  // zero first: the last panel's rows past O stay 0
-    memset(packed + ((size_t)xi * panels + firstPanel) * inChannels * mr, 0,
-           (size_t)panelCount * inChannels * mr * sizeof(float));
-  }
-  const int end = (firstPanel + panelCount) * mr < outChannels ? (firstPanel + panelCount) * mr
-                                                               : outChannels;
-  for (int o = firstPanel * mr; o < end; o++) {
+/// U = G g Gᵀ of the kernels of output channels firstOut ..< endOut into `packed` (mr rows per
+/// panel, `panels` panels), with `alpha` a constant after inlining so that the products unroll.
+__attribute__((always_inline)) static inline void transformKernels(
+    const float *w, int outChannels, int inChannels, int transposeFlip, int alpha, int mr,
+    int panels, float *packed, int firstOut, int endOut) {
+  const float(*gm)[3] = alpha == 6 ? transformG4 : transformG2;
+  for (int o = firstOut; o < endOut; o++) {
     for (int c = 0; c < inChannels; c++) {
       float g[3][3];
       for (int i = 0; i < 3; i++) {
@@ -101,10 +87,31 @@ void diffeqnet_winograd_pack_kernel(
             gm[i][0] * g[0][1] + gm[i][1] * g[1][1] + gm[i][2] * g[2][1],
             gm[i][0] * g[0][2] + gm[i][1] * g[1][2] + gm[i][2] * g[2][2]};
         for (int j = 0; j < alpha; j++) {  // ((G g) Gᵀ)[i][j]
-          dst[(size_t)(i * alpha + j) * stride] = t[0] * gm[j][0] + t[1] * gm[j][1] + t[2] * gm[j][2];
+          dst[(size_t)(i * alpha + j) * stride] =
+              t[0] * gm[j][0] + t[1] * gm[j][1] + t[2] * gm[j][2];
         }
       }
     }
+  }
+}
+
+void diffeqnet_winograd_pack_kernel(
+    const float *w, int outChannels, int inChannels, int transposeFlip, int tile, int wide,
+    float *packed, int firstPanel, int panelCount) {
+  const int mr = microRows(wide), positions = positionCount(tile);
+  const int panels = roundUp(outChannels, mr) / mr;
+  for (int xi = 0; xi < positions; xi++) {  // zero first: the last panel's rows past O stay 0
+    memset(packed + ((size_t)xi * panels + firstPanel) * inChannels * mr, 0,
+           (size_t)panelCount * inChannels * mr * sizeof(float));
+  }
+  const int end = (firstPanel + panelCount) * mr < outChannels ? (firstPanel + panelCount) * mr
+                                                               : outChannels;
+  if (tile == 4) {
+    transformKernels(
+        w, outChannels, inChannels, transposeFlip, 6, mr, panels, packed, firstPanel * mr, end);
+  } else {
+    transformKernels(
+        w, outChannels, inChannels, transposeFlip, 4, mr, panels, packed, firstPanel * mr, end);
   }
 }
 
@@ -412,13 +419,14 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
   }
 }
 
-void diffeqnet_winograd_finish_weight_gradient(
-    const float *transformedGradients, int count, int outChannels, int inChannels, int tile,
-    float *dw, int firstOut, int outCount) {
-  const size_t size = diffeqnet_winograd_weight_gradient_count(outChannels, inChannels, tile);
-  const size_t pairs = (size_t)outChannels * inChannels;
-  const int alpha = tile + 2;
-  for (int o = firstOut; o < firstOut + outCount; o++) {
+/// dw = Gᵀ (Σ_k dU_k) G for output channels firstOut ..< endOut, with `alpha` a constant after
+/// inlining.
+__attribute__((always_inline)) static inline void finishKernels(
+    const float *transformedGradients, int count, int outChannels, int inChannels, int alpha,
+    float *dw, int firstOut, int endOut) {
+  const float(*gm)[3] = alpha == 6 ? transformG4 : transformG2;
+  const size_t pairs = (size_t)outChannels * inChannels, size = (size_t)alpha * alpha * pairs;
+  for (int o = firstOut; o < endOut; o++) {
     for (int c = 0; c < inChannels; c++) {
       float u[6][6];  // Σ_k dU_k, α × α
       for (int xi = 0; xi < alpha * alpha; xi++) {
@@ -432,18 +440,32 @@ void diffeqnet_winograd_finish_weight_gradient(
       for (int i = 0; i < 3; i++) {
         for (int q = 0; q < alpha; q++) {
           t[i][q] = 0;
-          for (int k = 0; k < alpha; k++) t[i][q] += transformG(tile, k)[i] * u[k][q];
+          for (int k = 0; k < alpha; k++) t[i][q] += gm[k][i] * u[k][q];
         }
       }
       float *g = dw + ((size_t)o * inChannels + c) * 9;
       for (int i = 0; i < 3; i++) {  // (Gᵀ dU) G
         for (int j = 0; j < 3; j++) {
           float s = 0;
-          for (int q = 0; q < alpha; q++) s += t[i][q] * transformG(tile, q)[j];
+          for (int q = 0; q < alpha; q++) s += t[i][q] * gm[q][j];
           g[i * 3 + j] = s;
         }
       }
     }
+  }
+}
+
+void diffeqnet_winograd_finish_weight_gradient(
+    const float *transformedGradients, int count, int outChannels, int inChannels, int tile,
+    float *dw, int firstOut, int outCount) {
+  if (tile == 4) {
+    finishKernels(
+        transformedGradients, count, outChannels, inChannels, 6, dw, firstOut,
+        firstOut + outCount);
+  } else {
+    finishKernels(
+        transformedGradients, count, outChannels, inChannels, 4, dw, firstOut,
+        firstOut + outCount);
   }
 }
 
