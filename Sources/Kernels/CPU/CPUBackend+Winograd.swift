@@ -1,12 +1,13 @@
 import CWinograd
 
-/// 3×3 stride-1 float32 convolutions by Winograd (`CWinograd`): F(4×4, 3×3) with AVX-512, 4×
-/// fewer multiplications than the direct lowerings, where its tiles fit the map; else
-/// F(2×2, 3×3), 2.25× fewer, with the AVX-512 micro-kernel where the CPU has it.
-/// ODE-Net's vector field and the CIFAR ResNets spend most of their time in such convolutions. Backward data with stride 1 is itself such a
-/// convolution (of dy with the kernel rotated by 180° and its channel axes swapped, padding
-/// 2 − p), so it runs the same way; the weight gradient is the forward formula's gradient with
-/// respect to the transformed kernel, taken back through the kernel transform.
+/// 3×3 stride-1 float32 convolutions by Winograd (`CWinograd`), which ODE-Net's vector field and
+/// the CIFAR ResNets spend most of their time in: F(4×4, 3×3) with AVX-512, 4× fewer
+/// multiplications than the direct lowerings, where its tiles fit the map (`winogradTile`); else
+/// F(2×2, 3×3), 2.25× fewer, with the AVX-512 micro-kernel where the CPU has it. Backward data
+/// with stride 1 is itself such a convolution (of dy with the kernel rotated by 180° and its
+/// channel axes swapped, padding 2 − p), so it runs the same way; the weight gradient is the
+/// forward formula's gradient with respect to the transformed kernel, taken back through the
+/// kernel transform.
 ///
 /// The error stays at float32 rounding: F(2×2, 3×3)'s transforms multiply by 0, ±½ and ±1 only,
 /// F(4×4, 3×3)'s by up to 8 and 1/24, which costs a few ulps more (2–3e-6 relative at 16–65
@@ -25,7 +26,7 @@ extension CPUBackend {
   /// Whether this CPU runs the AVX2 + FMA Winograd code at all.
   static let winogradAvailable = diffeqnet_winograd_available() != 0
 
-  /// Whether it also runs the AVX-512 code: F(4×4, 3×3).
+  /// Whether it also runs the AVX-512 code: the 8×32 micro-kernel and F(4×4, 3×3).
   static let wideWinogradAvailable = diffeqnet_winograd_wide_available() != 0
 
   /// Whether a convolution of geometry `g` (forward, backward data and weight gradient alike)
