@@ -173,9 +173,9 @@ __attribute__((target("avx2,fma"))) static void microKernel(
   }
 }
 
-/// `microKernel` with AVX-512 over `halves` (1 or 2, a constant after inlining) 16-lane
-/// accumulators per row: twelve accumulators cover a 32-column panel of B (row stride ldb) as
-/// the AVX2 kernel's cover 16; a last panel of at most 16 columns takes six.
+/// `microKernel` with AVX-512 for an 8-row panel of packed A, over `halves` (1 or 2, a constant
+/// after inlining) 16-lane accumulators per row: sixteen accumulators cover a 32-column panel of
+/// B (row stride ldb); a last panel of at most 16 columns takes eight.
 __attribute__((target("avx512f,avx2,fma"))) static inline void microKernelWideBody(
     int halves, int depth, const float *restrict a, const float *restrict b, size_t ldb,
     float *restrict c, size_t ldc, int rows, int columns, int accumulate) {

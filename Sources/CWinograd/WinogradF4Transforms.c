@@ -159,16 +159,30 @@ AVX512 static inline void inputColumnPass(const Plan *p, const float *w, float *
   }
 }
 
-AVX512 void winogradF4Input(const Plan *p, const float *x, int image, float *v, float *work) {
-  const size_t plane = (size_t)p->height * p->width, half = (size_t)24 * p->workStride;
-  for (int c = 0; c <= p->channels; c++) {
-    if (c < p->channels) inputRowPass(p, x + (size_t)c * plane, work + (size_t)(c % 2) * half);
+/// A pass from a channel's plane (or its transformed rows) into W, or from W onward.
+typedef void Pass(const Plan *p, const float *from, float *to);
+
+/// For each of `count` channels, `rowPass` from its plane of `plane` floats into W, then
+/// `columnPass` from W into its α² rows of the chunk's V or Z (`block` apart, this image's
+/// tiles), the two passes of consecutive channels interleaved through two W arrays.
+AVX512 static void rowsThenColumns(
+    const Plan *p, int count, Pass *rowPass, const float *planes, size_t plane,
+    Pass *columnPass, float *rows, int image, float *work) {
+  const size_t half = (size_t)24 * p->workStride;
+  for (int c = 0; c <= count; c++) {
+    if (c < count) rowPass(p, planes + (size_t)c * plane, work + (size_t)(c % 2) * half);
     if (c > 0) {
-      inputColumnPass(
+      columnPass(
           p, work + (size_t)((c - 1) % 2) * half,
-          v + (size_t)(c - 1) * p->block + (size_t)image * p->tilesPerImage);
+          rows + (size_t)(c - 1) * p->block + (size_t)image * p->tilesPerImage);
     }
   }
+}
+
+AVX512 void winogradF4Input(const Plan *p, const float *x, int image, float *v, float *work) {
+  rowsThenColumns(
+      p, p->channels, inputRowPass, x, (size_t)p->height * p->width, inputColumnPass, v, image,
+      work);
 }
 
 // MARK: Output
@@ -289,17 +303,9 @@ AVX512 static inline void gradientColumnPass(const Plan *p, const float *w, floa
 
 AVX512 void winogradF4Gradient(
     const Plan *p, const float *dy, int image, float *z, float *work) {
-  const size_t plane = (size_t)p->outHeight * p->outWidth, half = (size_t)24 * p->workStride;
-  for (int o = 0; o <= p->outChannels; o++) {
-    if (o < p->outChannels) {
-      gradientRowPass(p, dy + (size_t)o * plane, work + (size_t)(o % 2) * half);
-    }
-    if (o > 0) {
-      gradientColumnPass(
-          p, work + (size_t)((o - 1) % 2) * half,
-          z + (size_t)(o - 1) * p->block + (size_t)image * p->tilesPerImage);
-    }
-  }
+  rowsThenColumns(
+      p, p->outChannels, gradientRowPass, dy, (size_t)p->outHeight * p->outWidth,
+      gradientColumnPass, z, image, work);
 }
 
 #endif  // defined(__x86_64__)
