@@ -90,13 +90,8 @@ public func findFixedPoint(
   let batch = start.shape[0]
   let width = start.count / batch
   var z = start.detached
-  /// The result at evaluation `k` of F at z, whose ‖F(z) − z‖² and ‖F(z)‖² are `residual` and
-  /// `scale`, or nil to go on.
-  func finished(_ k: Int, _ z: Tensor, residual: Double, scale: Double) throws
-    -> FixedPointResult?
-  {
-    let relative = try relativeResidual(residual, scale, iteration: k)
-    guard relative <= options.tolerance || k == options.maxIterations else { return nil }
+  /// The search's result after `k` evaluations, returning `z` of relative residual `relative`.
+  func result(_ k: Int, _ z: Tensor, relative: Double) throws -> FixedPointResult {
     if relative > options.tolerance && options.requireConvergence {
       throw ODEError.notConverged(
         what: "the fixed-point search", evaluations: k, residual: relative)
@@ -104,6 +99,15 @@ public func findFixedPoint(
     return FixedPointResult(
       value: z, iterations: k, relativeResidual: relative,
       converged: relative <= options.tolerance)
+  }
+  /// The result at evaluation `k` of F at z, whose ‖F(z) − z‖² and ‖F(z)‖² are `residual` and
+  /// `scale`, or nil to go on.
+  func finished(_ k: Int, _ z: Tensor, residual: Double, scale: Double) throws
+    -> FixedPointResult?
+  {
+    let relative = try relativeResidual(residual, scale, iteration: k)
+    guard relative <= options.tolerance || k == options.maxIterations else { return nil }
+    return try result(k, z, relative: relative)
   }
   switch options.method {
   case .iteration:
@@ -149,13 +153,7 @@ public func findFixedPoint(
       if relative <= options.tolerance || k == options.maxIterations
         || relative > FixedPointMethod.broydenDivergence * first, let best
       {
-        if best.relative > options.tolerance && options.requireConvergence {
-          throw ODEError.notConverged(
-            what: "the fixed-point search", evaluations: k, residual: best.relative)
-        }
-        return FixedPointResult(
-          value: try best.z.reshaped(start.shape), iterations: k,
-          relativeResidual: best.relative, converged: best.relative <= options.tolerance)
+        return try result(k, best.z.reshaped(start.shape), relative: best.relative)
       }
       if let update {
         try inverse.append(
