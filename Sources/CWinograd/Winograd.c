@@ -226,61 +226,70 @@ static MicroKernel *selectMicroKernel(int wide, int *width) {
   return wide ? microKernelWide : microKernel;
 }
 
-__attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
-    const float *packed, const float *bias, const float *x, float *y, int images, int channels,
-    int height, int width, int outChannels, int pad, int tile, int wide, float *scratch) {
-  const Plan p = makePlan(images, channels, height, width, outChannels, pad, tile);
-  float *v = scratch;
-  float *m = v + p.block * channels;
-  float *padded = m + p.block * outChannels;
-  const int tiles = images * p.tilesPerImage;
+/// Zeroes the columns tiles ..< `end` of V's α²·`channels` rows (of `block` floats): the last
+/// panel's columns past the last tile, which the micro-kernel reads.
+__attribute__((target("avx2,fma"))) static void zeroTails(
+    const Plan *p, float *v, int channels, int tiles, int end) {
+  for (int row = 0; row < p->positions * channels; row++) {
+    zeroTail(
+        v + (size_t)(row / p->positions) * p->block + (size_t)(row % p->positions) * p->ldt + tiles,
+        end - tiles);
+  }
+}
+
+/// M_ξ = U_ξ V_ξ for the first `tiles` columns of V, for every ξ.
+__attribute__((target("avx2,fma"))) static void multiply(
+    const Plan *p, const float *packed, float *v, float *m, int tiles, int wide) {
   int nr;
   MicroKernel *kernel = selectMicroKernel(wide, &nr);
+  const int mr = microRows(wide), channels = p->channels, outChannels = p->outChannels;
   const int tilePanels = (tiles + nr - 1) / nr;
-  const int mr = microRows(wide);
   const int rowPanels = roundUp(outChannels, mr) / mr;
-
-  if (tile == 2) memset(padded, 0, p.padCount * sizeof(float));
-  for (int n = 0; n < images; n++) {
-    const float *xn = x + (size_t)n * channels * height * width;
-    if (tile == 4) {
-      winogradF4Input(&p, xn, n, v, padded);
-    } else {
-      winogradF2Input(&p, xn, n, v, padded);
-    }
-  }
   // The last panel's columns past the last tile must be finite (they are computed, then
-  // dropped); the spill of the transforms' last group wrote some of them, the rest may hold
-  // anything.
-  const int positions = p.positions;
-  for (int row = 0; row < positions * channels; row++) {
-    float *tail =
-        v + (size_t)(row / positions) * p.block + (size_t)(row % positions) * p.ldt + tiles;
-    zeroTail(tail, tilePanels * nr - tiles);
-  }
-  for (int xi = 0; xi < positions; xi++) {
+  // dropped); the transforms' spill wrote some of them, the rest may hold anything.
+  zeroTails(p, v, channels, tiles, tilePanels * nr);
+  for (int xi = 0; xi < p->positions; xi++) {
     const float *u = packed + (size_t)xi * rowPanels * mr * channels;
-    const float *vx = v + (size_t)xi * p.ldt;
-    float *mx = m + (size_t)xi * p.ldt;
+    const float *vx = v + (size_t)xi * p->ldt;
+    float *mx = m + (size_t)xi * p->ldt;
     for (int tp = 0; tp < tilePanels; tp++) {
       // Products past the last tile are never read, so a short last panel may skip them.
       const int columns = tiles - tp * nr < nr ? tiles - tp * nr : nr;
       for (int rp = 0; rp < rowPanels; rp++) {
         const int rows = outChannels - rp * mr < mr ? outChannels - rp * mr : mr;
         kernel(
-            channels, u + (size_t)rp * mr * channels, vx + (size_t)tp * nr, p.block,
-            mx + (size_t)rp * mr * p.block + (size_t)tp * nr, p.block, rows, columns, 0);
+            channels, u + (size_t)rp * mr * channels, vx + (size_t)tp * nr, p->block,
+            mx + (size_t)rp * mr * p->block + (size_t)tp * nr, p->block, rows, columns, 0);
       }
     }
   }
-  for (int n = 0; n < images; n++) {
-    float *yn = y + (size_t)n * outChannels * p.outHeight * p.outWidth;
-    if (tile == 4) {
-      winogradF4Output(&p, m, n, yn, bias, padded);
-    } else {
-      winogradF2Output(&p, m, n, yn, bias);
+}
+
+__attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
+    const float *packed, const float *bias, const float *x, float *y, int images, int channels,
+    int height, int width, int outChannels, int pad, int tile, int wide, float *scratch) {
+  const Plan p = makePlan(images, channels, height, width, outChannels, pad, tile);
+  float *v = scratch;
+  float *m = v + p.block * channels;
+  float *work = m + p.block * outChannels;
+  const size_t inSize = (size_t)channels * height * width;
+  const size_t outSize = (size_t)outChannels * p.outHeight * p.outWidth;
+  if (tile == 4) {
+    for (int first = 0; first < images; first += F4_IMAGES) {
+      const int count = images - first < F4_IMAGES ? images - first : F4_IMAGES;
+      for (int row = 0; row < p.tileRows; row += p.blockRows) {
+        const int rows = p.tileRows - row < p.blockRows ? p.tileRows - row : p.blockRows;
+        winogradF4Input(&p, x + first * inSize, count, row, rows, v, work);
+        multiply(&p, packed, v, m, rows * p.tileColumns * F4_IMAGES, wide);
+        winogradF4Output(&p, m, count, row, rows, y + first * outSize, bias, work);
+      }
     }
+    return;
   }
+  memset(work, 0, p.padCount * sizeof(float));
+  for (int n = 0; n < images; n++) winogradF2Input(&p, x + n * inSize, n, v, work);
+  multiply(&p, packed, v, m, images * p.tilesPerImage, wide);
+  for (int n = 0; n < images; n++) winogradF2Output(&p, m, n, y + n * outSize, bias);
 }
 
 // MARK: Weight gradient
@@ -307,8 +316,10 @@ size_t diffeqnet_winograd_weight_scratch_count(
     int images, int channels, int height, int width, int outChannels, int pad, int tile) {
   const Plan p = makePlan(images, channels, height, width, outChannels, pad, tile);
   // The forward pass's V, M (here Z) and padded plane or work arrays, and the panels.
+  const int tiles =
+      tile == 4 ? p.blockRows * p.tileColumns * F4_IMAGES : images * p.tilesPerImage;
   return diffeqnet_winograd_scratch_count(images, channels, height, width, outChannels, pad, tile)
-         + panelCount(&p, roundUp(images * p.tilesPerImage, LANES));
+         + panelCount(&p, roundUp(tiles, LANES));
 }
 
 /// Transposes the 8×8 block r[i][j] in place (r[i] becomes the former column i).
@@ -360,52 +371,22 @@ __attribute__((target("avx2,fma"))) static void packPanels(
   }
 }
 
-__attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
-    const float *x, const float *dy, int images, int channels, int height, int width,
-    int outChannels, int pad, float *transformedGradient, int accumulate, int tile, int wide,
-    float *scratch) {
-  const Plan p = makePlan(images, channels, height, width, outChannels, pad, tile);
-  float *v = scratch;
-  float *z = v + p.block * channels;
-  float *padded = z + p.block * outChannels;
-  const int tiles = images * p.tilesPerImage;
-  const int depth = roundUp(tiles, LANES);
+/// dUᵀ_ξ (+)= V_ξ Z_ξᵀ over the first `tiles` columns of V and Z, for every ξ, through the
+/// panel copies at `panels`.
+__attribute__((target("avx2,fma"))) static void accumulateProducts(
+    const Plan *p, float *v, float *z, int tiles, float *panels, float *transformedGradient,
+    int accumulate, int wide) {
   int nr;
   MicroKernel *kernel = selectMicroKernel(wide, &nr);
-  float *vPanels = padded + p.padCount;
-  const int mr = microRows(wide);
-  float *zPanels = vPanels + (size_t)depth * roundUp(channels, mr);
-
-  // The AVX2 transforms need the zero borders of their copies; each pass zeroes them afresh
-  // because the input's and the gradient's copies differ in shape.
-  if (tile == 2) memset(padded, 0, p.padCount * sizeof(float));
-  for (int n = 0; n < images; n++) {
-    const float *xn = x + (size_t)n * channels * height * width;
-    if (tile == 4) {
-      winogradF4Input(&p, xn, n, v, padded);
-    } else {
-      winogradF2Input(&p, xn, n, v, padded);
-    }
-  }
-  if (tile == 2) memset(padded, 0, p.padCount * sizeof(float));
-  for (int n = 0; n < images; n++) {
-    const float *dyn = dy + (size_t)n * outChannels * p.outHeight * p.outWidth;
-    if (tile == 4) {
-      winogradF4Gradient(&p, dyn, n, z, padded);
-    } else {
-      winogradF2Gradient(&p, dyn, n, z, padded);
-    }
-  }
+  const int mr = microRows(wide), channels = p->channels, outChannels = p->outChannels;
+  const int depth = roundUp(tiles, LANES);
+  float *vPanels = panels, *zPanels = panels + (size_t)depth * roundUp(channels, mr);
   // Both factors' columns past the last tile are zero, so they add nothing to the products.
-  const int positions = p.positions;
-  for (int row = 0; row < positions * (channels + outChannels); row++) {
-    float *tail =
-        v + (size_t)(row / positions) * p.block + (size_t)(row % positions) * p.ldt + tiles;
-    zeroTail(tail, depth - tiles);
-  }
-  for (int xi = 0; xi < positions; xi++) {
-    packPanels(v + (size_t)xi * p.ldt, p.block, channels, mr, depth, vPanels);
-    packPanels(z + (size_t)xi * p.ldt, p.block, outChannels, nr, depth, zPanels);
+  zeroTails(p, v, channels, tiles, depth);
+  zeroTails(p, z, outChannels, tiles, depth);
+  for (int xi = 0; xi < p->positions; xi++) {
+    packPanels(v + (size_t)xi * p->ldt, p->block, channels, mr, depth, vPanels);
+    packPanels(z + (size_t)xi * p->ldt, p->block, outChannels, nr, depth, zPanels);
     float *du = transformedGradient + (size_t)xi * channels * outChannels;  // dUᵀ_ξ [C][O]
     for (int op = 0; op < outChannels; op += nr) {
       const int columns = outChannels - op < nr ? outChannels - op : nr;
@@ -417,6 +398,41 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
       }
     }
   }
+}
+
+__attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
+    const float *x, const float *dy, int images, int channels, int height, int width,
+    int outChannels, int pad, float *transformedGradient, int accumulate, int tile, int wide,
+    float *scratch) {
+  const Plan p = makePlan(images, channels, height, width, outChannels, pad, tile);
+  float *v = scratch;
+  float *z = v + p.block * channels;
+  float *work = z + p.block * outChannels;
+  float *panels = work + p.padCount;
+  const size_t inSize = (size_t)channels * height * width;
+  const size_t outSize = (size_t)outChannels * p.outHeight * p.outWidth;
+  if (tile == 4) {
+    for (int first = 0; first < images; first += F4_IMAGES) {
+      const int count = images - first < F4_IMAGES ? images - first : F4_IMAGES;
+      for (int row = 0; row < p.tileRows; row += p.blockRows) {
+        const int rows = p.tileRows - row < p.blockRows ? p.tileRows - row : p.blockRows;
+        winogradF4Input(&p, x + first * inSize, count, row, rows, v, work);
+        winogradF4Gradient(&p, dy + first * outSize, count, row, rows, z, work);
+        accumulateProducts(
+            &p, v, z, rows * p.tileColumns * F4_IMAGES, panels, transformedGradient,
+            accumulate || first > 0 || row > 0, wide);
+      }
+    }
+    return;
+  }
+  // The AVX2 transforms need the zero borders of their copies; each pass zeroes them afresh
+  // because the input's and the gradient's copies differ in shape.
+  memset(work, 0, p.padCount * sizeof(float));
+  for (int n = 0; n < images; n++) winogradF2Input(&p, x + n * inSize, n, v, work);
+  memset(work, 0, p.padCount * sizeof(float));
+  for (int n = 0; n < images; n++) winogradF2Gradient(&p, dy + n * outSize, n, z, work);
+  accumulateProducts(
+      &p, v, z, images * p.tilesPerImage, panels, transformedGradient, accumulate, wide);
 }
 
 /// dw = Gᵀ (Σ_k dU_k) G for output channels firstOut ..< endOut, with `alpha` a constant after

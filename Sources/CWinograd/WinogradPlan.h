@@ -15,8 +15,18 @@ enum { MR = 6, MR_WIDE = 8, NR = 16, NR_WIDE = 32, LANES = 8 };
 static inline int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
 
+/// F(4×4, 3×3) transforms 16 images at once, one per lane (`F4_IMAGES`), in blocks of whole tile
+/// rows of about `F4_BLOCK_TILES` tiles, so that V and M of a block stay in a core's L2 cache,
+/// through a work array of `F4_SLOTS` row slots.
+enum { F4_IMAGES = 16, F4_BLOCK_TILES = 128, F4_SLOTS = 8 };
+
 /// The sizes of one chunk's work for F(m×m, 3×3), m = `tile` (2 or 4): m × m output tiles,
 /// α = m + 2, α² positions ξ.
+///
+/// F(2×2, 3×3) numbers a chunk's tiles t = image·T + ty·TX + tx and transforms all of them at
+/// once. F(4×4, 3×3) works through groups of up to 16 images and, in each, blocks of
+/// `blockRows` tile rows; a block's tiles are t = ((ty − first row)·TX + tx)·16 + image, so
+/// that one tile's 16 images are 16 contiguous floats.
 typedef struct {
   int channels, height, width, outChannels, pad;
   int outHeight, outWidth;
@@ -30,10 +40,14 @@ typedef struct {
   int pairRows;
   int padRows, padColumns;
   size_t padPlane;
-  // F(4×4, 3×3) with AVX-512: a row of the two work arrays of 24 rows each.
-  int workStride;
-  size_t padCount;  // room for the copies or the work arrays, a whole number of cache lines
+  // F(4×4, 3×3) with AVX-512: tile rows per block, and the 16-image vectors per row slot of the
+  // work array (a padded input row, or an output row).
+  int blockRows;
+  int slotColumns;
+  size_t padCount;  // room for the copies or the row slots, a whole number of cache lines
 } Plan;
+
+static inline int maxInt(int a, int b) { return a > b ? a : b; }
 
 static inline Plan makePlan(
     int images, int channels, int height, int width, int outChannels, int pad, int tile) {
@@ -51,8 +65,14 @@ static inline Plan makePlan(
   p.tileRows = (p.outHeight + p.tile - 1) / p.tile;
   p.tileColumns = (p.outWidth + p.tile - 1) / p.tile;
   p.tilesPerImage = p.tileRows * p.tileColumns;
+  // Blocks of equal height, each at most F4_BLOCK_TILES tiles where a tile row allows.
+  const int maxRows = maxInt(1, F4_BLOCK_TILES / (F4_IMAGES * p.tileColumns));
+  const int blocks = (p.tileRows + maxRows - 1) / maxRows;
+  p.blockRows = (p.tileRows + blocks - 1) / blocks;
+  const int tiles =
+      tile == 4 ? p.blockRows * p.tileColumns * F4_IMAGES : images * p.tilesPerImage;
   // Slack of a panel: the last 8- or 16-lane store or load may start at the last tile.
-  p.ldt = roundUp(images * p.tilesPerImage, NR_WIDE) + NR_WIDE;
+  p.ldt = roundUp(tiles, NR_WIDE) + NR_WIDE;
   // A row stride that is a multiple of 4 KiB would put every row of a panel in one L1 set.
   p.block = (size_t)p.positions * p.ldt + 16;  // plus one cache line
   p.pairRows = p.tileColumns <= 4;
@@ -61,10 +81,14 @@ static inline Plan makePlan(
   // Tile columns are transformed 8 at a time: the last group reads up to 2·TXr + 3.
   p.padColumns = 2 * roundUp(p.tileColumns, LANES) + 4;
   p.padPlane = (size_t)p.padRows * p.padColumns;
-  // The work arrays hold a row of tiles more than the image has (the input's last pixel rows).
-  p.workStride = roundUp(p.tilesPerImage + p.tileColumns, 16) + 16;
+  // A slot holds the padded input row the tiles read (4·TX + 2 columns) and the whole 16-column
+  // segments that the transposes of input and output rows write.
+  p.slotColumns = maxInt(
+      maxInt(4 * p.tileColumns + 2, pad + roundUp(width, F4_IMAGES)),
+      roundUp(p.outWidth, F4_IMAGES));
   const size_t planes = (size_t)(channels > outChannels ? channels : outChannels);
-  const size_t room = tile == 4 ? (size_t)2 * 24 * p.workStride : p.padPlane * planes;
+  const size_t room =
+      tile == 4 ? (size_t)F4_SLOTS * p.slotColumns * F4_IMAGES : p.padPlane * planes;
   // Whole cache lines, so that what follows in the scratch (the weight gradient's panels, which
   // the micro-kernel reads 16 floats at a time) starts on one.
   p.padCount = (room + 15) / 16 * 16;
@@ -88,16 +112,19 @@ WINOGRAD_INTERNAL void winogradF2Output(
 WINOGRAD_INTERNAL void winogradF2Gradient(
     const Plan *p, const float *dy, int image, float *z, float *padded);
 
-// F(4×4, 3×3) with AVX-512 (WinogradF4Transforms.c): the same contracts, with `work` of
-// padCount floats in place of `padded`.
+// F(4×4, 3×3) with AVX-512 (WinogradF4Transforms.c), for the tile rows firstRow ..< firstRow +
+// rows of `count` ≤ 16 images, x, y and dy pointing at the first image: the same contracts in
+// the block's layout (Plan), with `work` of padCount floats in place of `padded`. Lanes of
+// images past `count` are zero in V and Z.
 
 WINOGRAD_INTERNAL void winogradF4Input(
-    const Plan *p, const float *x, int image, float *v, float *work);
+    const Plan *p, const float *x, int count, int firstRow, int rows, float *v, float *work);
 
 WINOGRAD_INTERNAL void winogradF4Output(
-    const Plan *p, const float *m, int image, float *y, const float *bias, float *work);
+    const Plan *p, const float *m, int count, int firstRow, int rows, float *y, const float *bias,
+    float *work);
 
 WINOGRAD_INTERNAL void winogradF4Gradient(
-    const Plan *p, const float *dy, int image, float *z, float *work);
+    const Plan *p, const float *dy, int count, int firstRow, int rows, float *z, float *work);
 
 #endif

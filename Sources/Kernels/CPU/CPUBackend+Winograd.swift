@@ -19,9 +19,9 @@ extension CPUBackend {
   /// between convolutions, large enough to fill the micro-kernel's panels of 32 tiles.
   /// - F(2×2, 3×3): 100 (2 images of ODE-Net's 14×14 maps, under 1 MB at 65 + 64 channels), the
   ///   fastest of 50 to 250 in `bench solvers`' rk4_adjoint on a 2 MB L2.
-  /// - F(4×4, 3×3): 96, 3 panels (6 images of 14×14, 24 of 7×7, 1.8 MB at 64 + 64 channels);
-  ///   chunks of a single 16-tile image or of 24 tiles left most of a panel empty.
-  static func chunkTiles(tile: Int) -> Int { tile == 4 ? 96 : 100 }
+  /// - F(4×4, 3×3) takes chunks of 16 images, one per lane of its transforms, and works through
+  ///   them in blocks of tile rows (`F4_BLOCK_TILES` in CWinograd) of its own.
+  static func chunkTiles(tile: Int) -> Int { 100 }
 
   /// Whether this CPU runs the AVX2 + FMA Winograd code at all.
   static let winogradAvailable = diffeqnet_winograd_available() != 0
@@ -70,8 +70,9 @@ extension CPUBackend {
     return 5 * large <= 4 * small ? 4 : 2
   }
 
-  /// Images per chunk: at most `chunkTiles` tiles, at least one image.
+  /// Images per chunk: 16 for F(4×4, 3×3); else at most `chunkTiles` tiles, at least one image.
   private func imagesPerChunk(outHeight: Int, outWidth: Int, tile: Int) -> Int {
+    if tile == 4 { return 16 }
     let tiles = Self.tilesPerImage(outHeight: outHeight, outWidth: outWidth, tile: tile)
     return max(1, Self.chunkTiles(tile: tile) / tiles)
   }
