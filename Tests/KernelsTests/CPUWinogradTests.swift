@@ -6,8 +6,8 @@ import XCTest
 /// convolution, backward weights) against float64 direct loops, on fresh random inputs,
 /// NaN-poisoned outputs, within the float32 tolerance of `KernelTestCase` (1e-5 relative), with
 /// each configuration the CPU runs: F(2×2, 3×3) with the AVX2 micro-kernel, and where it has
-/// AVX-512, F(4×4, 3×3) or (on maps where the larger tile saves little: 1×1, 6×6, 8×2 below)
-/// F(2×2, 3×3) with the AVX-512 micro-kernel.
+/// AVX-512, F(4×4, 3×3) (16 images and more) or (fewer images, or maps where the larger tile
+/// saves little: 1×1, 6×6, 8×2 below) F(2×2, 3×3) with the AVX-512 micro-kernel.
 final class CPUWinogradTests: XCTestCase, KernelTestCase {
   var rng = SplitMix64(seed: 0)
   override func setUp() { rng = seedForTestName() }
@@ -24,7 +24,6 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     (ConvGeometry(n: 2, c: 16, h: 9, w: 12, kh: 3, kw: 3, stride: 1, pad: 0), 20),
     (ConvGeometry(n: 5, c: 24, h: 6, w: 3, kh: 3, kw: 3, stride: 1, pad: 2), 16),
     (ConvGeometry(n: 2, c: 65, h: 14, w: 14, kh: 3, kw: 3, stride: 1, pad: 1), 64),
-    (ConvGeometry(n: 23, c: 17, h: 11, w: 19, kh: 3, kw: 3, stride: 1, pad: 1), 23),
     // More tiles per image (255) than a chunk's target: one image per chunk.
     (ConvGeometry(n: 3, c: 16, h: 33, w: 29, kh: 3, kw: 3, stride: 1, pad: 1), 16),
     // Maps at most 8 wide, two tile rows per 8-lane group: ODE-Net's 6×6 on MNIST (an odd
@@ -32,10 +31,14 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     (ConvGeometry(n: 7, c: 64, h: 6, w: 6, kh: 3, kw: 3, stride: 1, pad: 1), 64),
     (ConvGeometry(n: 2, c: 16, h: 7, w: 8, kh: 3, kw: 3, stride: 1, pad: 1), 18),
     (ConvGeometry(n: 3, c: 16, h: 8, w: 2, kh: 3, kw: 3, stride: 1, pad: 1), 16),
-    // F(4×4, 3×3)'s row passes: 12 tiles of 4 in a row (the upper 8 lanes gathered from the
-    // next 32 columns), and 17 (a second group of 16 with one tile).
-    (ConvGeometry(n: 2, c: 16, h: 9, w: 45, kh: 3, kw: 3, stride: 1, pad: 1), 17),
-    (ConvGeometry(n: 1, c: 18, h: 6, w: 66, kh: 3, kw: 3, stride: 1, pad: 1), 16),
+    // F(4×4, 3×3) (16 images and more): a full group and a partial one (16 + 7), two chunks of
+    // 10 on a CIFAR ResNet's last stage, 9 blocks of one tile row (8 tiles of 4), rows of 12
+    // tiles, and of 17 tiles (two 16-column segments and a third; 16 + 1 images).
+    (ConvGeometry(n: 23, c: 17, h: 11, w: 19, kh: 3, kw: 3, stride: 1, pad: 1), 23),
+    (ConvGeometry(n: 20, c: 32, h: 7, w: 7, kh: 3, kw: 3, stride: 1, pad: 1), 32),
+    (ConvGeometry(n: 18, c: 16, h: 33, w: 29, kh: 3, kw: 3, stride: 1, pad: 1), 16),
+    (ConvGeometry(n: 16, c: 16, h: 9, w: 45, kh: 3, kw: 3, stride: 1, pad: 1), 17),
+    (ConvGeometry(n: 17, c: 18, h: 6, w: 66, kh: 3, kw: 3, stride: 1, pad: 1), 16),
   ]
 
   func backend() throws -> CPUBackend {
@@ -165,16 +168,20 @@ final class CPUWinogradTests: XCTestCase, KernelTestCase {
     XCTAssertFalse(CPUBackend(winograd: false).winogradFits(g, outChannels: 16, dtype: .float32))
   }
 
-  /// F(4×4, 3×3) only with AVX-512 and where it saves a fifth of the products: not on 6×6 maps
-  /// (4 tiles of 36 against 9 of 16) or 8×2 (2 of 36 against 4 of 16), on 7×7, 14×14 and 28×28.
+  /// F(4×4, 3×3) only with AVX-512, for 16 images or more, and where it saves a fifth of the
+  /// products: not on 6×6 maps (4 tiles of 36 against 9 of 16) or 8×2 (2 of 36 against 4 of
+  /// 16), on 7×7, 14×14 and 28×28.
   func testTheLargerTileOnlyWhereItSavesWork() throws {
     let b = try backend()
     let large = b.usesAVX512 ? 4 : 2
     for (side, tile) in [(6, 2), (7, large), (14, large), (28, large)] {
-      XCTAssertEqual(b.winogradTile(outHeight: side, outWidth: side), tile, "\(side)×\(side)")
+      XCTAssertEqual(
+        b.winogradTile(images: 16, outHeight: side, outWidth: side), tile, "\(side)×\(side)")
     }
-    XCTAssertEqual(b.winogradTile(outHeight: 8, outWidth: 2), 2)
-    XCTAssertEqual(CPUBackend(avx512: false).winogradTile(outHeight: 28, outWidth: 28), 2)
+    XCTAssertEqual(b.winogradTile(images: 15, outHeight: 28, outWidth: 28), 2)
+    XCTAssertEqual(b.winogradTile(images: 128, outHeight: 8, outWidth: 2), 2)
+    XCTAssertEqual(
+      CPUBackend(avx512: false).winogradTile(images: 128, outHeight: 28, outWidth: 28), 2)
   }
 }
 
@@ -203,9 +210,11 @@ final class CWinogradBoundsTests: XCTestCase {
     let variants: [(Int32, Int32)] =
       diffeqnet_winograd_wide_available() != 0 ? [(2, 0), (2, 1), (4, 1)] : [(2, 0)]
     // (images, channels, height, width, outChannels, pad): channel counts that end in partial
-    // panels of 6 or 8 and of 16 or 32, tile counts that end in partial panels.
+    // panels of 6 or 8 and of 16 or 32, tile counts that end in partial panels; for F(4×4, 3×3)
+    // also a full and a partial group of 16 images and blocks of one 18-tile row.
     let cases: [(Int32, Int32, Int32, Int32, Int32, Int32)] = [
       (3, 17, 11, 19, 23, 1), (5, 24, 6, 3, 17, 2), (2, 16, 9, 12, 20, 0),
+      (17, 16, 21, 70, 18, 1),
     ]
     for (tile, wide) in variants {
       for (n, c, h, w, o, pad) in cases {

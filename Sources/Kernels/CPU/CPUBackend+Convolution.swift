@@ -377,6 +377,13 @@ struct ImageChunks {
     self.init(n: n, count: min(n, workers * perWorker))
   }
 
+  /// At most `limit` images per chunk, in a whole number of chunks per core.
+  init(n: Int, atMost limit: Int) {
+    let workers = max(1, min(hostCores, n))
+    let needed = (n + limit - 1) / limit
+    self.init(n: n, count: min(n, (needed + workers - 1) / workers * workers))
+  }
+
   private init(n: Int, count: Int) {
     self.n = n
     self.count = count

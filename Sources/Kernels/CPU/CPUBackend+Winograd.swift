@@ -14,14 +14,13 @@ import CWinograd
 /// channels, where the direct path is near 1e-7). The kernel tests hold both to the 1e-5
 /// relative tolerance of the direct path against a float64 reference.
 extension CPUBackend {
-  /// Tiles per chunk of images, whose transformed input and products take α²·(C + O)·4 bytes per
-  /// tile: small enough to stay in a core's L2 cache while the other ops of a training step run
-  /// between convolutions, large enough to fill the micro-kernel's panels of 32 tiles.
-  /// - F(2×2, 3×3): 100 (2 images of ODE-Net's 14×14 maps, under 1 MB at 65 + 64 channels), the
-  ///   fastest of 50 to 250 in `bench solvers`' rk4_adjoint on a 2 MB L2.
-  /// - F(4×4, 3×3) takes chunks of 16 images, one per lane of its transforms, and works through
-  ///   them in blocks of tile rows (`F4_BLOCK_TILES` in CWinograd) of its own.
-  static func chunkTiles(tile: Int) -> Int { 100 }
+  /// F(2×2, 3×3)'s tiles per chunk of images, whose transformed input and products take
+  /// 16·(C + O)·4 bytes per tile: small enough to stay in a core's L2 cache while the other ops
+  /// of a training step run between convolutions, large enough to fill the micro-kernel's panels
+  /// of 32 tiles. 100 (2 images of ODE-Net's 14×14 maps, under 1 MB at 65 + 64 channels) was the
+  /// fastest of 50 to 250 in `bench solvers`' rk4_adjoint on a 2 MB L2. (F(4×4, 3×3) works
+  /// through its chunks in blocks of tile rows, `F4_BLOCK_TILES` in CWinograd.)
+  static let chunkTiles = 100
 
   /// Whether this CPU runs the AVX2 + FMA Winograd code at all.
   static let winogradAvailable = diffeqnet_winograd_available() != 0
@@ -59,22 +58,29 @@ extension CPUBackend {
   /// The C functions' `wide`: the AVX-512 micro-kernel, else the AVX2 one.
   private var winogradWide: Int32 { usesAVX512 ? 1 : 0 }
 
-  /// The tile size m of F(m×m, 3×3) for an outHeight × outWidth output: 4 with AVX-512 where its
-  /// 36 products per tile come to at most 0.8 of F(2×2, 3×3)'s 16 per (smaller) tile, else 2.
-  /// On 6×6 maps (ODE-Net's) both take 144 products per image, and the larger tile's costlier
-  /// transforms lose; on 7×7, 14×14 and 28×28 maps the larger tile takes 0.56–0.73 of them.
-  public func winogradTile(outHeight: Int, outWidth: Int) -> Int {
-    guard usesAVX512 else { return 2 }
+  /// The images F(4×4, 3×3) transforms at once, one per lane, and at most takes in a chunk.
+  static let wideTileImages = 16
+
+  /// The tile size m of F(m×m, 3×3) for `images` outHeight × outWidth outputs: 4 with AVX-512
+  /// where its 36 products per tile come to at most 0.8 of F(2×2, 3×3)'s 16 per (smaller) tile
+  /// and there are at least `wideTileImages` images, else 2.
+  /// - On 6×6 maps (ODE-Net's) both take 144 products per image, and the larger tile's costlier
+  ///   transforms lose; on 7×7, 14×14 and 28×28 maps the larger tile takes 0.56–0.73 of them.
+  /// - The larger tile's transforms and products cost as much for 1 image as for 16 (a lane
+  ///   each), so that it ties F(2×2, 3×3) at 8 images to a core and wins from 12 on.
+  public func winogradTile(images: Int, outHeight: Int, outWidth: Int) -> Int {
+    guard usesAVX512, images >= Self.wideTileImages else { return 2 }
     let small = 16 * Self.tilesPerImage(outHeight: outHeight, outWidth: outWidth, tile: 2)
     let large = 36 * Self.tilesPerImage(outHeight: outHeight, outWidth: outWidth, tile: 4)
     return 5 * large <= 4 * small ? 4 : 2
   }
 
-  /// Images per chunk: 16 for F(4×4, 3×3); else at most `chunkTiles` tiles, at least one image.
-  private func imagesPerChunk(outHeight: Int, outWidth: Int, tile: Int) -> Int {
-    if tile == 4 { return 16 }
+  /// The chunks of n images: at most `wideTileImages` each for F(4×4, 3×3), in a whole number
+  /// per core; else at most `chunkTiles` tiles, at least one image.
+  private func chunks(n: Int, outHeight: Int, outWidth: Int, tile: Int) -> ImageChunks {
+    if tile == 4 { return ImageChunks(n: n, atMost: Self.wideTileImages) }
     let tiles = Self.tilesPerImage(outHeight: outHeight, outWidth: outWidth, tile: tile)
-    return max(1, Self.chunkTiles(tile: tile) / tiles)
+    return ImageChunks(n: n, imagesPerChunk: max(1, Self.chunkTiles / tiles))
   }
 
   /// y [n, o, Ho, Wo] = conv(x [n, c, h, w], w) + bias[o], or with `backwardData` (and no bias)
@@ -90,9 +96,8 @@ extension CPUBackend {
       ? (o, g.outH, g.outW, g.c, 2 - g.pad) : (g.c, g.h, g.w, o, g.pad)
     let outHeight = height + 2 * pad - 2
     let outWidth = width + 2 * pad - 2
-    let tile = winogradTile(outHeight: outHeight, outWidth: outWidth)
-    let chunks = ImageChunks(
-      n: g.n, imagesPerChunk: imagesPerChunk(outHeight: outHeight, outWidth: outWidth, tile: tile))
+    let tile = winogradTile(images: g.n, outHeight: outHeight, outWidth: outWidth)
+    let chunks = chunks(n: g.n, outHeight: outHeight, outWidth: outWidth, tile: tile)
     let wide = winogradWide
     let packedCount = diffeqnet_winograd_packed_kernel_count(
       Int32(outChannels), Int32(channels), Int32(tile), wide)
@@ -127,9 +132,8 @@ extension CPUBackend {
     _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
     outChannels o: Int, _ g: ConvGeometry
   ) throws {
-    let tile = winogradTile(outHeight: g.outH, outWidth: g.outW)
-    let chunks = ImageChunks(
-      n: g.n, imagesPerChunk: imagesPerChunk(outHeight: g.outH, outWidth: g.outW, tile: tile))
+    let tile = winogradTile(images: g.n, outHeight: g.outH, outWidth: g.outW)
+    let chunks = chunks(n: g.n, outHeight: g.outH, outWidth: g.outW, tile: tile)
     let wide = winogradWide
     let size = diffeqnet_winograd_weight_gradient_count(Int32(o), Int32(g.c), Int32(tile))
     let scratchCount = Self.cacheLineMultiple(
