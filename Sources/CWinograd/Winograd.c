@@ -12,10 +12,12 @@
 //     Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1],  G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1],
 //     Aᵀ = [1 1 1 0; 0 1 −1 −1].
 // - F(4×4, 3×3) with AVX-512 (WinogradF4Transforms.c): 36 positions for 16 outputs, 4× fewer
-//   multiplications and 1.8× less transformed data per output than F(2×2, 3×3); G has the
-//   entries ±¼, ±⅙, 1/12, 1/24 (the points 0, ±1, ±2, ∞), which costs float32 a few ulps more.
+//   multiplications and 1.8× less transformed data per output than F(2×2, 3×3), with 16 images
+//   in the lanes of every vector; G has the entries ±¼, ±⅙, 1/12, 1/24 (the points 0, ±1, ±2,
+//   ∞), which costs float32 a few ulps more.
 //
-// Layout, for a chunk of images whose tiles are numbered t = image·T + ty·TX + tx:
+// Layout, for the tiles transformed at once (numbered as WinogradPlan.h says: a chunk of images
+// for F(2×2, 3×3), a block of tile rows of up to 16 images for F(4×4, 3×3)):
 //   packed kernel  U[ξ][O/MR][C][MR] MR output channels side by side (the micro-kernel's rows)
 //   V              V[C][ξ][ldt]      transformed input tiles, tiles contiguous
 //   M              M[O][ξ][ldt]      products before the output transform
