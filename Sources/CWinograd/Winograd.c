@@ -66,54 +66,63 @@ size_t diffeqnet_winograd_packed_kernel_count(
          * (size_t)inChannels;
 }
 
-/// U = G g Gᵀ of the kernels of output channels firstOut ..< endOut into `packed` (mr rows per
-/// panel, `panels` panels), with `alpha` a constant after inlining so that the products unroll.
-__attribute__((always_inline)) static inline void transformKernels(
+/// U = G g Gᵀ of the kernels of the panels firstPanel ..< endPanel into `packed` (`panels`
+/// panels of mr output channels, one per lane; lanes past the last channel are zero), with
+/// `alpha` a constant after inlining so that the products unroll.
+__attribute__((target("avx2,fma"), always_inline)) static inline void transformKernels(
     const float *w, int outChannels, int inChannels, int transposeFlip, int alpha, int mr,
-    int panels, float *packed, int firstOut, int endOut) {
+    int panels, float *packed, int firstPanel, int endPanel) {
   const float(*gm)[3] = alpha == 6 ? transformG4 : transformG2;
-  for (int o = firstOut; o < endOut; o++) {
+  const size_t stride = (size_t)panels * inChannels * mr;  // from one ξ to the next
+  const __m256i rows = diffeqnet_prefix_mask(mr);
+  for (int panel = firstPanel; panel < endPanel; panel++) {
+    const int first = panel * mr;
+    const int count = outChannels - first < mr ? outChannels - first : mr;
     for (int c = 0; c < inChannels; c++) {
-      float g[3][3];
-      for (int i = 0; i < 3; i++) {
-        for (int j = 0; j < 3; j++) {
-          g[i][j] = transposeFlip ? w[((size_t)c * outChannels + o) * 9 + (2 - i) * 3 + (2 - j)]
-                                  : w[((size_t)o * inChannels + c) * 9 + i * 3 + j];
+      float g[9][LANES] = {{0}};  // g[3i + j][l]: tap (i, j) of output channel first + l
+      for (int l = 0; l < count; l++) {
+        for (int k = 0; k < 9; k++) {
+          g[k][l] = transposeFlip ? w[((size_t)c * outChannels + first + l) * 9 + 8 - k]
+                                  : w[((size_t)(first + l) * inChannels + c) * 9 + k];
         }
       }
-      float *dst = packed + ((size_t)o / mr * inChannels + c) * mr + o % mr;
-      const size_t stride = (size_t)panels * inChannels * mr;  // from one ξ to the next
+      __m256 gv[9];
+      for (int k = 0; k < 9; k++) gv[k] = _mm256_loadu_ps(g[k]);
+      float *dst = packed + ((size_t)panel * inChannels + c) * mr;
       for (int i = 0; i < alpha; i++) {
-        const float t[3] = {  // (G g)[i]
-            gm[i][0] * g[0][0] + gm[i][1] * g[1][0] + gm[i][2] * g[2][0],
-            gm[i][0] * g[0][1] + gm[i][1] * g[1][1] + gm[i][2] * g[2][1],
-            gm[i][0] * g[0][2] + gm[i][1] * g[1][2] + gm[i][2] * g[2][2]};
+        __m256 t[3];  // (G g)[i]
+        for (int j = 0; j < 3; j++) {
+          t[j] = _mm256_mul_ps(_mm256_set1_ps(gm[i][0]), gv[j]);
+          t[j] = _mm256_fmadd_ps(_mm256_set1_ps(gm[i][1]), gv[3 + j], t[j]);
+          t[j] = _mm256_fmadd_ps(_mm256_set1_ps(gm[i][2]), gv[6 + j], t[j]);
+        }
         for (int j = 0; j < alpha; j++) {  // ((G g) Gᵀ)[i][j]
-          dst[(size_t)(i * alpha + j) * stride] =
-              t[0] * gm[j][0] + t[1] * gm[j][1] + t[2] * gm[j][2];
+          __m256 u = _mm256_mul_ps(t[0], _mm256_set1_ps(gm[j][0]));
+          u = _mm256_fmadd_ps(t[1], _mm256_set1_ps(gm[j][1]), u);
+          u = _mm256_fmadd_ps(t[2], _mm256_set1_ps(gm[j][2]), u);
+          float *out = dst + (size_t)(i * alpha + j) * stride;
+          if (mr == LANES) {
+            _mm256_storeu_ps(out, u);
+          } else {
+            _mm256_maskstore_ps(out, rows, u);
+          }
         }
       }
     }
   }
 }
 
-void diffeqnet_winograd_pack_kernel(
+__attribute__((target("avx2,fma"))) void diffeqnet_winograd_pack_kernel(
     const float *w, int outChannels, int inChannels, int transposeFlip, int tile, int wide,
     float *packed, int firstPanel, int panelCount) {
-  const int mr = microRows(wide), positions = positionCount(tile);
-  const int panels = roundUp(outChannels, mr) / mr;
-  for (int xi = 0; xi < positions; xi++) {  // zero first: the last panel's rows past O stay 0
-    memset(packed + ((size_t)xi * panels + firstPanel) * inChannels * mr, 0,
-           (size_t)panelCount * inChannels * mr * sizeof(float));
-  }
-  const int end = (firstPanel + panelCount) * mr < outChannels ? (firstPanel + panelCount) * mr
-                                                               : outChannels;
+  const int mr = microRows(wide);
+  const int panels = roundUp(outChannels, mr) / mr, end = firstPanel + panelCount;
   if (tile == 4) {
     transformKernels(
-        w, outChannels, inChannels, transposeFlip, 6, mr, panels, packed, firstPanel * mr, end);
+        w, outChannels, inChannels, transposeFlip, 6, mr, panels, packed, firstPanel, end);
   } else {
     transformKernels(
-        w, outChannels, inChannels, transposeFlip, 4, mr, panels, packed, firstPanel * mr, end);
+        w, outChannels, inChannels, transposeFlip, 4, mr, panels, packed, firstPanel, end);
   }
 }
 
@@ -437,43 +446,53 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
       &p, v, z, images * p.tilesPerImage, panels, transformedGradient, accumulate, wide);
 }
 
-/// dw = Gᵀ (Σ_k dU_k) G for output channels firstOut ..< endOut, with `alpha` a constant after
-/// inlining.
-__attribute__((always_inline)) static inline void finishKernels(
+/// dw = Gᵀ (Σ_k dU_k) G for output channels firstOut ..< endOut, 8 at a time (one per lane),
+/// with `alpha` a constant after inlining.
+__attribute__((target("avx2,fma"), always_inline)) static inline void finishKernels(
     const float *transformedGradients, int count, int outChannels, int inChannels, int alpha,
     float *dw, int firstOut, int endOut) {
   const float(*gm)[3] = alpha == 6 ? transformG4 : transformG2;
   const size_t pairs = (size_t)outChannels * inChannels, size = (size_t)alpha * alpha * pairs;
-  for (int o = firstOut; o < endOut; o++) {
+  for (int first = firstOut; first < endOut; first += LANES) {
+    const int lanes = endOut - first < LANES ? endOut - first : LANES;
+    const __m256i mask = diffeqnet_prefix_mask(lanes);
     for (int c = 0; c < inChannels; c++) {
-      float u[6][6];  // Σ_k dU_k, α × α
-      for (int xi = 0; xi < alpha * alpha; xi++) {
-        float s = 0;
-        for (int k = 0; k < count; k++) {
-          s += transformedGradients[k * size + xi * pairs + (size_t)c * outChannels + o];
-        }
-        u[xi / alpha][xi % alpha] = s;
-      }
-      float t[3][6];  // Gᵀ dU
+      const float *src = transformedGradients + (size_t)c * outChannels + first;
+      __m256 t[3][6];  // Gᵀ dU, summed over dU's rows k
       for (int i = 0; i < 3; i++) {
+        for (int q = 0; q < alpha; q++) t[i][q] = _mm256_setzero_ps();
+      }
+      for (int k = 0; k < alpha; k++) {
         for (int q = 0; q < alpha; q++) {
-          t[i][q] = 0;
-          for (int k = 0; k < alpha; k++) t[i][q] += gm[k][i] * u[k][q];
+          __m256 u = _mm256_setzero_ps();  // Σ_parts dU[k][q], in the parts' order
+          for (int part = 0; part < count; part++) {
+            u = _mm256_add_ps(
+                u, _mm256_maskload_ps(src + part * size + (size_t)(k * alpha + q) * pairs, mask));
+          }
+          for (int i = 0; i < 3; i++) {
+            t[i][q] = _mm256_fmadd_ps(_mm256_set1_ps(gm[k][i]), u, t[i][q]);
+          }
         }
       }
-      float *g = dw + ((size_t)o * inChannels + c) * 9;
-      for (int i = 0; i < 3; i++) {  // (Gᵀ dU) G
+      float g[9][LANES];  // (Gᵀ dU) G, tap 3i + j of output channel first + l at g[3i + j][l]
+      for (int i = 0; i < 3; i++) {
         for (int j = 0; j < 3; j++) {
-          float s = 0;
-          for (int q = 0; q < alpha; q++) s += t[i][q] * gm[q][j];
-          g[i * 3 + j] = s;
+          __m256 s = _mm256_mul_ps(t[i][0], _mm256_set1_ps(gm[0][j]));
+          for (int q = 1; q < alpha; q++) {
+            s = _mm256_fmadd_ps(t[i][q], _mm256_set1_ps(gm[q][j]), s);
+          }
+          _mm256_storeu_ps(g[3 * i + j], s);
         }
+      }
+      for (int l = 0; l < lanes; l++) {
+        float *out = dw + ((size_t)(first + l) * inChannels + c) * 9;
+        for (int k = 0; k < 9; k++) out[k] = g[k][l];
       }
     }
   }
 }
 
-void diffeqnet_winograd_finish_weight_gradient(
+__attribute__((target("avx2,fma"))) void diffeqnet_winograd_finish_weight_gradient(
     const float *transformedGradients, int count, int outChannels, int inChannels, int tile,
     float *dw, int firstOut, int outCount) {
   if (tile == 4) {
