@@ -164,7 +164,9 @@ AVX512 void winogradF4Input(
 
 // MARK: Output
 
-AVX512 void winogradF4Output(
+// Without no_builtin, clang turns the 16 loads before each transpose into a call to memcpy
+// into a stack array.
+AVX512 __attribute__((no_builtin("memcpy"))) void winogradF4Output(
     const Plan *p, const float *m, int count, int firstRow, int rows, float *y,
     const float *bias, float *work) {
   const size_t plane = (size_t)p->outHeight * p->outWidth, imageSize = (size_t)p->outChannels * plane;
