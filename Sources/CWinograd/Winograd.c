@@ -276,6 +276,29 @@ __attribute__((target("avx2,fma"))) static void multiply(
   }
 }
 
+/// One block of F(4×4, 3×3)'s work: `count` ≤ 16 images from `first`, tile rows row ..< row +
+/// rows, and its tiles.
+typedef struct {
+  int first, count, row, rows, tiles;
+} Block;
+
+static inline Block blockAt(const Plan *p, int images, int first, int row) {
+  Block b;
+  b.first = first;
+  b.count = images - first < F4_IMAGES ? images - first : F4_IMAGES;
+  b.row = row;
+  b.rows = p->tileRows - row < p->blockRows ? p->tileRows - row : p->blockRows;
+  b.tiles = b.rows * p->tileColumns * F4_IMAGES;
+  return b;
+}
+
+/// The block after b: the next tile rows of the same images, else the next images' first rows.
+/// Past the last block, `first` ≥ images.
+static inline Block nextBlock(const Plan *p, int images, Block b) {
+  return b.row + b.rows < p->tileRows ? blockAt(p, images, b.first, b.row + b.rows)
+                                      : blockAt(p, images, b.first + F4_IMAGES, 0);
+}
+
 __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
     const float *packed, const float *bias, const float *x, float *y, int images, int channels,
     int height, int width, int outChannels, int pad, int tile, int wide, float *scratch) {
@@ -286,14 +309,10 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_forward(
   const size_t inSize = (size_t)channels * height * width;
   const size_t outSize = (size_t)outChannels * p.outHeight * p.outWidth;
   if (tile == 4) {
-    for (int first = 0; first < images; first += F4_IMAGES) {
-      const int count = images - first < F4_IMAGES ? images - first : F4_IMAGES;
-      for (int row = 0; row < p.tileRows; row += p.blockRows) {
-        const int rows = p.tileRows - row < p.blockRows ? p.tileRows - row : p.blockRows;
-        winogradF4Input(&p, x + first * inSize, count, row, rows, v, work);
-        multiply(&p, packed, v, m, rows * p.tileColumns * F4_IMAGES, wide);
-        winogradF4Output(&p, m, count, row, rows, y + first * outSize, bias, work);
-      }
+    for (Block b = blockAt(&p, images, 0, 0); b.first < images; b = nextBlock(&p, images, b)) {
+      winogradF4Input(&p, x + b.first * inSize, b.count, b.row, b.rows, v, work);
+      multiply(&p, packed, v, m, b.tiles, wide);
+      winogradF4Output(&p, m, b.count, b.row, b.rows, y + b.first * outSize, bias, work);
     }
     return;
   }
@@ -423,16 +442,12 @@ __attribute__((target("avx2,fma"))) void diffeqnet_winograd_weight_gradient(
   const size_t inSize = (size_t)channels * height * width;
   const size_t outSize = (size_t)outChannels * p.outHeight * p.outWidth;
   if (tile == 4) {
-    for (int first = 0; first < images; first += F4_IMAGES) {
-      const int count = images - first < F4_IMAGES ? images - first : F4_IMAGES;
-      for (int row = 0; row < p.tileRows; row += p.blockRows) {
-        const int rows = p.tileRows - row < p.blockRows ? p.tileRows - row : p.blockRows;
-        winogradF4Input(&p, x + first * inSize, count, row, rows, v, work);
-        winogradF4Gradient(&p, dy + first * outSize, count, row, rows, z, work);
-        accumulateProducts(
-            &p, v, z, rows * p.tileColumns * F4_IMAGES, panels, transformedGradient,
-            accumulate || first > 0 || row > 0, wide);
-      }
+    for (Block b = blockAt(&p, images, 0, 0); b.first < images; b = nextBlock(&p, images, b)) {
+      winogradF4Input(&p, x + b.first * inSize, b.count, b.row, b.rows, v, work);
+      winogradF4Gradient(&p, dy + b.first * outSize, b.count, b.row, b.rows, z, work);
+      accumulateProducts(
+          &p, v, z, b.tiles, panels, transformedGradient, accumulate || b.first > 0 || b.row > 0,
+          wide);
     }
     return;
   }
